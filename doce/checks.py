@@ -1,0 +1,63 @@
+"""System checks: loud, specific failures for an unsafe or broken configuration."""
+
+from __future__ import annotations
+
+import os
+
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
+
+from doce import opencode_bin
+
+
+@register(Tags.security, deploy=False)
+def check_production_settings(app_configs, **kwargs):
+    problems = []
+    if settings.DEBUG:
+        return problems
+    if "*" in settings.ALLOWED_HOSTS:
+        problems.append(
+            Warning(
+                "ALLOWED_HOSTS contains '*' with DEBUG=false.",
+                hint="Set ALLOWED_HOSTS to the host names doce is served under.",
+                id="doce.W001",
+            )
+        )
+    if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3") and os.environ.get(
+        "DOCE_REQUIRE_POSTGRES"
+    ):
+        problems.append(
+            Error(
+                "SQLite is configured but DOCE_REQUIRE_POSTGRES is set.",
+                hint="Set DATABASE_URL=postgres://user:password@host:5432/doce.",
+                id="doce.E002",
+            )
+        )
+    return problems
+
+
+@register()
+def check_data_dir(app_configs, **kwargs):
+    if not os.access(settings.DOCE_DATA_DIR, os.W_OK):
+        return [
+            Error(
+                f"DOCE_DATA_DIR {settings.DOCE_DATA_DIR} is not writable.",
+                hint="Point DOCE_DATA_DIR at a folder the doce user can write.",
+                id="doce.E001",
+            )
+        ]
+    return []
+
+
+@register()
+def check_opencode_binary(app_configs, **kwargs):
+    if opencode_bin.find() is None:
+        return [
+            Warning(
+                "The OpenCode binary was not found; projects cannot start.",
+                hint="Run `make setup` (installs opencode-ai from package.json) or set "
+                "DOCE_OPENCODE_BIN to the binary's path.",
+                id="doce.W002",
+            )
+        ]
+    return []

@@ -1,0 +1,77 @@
+"""GET /healthz: can doce reach its database, its broker (round trip) and OpenCode?"""
+
+from __future__ import annotations
+
+import time
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_not_required
+from django.db import connection
+from django.http import JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from doce import opencode_bin
+
+BROKER_ROUND_TRIP_TIMEOUT = 5.0
+
+
+def check_database() -> dict:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+    return {"ok": True, "vendor": connection.vendor}
+
+
+def check_broker() -> dict:
+    from doce.celery import app
+    from doce.tasks import ping
+
+    with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, timeout=2)
+    started = time.monotonic()
+    result = ping.apply_async(expires=BROKER_ROUND_TRIP_TIMEOUT)
+    try:
+        answer = result.get(timeout=BROKER_ROUND_TRIP_TIMEOUT, interval=0.05)
+    finally:
+        result.forget()
+    if answer != "pong":
+        raise RuntimeError(f"unexpected answer {answer!r}")
+    return {
+        "ok": True,
+        "transport": "embedded" if settings.DOCE_EMBEDDED_BROKER else app.conf.broker_url.split(":")[0],
+        "round_trip_ms": round((time.monotonic() - started) * 1000, 1),
+    }
+
+
+def check_opencode() -> dict:
+    path = opencode_bin.find()
+    if path is None:
+        raise RuntimeError("binary not found: run `make setup` or set DOCE_OPENCODE_BIN")
+    return {"ok": True, "path": str(path), "version": opencode_bin.version(path)}
+
+
+CHECKS = {"database": check_database, "broker": check_broker, "opencode": check_opencode}
+
+
+def _describe(exc: Exception) -> str:
+    name = type(exc).__name__
+    if name == "TimeoutError":
+        return "no worker answered a ping task in time (is the Celery worker running?)"
+    return f"{name}: {exc}"[:300]
+
+
+@login_not_required
+@never_cache
+@require_GET
+def healthz(request):
+    report: dict[str, dict] = {}
+    for name, check in CHECKS.items():
+        try:
+            report[name] = check()
+        except Exception as exc:  # every failure is reported, none crashes the probe
+            report[name] = {"ok": False, "error": _describe(exc)}
+    healthy = all(part["ok"] for part in report.values())
+    return JsonResponse(
+        {"status": "ok" if healthy else "error", **report}, status=200 if healthy else 503
+    )

@@ -1,0 +1,108 @@
+"""Run the web server and a Celery worker (with beat) together; one Ctrl-C stops both."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+STOP_GRACE_SECONDS = 10
+
+
+class Command(BaseCommand):
+    help = "Start doce: web server and Celery worker + beat, stopped together by Ctrl-C."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default=os.environ.get("DOCE_HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=int(os.environ.get("DOCE_PORT", 8000)))
+        parser.add_argument(
+            "--concurrency",
+            type=int,
+            default=int(os.environ.get("DOCE_WORKER_CONCURRENCY", 4)),
+            help="Celery worker processes (OAuth flows block one while they wait).",
+        )
+
+    def handle(self, *args, host, port, concurrency, **options):
+        if _port_in_use(host, port):
+            raise CommandError(
+                f"{host}:{port} is already in use. Stop what runs there or pick another port "
+                "with DOCE_PORT=8001."
+            )
+        python = sys.executable
+        manage = str(settings.BASE_DIR / "manage.py")
+        commands = {
+            "web": [python, manage, "runserver", f"{host}:{port}", "--noreload"],
+            "worker": [
+                python, "-m", "celery", "-A", "doce", "worker", "--beat",
+                "--loglevel", "INFO", "--concurrency", str(concurrency),
+                "--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME,
+            ],
+        }  # fmt: skip
+        children: dict[str, subprocess.Popen] = {}
+        stopping = False
+
+        def request_stop(signum, frame):
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGTERM, request_stop)
+        try:
+            for name, command in commands.items():
+                # Own session: a Ctrl-C reaches only this supervisor, which stops the
+                # children in order (and their own children with them).
+                children[name] = subprocess.Popen(command, start_new_session=True)
+            announced = False
+            while not stopping:
+                for name, child in children.items():
+                    if child.poll() is not None:
+                        self.stderr.write(f"doce: the {name} process exited ({child.returncode}).")
+                        stopping = True
+                if not announced and _port_in_use(host, port):
+                    announced = True
+                    url = f"http://{host if host not in ('0.0.0.0', '::') else '127.0.0.1'}:{port}/"
+                    self.stdout.write(self.style.SUCCESS(f"\n  doce is running: open {url}\n"))
+                    self.stdout.write("  Press Ctrl-C to stop the web server and the worker.\n")
+                time.sleep(0.2)
+        finally:
+            _stop_all(children)
+        failed = [name for name, child in children.items() if child.returncode not in (0, -15, -2)]
+        self.stdout.write("doce stopped.")
+        if failed:
+            sys.exit(1)
+
+
+def _port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex((host if host not in ("0.0.0.0", "") else "127.0.0.1", port)) == 0
+
+
+def _stop_all(children: dict[str, subprocess.Popen]) -> None:
+    # The main processes shut down their own children (Celery's pool) cleanly; only
+    # what is left after the grace period is killed, group by group.
+    for child in children.values():
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    for child in children.values():
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _signal_group(child, signal.SIGKILL)
+            child.wait()
+    for child in children.values():
+        _signal_group(child, signal.SIGKILL)
+
+
+def _signal_group(child: subprocess.Popen, signum: int) -> None:
+    try:
+        os.killpg(child.pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass

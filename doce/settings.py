@@ -1,0 +1,273 @@
+"""doce settings: one module, read from the environment (django-environ).
+
+Embedded defaults run on a laptop with nothing else installed (SQLite and a filesystem
+Celery broker under DOCE_DATA_DIR). Anything unsafe for production stops start-up with
+a message that says what to set.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+from doce import bootstrap, keyring
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(os.path.join(BASE_DIR, ".env"), overwrite=False)
+
+
+def _path_setting(name: str, default: str) -> Path:
+    path = Path(env.str(name, default=default)).expanduser()
+    return path if path.is_absolute() else (BASE_DIR / path).resolve()
+
+
+DEBUG = env.bool("DEBUG", default=False)
+DOCE_DATA_DIR = _path_setting("DOCE_DATA_DIR", "./var")
+DOCE_DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+# --- secrets ---------------------------------------------------------------------------
+_SETUP_HINT = (
+    "With DEBUG=false doce does not invent keys. Set {name} in the environment or in .env "
+    "({how})."
+)
+
+SECRET_KEY = env.str("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. "
+            + _SETUP_HINT.format(
+                name="SECRET_KEY",
+                how="a random string of at least 50 characters, e.g. the output of "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`",
+            )
+        )
+    SECRET_KEY = bootstrap.read_or_create_key_file(
+        DOCE_DATA_DIR / "secret_key", lambda: secrets.token_urlsafe(50)
+    )
+elif not DEBUG and (len(SECRET_KEY) < 32 or SECRET_KEY.startswith("django-insecure")):
+    raise ImproperlyConfigured(
+        "SECRET_KEY is too weak for DEBUG=false: use a random string of at least 50 characters."
+    )
+
+_raw_encryption_keys = env.str("DOCE_ENCRYPTION_KEYS", default="")
+if not _raw_encryption_keys:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "DOCE_ENCRYPTION_KEYS is not set. "
+            + _SETUP_HINT.format(
+                name="DOCE_ENCRYPTION_KEYS",
+                how="comma-separated Fernet keys, the first one encrypts; make one with "
+                "`python -c 'from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())'`",
+            )
+        )
+    _raw_encryption_keys = bootstrap.read_or_create_key_file(
+        DOCE_DATA_DIR / "encryption_keys", keyring.generate_key
+    )
+try:
+    DOCE_ENCRYPTION_KEYS = keyring.parse_keys(_raw_encryption_keys)
+except keyring.KeyringError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# --- applications --------------------------------------------------------------------
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "doce",
+    "providers",
+    "projects",
+    "queue_jobs",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "doce.middleware.FirstRunSetupMiddleware",
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "doce.urls"
+WSGI_APPLICATION = "doce.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- database ------------------------------------------------------------------------
+DATABASES = {
+    "default": env.db(
+        "DATABASE_URL", default=f"sqlite:///{DOCE_DATA_DIR / 'doce.sqlite3'}"
+    ),
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The web server and the worker write to one file: WAL and a write lock taken at
+    # BEGIN avoid "database is locked" and lost updates between them.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+    DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- auth ----------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 10},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+# --- i18n / static -------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = _path_setting("STATIC_ROOT", str(DOCE_DATA_DIR / "static"))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = DEBUG
+
+# --- production hardening ------------------------------------------------------------
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the page, not the cookie
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+if env.bool("DOCE_HTTPS", default=False):
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- Celery --------------------------------------------------------------------------
+_broker_dir = DOCE_DATA_DIR / "broker"
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+DOCE_EMBEDDED_BROKER = CELERY_BROKER_URL.startswith("filesystem://")
+if DOCE_EMBEDDED_BROKER:
+    for _folder in ("queue", "processed", "control"):
+        (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
+        "store_processed": False,
+        # kombu polls the folder; its default of 1 s would be paid at every chain hop.
+        "polling_interval": env.float("DOCE_BROKER_POLL_INTERVAL", default=0.05),
+    }
+    _default_backend = f"file://{DOCE_DATA_DIR / 'celery-results'}"
+    (DOCE_DATA_DIR / "celery-results").mkdir(parents=True, exist_ok=True)
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # A task whose worker died is redelivered after this many seconds (acks_late).
+        "visibility_timeout": env.int("DOCE_BROKER_VISIBILITY_TIMEOUT", default=3600),
+    }
+    _default_backend = CELERY_BROKER_URL
+CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=_default_backend)
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = env.int("DOCE_TASK_TIME_LIMIT", default=15 * 60)
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("DOCE_TASK_SOFT_TIME_LIMIT", default=14 * 60)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_RESULT_EXPIRES = 24 * 3600
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE_FILENAME = str(DOCE_DATA_DIR / "celerybeat-schedule")
+
+# --- OpenCode ------------------------------------------------------------------------
+DOCE_RUNTIME = env.str("DOCE_RUNTIME", default="local")
+if DOCE_RUNTIME not in {"local", "docker"}:
+    raise ImproperlyConfigured(
+        f"DOCE_RUNTIME={DOCE_RUNTIME!r} is not supported: use 'local' or 'docker'."
+    )
+DOCE_OPENCODE_BIN = env.str("DOCE_OPENCODE_BIN", default="")
+DOCE_OPENCODE_CONFIG = env.str("DOCE_OPENCODE_CONFIG", default="")
+
+# --- OpenCode client and project runtimes ---------------------------------------------
+
+# --- provider connections, catalog and validation -------------------------------------
+
+# --- projects and the pipeline --------------------------------------------------------
+
+# --- logging -------------------------------------------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact": {"()": "doce.redaction.RedactSecretsFilter"}},
+    "formatters": {
+        "doce": {
+            "format": "%(asctime)s %(levelname)-7s %(processName)s %(name)s: %(message)s",
+        }
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "doce",
+            "filters": ["redact"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+    },
+}

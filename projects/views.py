@@ -1,0 +1,5 @@
+from django.shortcuts import render
+
+
+def project_list(request):
+    return render(request, "projects/project_list.html", {"projects": []})

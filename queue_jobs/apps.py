@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class QueueJobsConfig(AppConfig):
+    name = "queue_jobs"
+    verbose_name = "Pipeline jobs"

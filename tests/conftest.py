@@ -1,0 +1,134 @@
+"""Shared fixtures: named users, a real Celery worker, a real browser."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from django.conf import settings
+
+from tests.factories import UserFactory
+
+CHROMIUM = os.environ.get("DOCE_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+@pytest.fixture
+def alice(db):
+    return UserFactory(username="alice")
+
+
+@pytest.fixture
+def bob(db):
+    return UserFactory(username="bob")
+
+
+@pytest.fixture
+def admin_user(db):
+    return UserFactory(username="admin", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def alice_client(client, alice):
+    client.force_login(alice)
+    return client
+
+
+def database_url(settings_dict: dict) -> str:
+    """A DATABASE_URL for the (test) database this process uses, for subprocesses."""
+    if settings_dict["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{settings_dict['NAME']}"
+    user = quote(settings_dict.get("USER") or "")
+    password = settings_dict.get("PASSWORD") or ""
+    credentials = f"{user}:{quote(password)}@" if password else (f"{user}@" if user else "")
+    return (
+        f"postgres://{credentials}{settings_dict.get('HOST') or '127.0.0.1'}:"
+        f"{settings_dict.get('PORT') or 5432}/{settings_dict['NAME']}"
+    )
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """This test run's environment for a doce subprocess, on the test database."""
+    from django.db import connection
+
+    env = os.environ.copy()
+    env["DJANGO_SETTINGS_MODULE"] = "doce.settings"
+    env["DATABASE_URL"] = database_url(connection.settings_dict)
+    env.update(extra)
+    return env
+
+
+def stop_process_group(process: subprocess.Popen, timeout: float = 10) -> None:
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
+    """A real Celery worker subprocess on the configured broker and the test database."""
+    from doce.celery import app
+    from doce.tasks import ping
+
+    if not settings.DOCE_EMBEDDED_BROKER:
+        app.control.purge()  # messages left by an earlier, interrupted run
+    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
+    log = open(log_path, "w")  # noqa: SIM115 (closed at teardown)
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "celery", "-A", "doce", "worker", "--loglevel", "INFO",
+            "--concurrency", "2", "--hostname", f"test-{uuid.uuid4().hex[:8]}@%h",
+        ],
+        env=subprocess_env(), stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True, cwd=settings.BASE_DIR,
+    )  # fmt: skip
+    deadline = time.monotonic() + 90
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"Celery worker exited: {Path(log_path).read_text()[-3000:]}")
+        try:
+            if ping.apply_async(expires=10).get(timeout=5, interval=0.05) == "pong":
+                break
+        except Exception:
+            if time.monotonic() > deadline:
+                stop_process_group(process)
+                raise RuntimeError(
+                    f"Celery worker never answered: {Path(log_path).read_text()[-3000:]}"
+                ) from None
+    process.log_path = log_path
+    yield process
+    stop_process_group(process)
+    log.close()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium driven by Playwright (its own browser download is not used)."""
+    from playwright.sync_api import sync_playwright
+
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"{CHROMIUM} is missing: run `make test` (it installs Debian's chromium).")
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context()
+    context.set_default_timeout(15_000)
+    yield context.new_page()
+    context.close()

@@ -1,0 +1,47 @@
+"""Test settings: the real doce.settings, fed a test environment.
+
+Values come from the environment when set (.ci/run points DATABASE_URL and
+CELERY_BROKER_URL at PostgreSQL and Redis); otherwise the embedded defaults are used,
+like a new user's first run. Subprocesses started by tests (Celery worker, OpenCode,
+rundoce) inherit this environment.
+"""
+
+import atexit
+import os
+import shutil
+import tempfile
+
+_data_dir = os.environ.get("DOCE_TEST_DATA_DIR")
+if not _data_dir:
+    _data_dir = tempfile.mkdtemp(prefix="doce-test-")
+    os.environ["DOCE_TEST_DATA_DIR"] = _data_dir
+    atexit.register(shutil.rmtree, _data_dir, ignore_errors=True)
+
+_TEST_ENV = {
+    "DOCE_DATA_DIR": _data_dir,
+    "DEBUG": "false",
+    "SECRET_KEY": "test-secret-key-that-is-long-enough-for-production-checks-0123456789",
+    # A fixed test key; never used outside tests.
+    "DOCE_ENCRYPTION_KEYS": "ZmDfcTF7_60GrrY167zsiPd67pEvs0aGOv2oasOM1Pg=",
+    "ALLOWED_HOSTS": "localhost,127.0.0.1,testserver",
+    "DOCE_BROKER_POLL_INTERVAL": "0.02",
+    # Playwright's sync API runs an event loop in the test thread.
+    "DJANGO_ALLOW_ASYNC_UNSAFE": "true",
+}
+for _name, _value in _TEST_ENV.items():
+    os.environ.setdefault(_name, _value)
+
+from doce.settings import *  # noqa: E402,F403
+from doce.settings import DATABASES, DOCE_DATA_DIR  # noqa: E402
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True
+
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # A file, not :memory:, so a Celery worker subprocess sees the same test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(DOCE_DATA_DIR / "test.sqlite3")}
