@@ -8,8 +8,8 @@ is always read back, never regenerated.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 #: Messages for the log; settings run before logging is configured, so the app's
 #: ``ready()`` emits them.
@@ -33,7 +33,7 @@ def read_or_create_key_file(path: Path, generate: Callable[[], str]) -> str:
     with os.fdopen(fd, "w") as handle:
         handle.write(value + "\n")
     PENDING_MESSAGES.append(
-        f"Generated {path.name} in {path.parent} (mode 0600). Back it up: it is needed to "
-        "read what doce stores."
+        f"Generated {path} (mode 0600) because DEBUG is on and no key was given. Back it "
+        "up with the database: it will be read again at every start, never replaced."
     )
     return value

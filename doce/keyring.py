@@ -58,9 +58,7 @@ def decrypt(token: str) -> str:
     try:
         return _configured().decrypt(token.encode()).decode()
     except InvalidToken:
-        raise UndecryptableError(
-            "cannot decrypt: was DOCE_ENCRYPTION_KEYS changed?"
-        ) from None
+        raise UndecryptableError("cannot decrypt: was DOCE_ENCRYPTION_KEYS changed?") from None
 
 
 def rotate(token: str) -> str:
@@ -68,9 +66,7 @@ def rotate(token: str) -> str:
     try:
         return _configured().rotate(token.encode()).decode()
     except InvalidToken:
-        raise UndecryptableError(
-            "cannot decrypt: was DOCE_ENCRYPTION_KEYS changed?"
-        ) from None
+        raise UndecryptableError("cannot decrypt: was DOCE_ENCRYPTION_KEYS changed?") from None
 
 
 def is_current(token: str) -> bool:

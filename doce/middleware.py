@@ -14,8 +14,8 @@ class FirstRunSetupMiddleware:
         self._has_users = False  # once true it stays true for this process
 
     def __call__(self, request):
-        if not self._has_users:
+        if not self._has_users and not request.path.startswith(_EXEMPT_PREFIXES):
             self._has_users = get_user_model().objects.exists()
-            if not self._has_users and not request.path.startswith(_EXEMPT_PREFIXES):
+            if not self._has_users:
                 return redirect("setup")
         return self.get_response(request)

@@ -28,16 +28,17 @@ _PATTERNS = [
 ]
 _KEYED = re.compile("|".join(f"(?:{pattern})" for pattern in _PATTERNS))
 # "Bearer xyz", "Basic xyz", "api_key=xyz", '"key": "xyz"' keep the label, lose the value.
+_SCHEME = re.compile(r"(?i)(\b(?:bearer|basic)\s+)([A-Za-z0-9._~+/\-]{6,}=*)")
 _LABELLED = re.compile(
-    r"(?i)(\b(?:bearer|basic)\s+|"
-    r"\b(?:api[_-]?key|x-api-key|access[_-]?token|refresh[_-]?token|token|password|"
+    r"(?i)(\b(?:api[_-]?key|x-api-key|access[_-]?token|refresh[_-]?token|token|password|"
     r"secret|authorization|key)[\"']?\s*[:=]\s*[\"']?)"
-    r"([^\s\"',;}&]{6,})"
+    r"(?!\[REDACTED\])(?!(?:bearer|basic)\s)([^\s\"',;}&]{6,})"
 )
 
 
 def redact(text: str) -> str:
     text = _KEYED.sub(REDACTED, text)
+    text = _SCHEME.sub(lambda match: match.group(1) + REDACTED, text)
     return _LABELLED.sub(lambda match: match.group(1) + REDACTED, text)
 
 

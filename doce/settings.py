@@ -19,7 +19,10 @@ from doce import bootstrap, keyring
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-environ.Env.read_env(os.path.join(BASE_DIR, ".env"), overwrite=False)
+# An optional .env file; DOCE_ENV_FILE names another one ("" reads none).
+_env_file = os.environ.get("DOCE_ENV_FILE", str(BASE_DIR / ".env"))
+if _env_file and os.path.isfile(_env_file):
+    environ.Env.read_env(_env_file, overwrite=False)
 
 
 def _path_setting(name: str, default: str) -> Path:
@@ -33,8 +36,7 @@ DOCE_DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 # --- secrets ---------------------------------------------------------------------------
 _SETUP_HINT = (
-    "With DEBUG=false doce does not invent keys. Set {name} in the environment or in .env "
-    "({how})."
+    "With DEBUG=false doce does not invent keys. Set {name} in the environment or in .env ({how})."
 )
 
 SECRET_KEY = env.str("SECRET_KEY", default="")
@@ -128,9 +130,7 @@ TEMPLATES = [
 
 # --- database ------------------------------------------------------------------------
 DATABASES = {
-    "default": env.db(
-        "DATABASE_URL", default=f"sqlite:///{DOCE_DATA_DIR / 'doce.sqlite3'}"
-    ),
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{DOCE_DATA_DIR / 'doce.sqlite3'}"),
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web server and the worker write to one file: WAL and a write lock taken at

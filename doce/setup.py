@@ -49,7 +49,7 @@ def first_admin_create(*, username: str, password: str):
 def setup_view(request):
     if get_user_model().objects.exists():
         raise Http404("Setup is already complete.")
-    form = FirstAdminForm(request.POST or None)
+    form = FirstAdminForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
             user = first_admin_create(
@@ -61,6 +61,3 @@ def setup_view(request):
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         return redirect("home")
     return render(request, "setup.html", {"form": form})
-
-
-

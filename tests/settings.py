@@ -27,6 +27,7 @@ _TEST_ENV = {
     "DOCE_BROKER_POLL_INTERVAL": "0.02",
     # Playwright's sync API runs an event loop in the test thread.
     "DJANGO_ALLOW_ASYNC_UNSAFE": "true",
+    "DOCE_ENV_FILE": "",
 }
 for _name, _value in _TEST_ENV.items():
     os.environ.setdefault(_name, _value)

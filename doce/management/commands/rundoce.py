@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -13,6 +14,11 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 STOP_GRACE_SECONDS = 10
+_ALL_INTERFACES = {"0.0.0.0", "::", ""}  # noqa: S104 (only recognised, to print a usable URL)
+
+
+def _reachable(host: str) -> str:
+    return "127.0.0.1" if host in _ALL_INTERFACES else host
 
 
 class Command(BaseCommand):
@@ -66,7 +72,7 @@ class Command(BaseCommand):
                         stopping = True
                 if not announced and _port_in_use(host, port):
                     announced = True
-                    url = f"http://{host if host not in ('0.0.0.0', '::') else '127.0.0.1'}:{port}/"
+                    url = f"http://{_reachable(host)}:{port}/"
                     self.stdout.write(self.style.SUCCESS(f"\n  doce is running: open {url}\n"))
                     self.stdout.write("  Press Ctrl-C to stop the web server and the worker.\n")
                 time.sleep(0.2)
@@ -81,7 +87,7 @@ class Command(BaseCommand):
 def _port_in_use(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.settimeout(0.5)
-        return probe.connect_ex((host if host not in ("0.0.0.0", "") else "127.0.0.1", port)) == 0
+        return probe.connect_ex((_reachable(host), port)) == 0
 
 
 def _stop_all(children: dict[str, subprocess.Popen]) -> None:
@@ -102,7 +108,5 @@ def _stop_all(children: dict[str, subprocess.Popen]) -> None:
 
 
 def _signal_group(child: subprocess.Popen, signum: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(child.pid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass

@@ -1,0 +1,127 @@
+"""The settings module refuses unsafe production configuration, clearly, and makes its
+first-run keys once. Each case loads doce.settings in a fresh interpreter."""
+
+import os
+import secrets
+import stat
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings as django_settings
+
+from doce import keyring
+
+STRONG_SECRET = secrets.token_urlsafe(50)
+
+
+def run_manage(tmp_path, *args, **env):
+    base = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"SECRET_KEY", "DOCE_ENCRYPTION_KEYS", "DEBUG", "DATABASE_URL",
+                       "CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE", "DOCE_RUNTIME",
+                       "DJANGO_ALLOW_ASYNC_UNSAFE"}
+    }  # fmt: skip
+    base.update({"DOCE_DATA_DIR": str(tmp_path), "DOCE_ENV_FILE": ""})
+    base.update(env)
+    return subprocess.run(
+        [sys.executable, str(django_settings.BASE_DIR / "manage.py"), *args],
+        env=base, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"DEBUG": "false", "DOCE_ENCRYPTION_KEYS": keyring.generate_key()},
+         "SECRET_KEY is not set"),
+        ({"DEBUG": "false", "SECRET_KEY": STRONG_SECRET}, "DOCE_ENCRYPTION_KEYS is not set"),
+        ({"DEBUG": "false", "SECRET_KEY": "django-insecure-abc",
+          "DOCE_ENCRYPTION_KEYS": keyring.generate_key()}, "SECRET_KEY is too weak"),
+        ({"DEBUG": "false", "SECRET_KEY": STRONG_SECRET, "DOCE_ENCRYPTION_KEYS": "not-a-key"},
+         "key #1 is not a Fernet key"),
+        ({"DEBUG": "false", "SECRET_KEY": STRONG_SECRET,
+          "DOCE_ENCRYPTION_KEYS": f"{keyring.generate_key()},short"},
+         "key #2 is not a Fernet key"),
+        ({"DEBUG": "true", "DOCE_RUNTIME": "kubernetes"}, "DOCE_RUNTIME='kubernetes'"),
+    ],
+)  # fmt: skip
+def test_unsafe_configuration_stops_start_up_with_one_clear_line(tmp_path, env, expected):
+    result = run_manage(tmp_path, "check", **env)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("doce: configuration error: ")
+    assert expected in result.stderr
+
+
+def test_a_complete_production_configuration_starts(tmp_path):
+    result = run_manage(
+        tmp_path, "check", "--deploy", "--fail-level", "ERROR",
+        DEBUG="false", SECRET_KEY=STRONG_SECRET, DOCE_ENCRYPTION_KEYS=keyring.generate_key(),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "secret_key").exists()
+    assert not (tmp_path / "encryption_keys").exists()
+
+
+def test_debug_generates_key_files_once_with_mode_0600_and_says_so(tmp_path):
+    first = run_manage(tmp_path, "check", DEBUG="true")
+    assert first.returncode == 0, first.stderr
+    assert "Generated" in first.stderr and "encryption_keys" in first.stderr
+    secret_file, keys_file = tmp_path / "secret_key", tmp_path / "encryption_keys"
+    for path in (secret_file, keys_file):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    keyring.parse_keys(keys_file.read_text())  # a valid Fernet key
+    before = (secret_file.read_text(), keys_file.read_text())
+
+    second = run_manage(tmp_path, "check", DEBUG="true")
+    assert second.returncode == 0
+    assert "Generated" not in second.stderr
+    assert (secret_file.read_text(), keys_file.read_text()) == before
+
+
+def test_existing_key_files_are_never_overwritten(tmp_path):
+    existing = keyring.generate_key()
+    (tmp_path / "encryption_keys").write_text(existing + "\n")
+    result = run_manage(
+        tmp_path, "shell", "-c", "from django.conf import settings; "
+        "print(settings.DOCE_ENCRYPTION_KEYS[0])", DEBUG="true",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == existing
+    assert (tmp_path / "encryption_keys").read_text() == existing + "\n"
+
+
+def test_an_empty_key_file_is_an_error_not_a_new_key(tmp_path):
+    (tmp_path / "encryption_keys").write_text("")
+    result = run_manage(tmp_path, "check", DEBUG="true")
+    assert result.returncode != 0
+    assert "exists but is empty" in result.stderr
+    assert (tmp_path / "encryption_keys").read_text() == ""
+
+
+def test_celery_is_configured_for_safe_delivery():
+    from doce.celery import app
+
+    conf = app.conf
+    assert (conf.task_serializer, conf.result_serializer) == ("json", "json")
+    assert conf.accept_content == ["json"]
+    assert conf.task_acks_late and conf.task_reject_on_worker_lost
+    assert conf.worker_prefetch_multiplier == 1
+    assert conf.task_time_limit and conf.task_soft_time_limit < conf.task_time_limit
+    assert conf.broker_connection_retry_on_startup is True
+
+
+def test_embedded_defaults_need_no_server_and_poll_fast(tmp_path):
+    result = run_manage(
+        tmp_path, "shell", "-c", "from django.conf import settings as s; "
+        "print(s.DATABASES['default']['NAME'], s.CELERY_BROKER_URL, s.CELERY_RESULT_BACKEND, "
+        "s.CELERY_BROKER_TRANSPORT_OPTIONS['polling_interval'])", DEBUG="true",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    database, broker, backend, interval = result.stdout.strip().splitlines()[-1].split()
+    assert database == str(tmp_path / "doce.sqlite3")
+    assert broker == "filesystem://"
+    assert backend == f"file://{tmp_path / 'celery-results'}"
+    assert float(interval) <= 0.1

@@ -1,0 +1,85 @@
+"""The first-run path: `make run` migrates and starts `manage.py rundoce` on the
+embedded defaults (SQLite + filesystem broker). One SIGINT stops everything."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import psutil
+import pytest
+from django.conf import settings
+
+pytestmark = pytest.mark.integration
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def first_run_env(tmp_path):
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND",
+                       "SECRET_KEY", "DOCE_ENCRYPTION_KEYS", "DJANGO_SETTINGS_MODULE"}
+    }  # fmt: skip
+    env.update({"DEBUG": "true", "DOCE_DATA_DIR": str(tmp_path / "var"), "DOCE_ENV_FILE": ""})
+    return env
+
+
+def test_rundoce_serves_web_and_worker_and_stops_both_on_ctrl_c(first_run_env, tmp_path):
+    manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
+    migrate = subprocess.run([*manage, "migrate", "--noinput"], env=first_run_env,
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert migrate.returncode == 0, migrate.stderr
+    port = _free_port()
+    log = open(tmp_path / "rundoce.log", "w+")  # noqa: SIM115
+    process = subprocess.Popen(
+        [*manage, "rundoce", "--port", str(port), "--concurrency", "1"],
+        env=first_run_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        url = None
+        while url is None and time.monotonic() < deadline:
+            match = re.search(
+                r"doce is running: open (\S+)", (tmp_path / "rundoce.log").read_text()
+            )
+            url = match.group(1) if match else None
+            time.sleep(0.2)
+        assert url == f"http://127.0.0.1:{port}/", (tmp_path / "rundoce.log").read_text()
+
+        health = None
+        while time.monotonic() < deadline:
+            health = httpx.get(url + "healthz", timeout=15)
+            if health.status_code == 200:
+                break
+            time.sleep(0.5)
+        assert health is not None and health.status_code == 200, health.text
+        assert health.json()["broker"]["transport"] == "embedded"
+        assert health.json()["database"]["vendor"] == "sqlite"
+        first_page = httpx.get(url, timeout=10)
+        assert first_page.status_code == 302 and first_page.headers["location"] == "/setup/"
+
+        children = psutil.Process(process.pid).children(recursive=True)
+        assert len(children) >= 2  # the web server and the worker (+ its pool)
+
+        os.kill(process.pid, signal.SIGINT)  # what Ctrl-C sends
+        assert process.wait(timeout=30) == 0
+        gone, alive = psutil.wait_procs(children, timeout=5)
+        assert alive == []
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()
+    assert "doce stopped." in (tmp_path / "rundoce.log").read_text()
