@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 
-from doce import opencode_bin
+from doce.opencode import binary as opencode_bin
 
 
 @register(Tags.security, deploy=False)
@@ -60,4 +61,27 @@ def check_opencode_binary(app_configs, **kwargs):
                 id="doce.W002",
             )
         ]
+    return []
+
+
+@register()
+def check_operator_opencode_config(app_configs, **kwargs):
+    """DOCE_OPENCODE_CONFIG must be a readable JSON object: otherwise every project start
+    would fail later, one by one."""
+    path = settings.DOCE_OPENCODE_CONFIG
+    if not path:
+        return []
+    try:
+        with open(path) as handle:
+            value = json.load(handle)
+    except (OSError, ValueError) as exc:
+        return [
+            Error(
+                f"DOCE_OPENCODE_CONFIG={path} cannot be read as JSON: {exc}",
+                hint="Point it at a JSON file (an opencode.json fragment) or unset it.",
+                id="doce.E003",
+            )
+        ]
+    if not isinstance(value, dict):
+        return [Error(f"DOCE_OPENCODE_CONFIG={path} must hold a JSON object.", id="doce.E003")]
     return []

@@ -12,7 +12,7 @@ from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from doce import opencode_bin
+from doce.opencode import binary as opencode_bin
 
 BROKER_ROUND_TRIP_TIMEOUT = 5.0
 

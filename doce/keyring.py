@@ -6,9 +6,16 @@ all of them decrypt, so keys can be rotated by putting a new key first.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+_UNDECRYPTABLE = "cannot decrypt: was DOCE_ENCRYPTION_KEYS changed?"
+# A Fernet token is url-safe base64 of: version 0x80, 8-byte timestamp, 16-byte IV, at
+# least one 16-byte AES block and a 32-byte HMAC, so at least 73 bytes (100 characters).
+_MIN_TOKEN_LENGTH = 100
 
 
 class KeyringError(ValueError):
@@ -44,10 +51,21 @@ def _multifernet(keys: tuple[str, ...]) -> MultiFernet:
     return MultiFernet([Fernet(key) for key in keys])
 
 
+@functools.lru_cache(maxsize=8)
+def _fernet(key: str) -> Fernet:
+    return Fernet(key)
+
+
 def _configured() -> MultiFernet:
     from django.conf import settings
 
     return _multifernet(tuple(settings.DOCE_ENCRYPTION_KEYS))
+
+
+def _current() -> Fernet:
+    from django.conf import settings
+
+    return _fernet(settings.DOCE_ENCRYPTION_KEYS[0])
 
 
 def encrypt(plaintext: str) -> str:
@@ -58,7 +76,7 @@ def decrypt(token: str) -> str:
     try:
         return _configured().decrypt(token.encode()).decode()
     except InvalidToken:
-        raise UndecryptableError("cannot decrypt: was DOCE_ENCRYPTION_KEYS changed?") from None
+        raise UndecryptableError(_UNDECRYPTABLE) from None
 
 
 def rotate(token: str) -> str:
@@ -66,15 +84,41 @@ def rotate(token: str) -> str:
     try:
         return _configured().rotate(token.encode()).decode()
     except InvalidToken:
-        raise UndecryptableError("cannot decrypt: was DOCE_ENCRYPTION_KEYS changed?") from None
+        raise UndecryptableError(_UNDECRYPTABLE) from None
 
 
 def is_current(token: str) -> bool:
     """True when ``token`` was encrypted with the first (current) key."""
-    from django.conf import settings
-
     try:
-        Fernet(settings.DOCE_ENCRYPTION_KEYS[0]).decrypt(token.encode())
+        _current().decrypt(token.encode())
     except InvalidToken:
         return False
     return True
+
+
+def rotate_if_stale(token: str) -> str | None:
+    """The token re-encrypted with the first key, or None when it already uses that key.
+
+    One pass for key rotation: a token on the current key costs one decryption, a stale
+    one a decryption with each key tried plus one encryption. Raises UndecryptableError.
+    """
+    try:
+        _current().decrypt(token.encode())
+    except InvalidToken:
+        return rotate(token)
+    return None
+
+
+def looks_encrypted(value: str) -> bool:
+    """True when ``value`` has the shape of a Fernet token (whatever key made it).
+
+    Tells a stored ciphertext that no configured key opens apart from a plaintext value
+    (a legacy key restored from an old backup), which is safe to encrypt.
+    """
+    if len(value) < _MIN_TOKEN_LENGTH or not value.startswith("gAAAAA"):
+        return False
+    try:
+        raw = base64.urlsafe_b64decode(value.encode())
+    except (binascii.Error, ValueError):
+        return False
+    return raw[0] == 0x80 and (len(raw) - 57) % 16 == 0

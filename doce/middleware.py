@@ -11,11 +11,14 @@ _EXEMPT_PREFIXES = ("/setup/", "/healthz", "/static/")
 class FirstRunSetupMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
-        self._has_users = False  # once true it stays true for this process
 
     def __call__(self, request):
-        if not self._has_users and not request.path.startswith(_EXEMPT_PREFIXES):
-            self._has_users = get_user_model().objects.exists()
-            if not self._has_users:
-                return redirect("setup")
+        # A logged-in user proves an account exists; only anonymous requests ask the
+        # database (one EXISTS query), so deleting every account brings /setup/ back.
+        if (
+            not request.user.is_authenticated
+            and not request.path.startswith(_EXEMPT_PREFIXES)
+            and not get_user_model().objects.exists()
+        ):
+            return redirect("setup")
         return self.get_response(request)

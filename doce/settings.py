@@ -241,10 +241,48 @@ DOCE_OPENCODE_BIN = env.str("DOCE_OPENCODE_BIN", default="")
 DOCE_OPENCODE_CONFIG = env.str("DOCE_OPENCODE_CONFIG", default="")
 
 # --- OpenCode client and project runtimes ---------------------------------------------
+# Each project gets a folder here (workspace, OpenCode home with its auth.json, log).
+DOCE_PROJECTS_DIR = _path_setting("DOCE_PROJECTS_DIR", str(DOCE_DATA_DIR / "projects"))
+# Start to healthy takes about 3.5 s on an idle machine; many starting at once take longer.
+DOCE_OPENCODE_START_TIMEOUT = env.float("DOCE_OPENCODE_START_TIMEOUT", default=60.0)
+# Every call to a server has a timeout; prompts and the blocking OAuth callback longer ones.
+DOCE_OPENCODE_REQUEST_TIMEOUT = env.float("DOCE_OPENCODE_REQUEST_TIMEOUT", default=10.0)
+DOCE_OPENCODE_PROMPT_TIMEOUT = env.float("DOCE_OPENCODE_PROMPT_TIMEOUT", default=300.0)
+DOCE_OPENCODE_OAUTH_CALLBACK_TIMEOUT = env.float(
+    "DOCE_OPENCODE_OAUTH_CALLBACK_TIMEOUT", default=900.0
+)
+# Seconds between SIGTERM, a second SIGTERM and SIGKILL (OpenCode ignores SIGTERM while
+# its background npm install runs).
+DOCE_OPENCODE_STOP_GRACE = env.float("DOCE_OPENCODE_STOP_GRACE", default=3.0)
+# OpenCode installs @opencode-ai/plugin with npm at start and after every dispose; offline
+# that retries for over a minute. Set false only if servers can reach an npm registry and
+# the operator config (DOCE_OPENCODE_CONFIG) lists npm plugins.
+DOCE_OPENCODE_NPM_OFFLINE = env.bool("DOCE_OPENCODE_NPM_OFFLINE", default=True)
+# An npm registry (mirror) for those installs; "" keeps npm's default.
+DOCE_OPENCODE_NPM_REGISTRY = env.str("DOCE_OPENCODE_NPM_REGISTRY", default="")
+# DOCE_RUNTIME=docker: the image (the doce image carries the pinned binary), the binary's
+# path inside it, the home folder the named volume is mounted on, and the docker CLI.
+DOCE_OPENCODE_IMAGE = env.str("DOCE_OPENCODE_IMAGE", default="doce:latest")
+DOCE_OPENCODE_IMAGE_BIN = env.str(
+    "DOCE_OPENCODE_IMAGE_BIN", default="/app/node_modules/opencode-linux-x64/bin/opencode"
+)
+DOCE_OPENCODE_IMAGE_HOME = env.str("DOCE_OPENCODE_IMAGE_HOME", default="/home/doce")
+DOCE_DOCKER_BIN = env.str("DOCE_DOCKER_BIN", default="docker")
 
 # --- provider connections, catalog and validation -------------------------------------
+# Beat marks OAuth connections whose tokens are past their expiry as "expired".
+CELERY_BEAT_SCHEDULE["providers.expire-oauth-connections"] = {
+    "task": "providers.expire_oauth_connections",
+    "schedule": env.float("DOCE_OAUTH_EXPIRY_CHECK_SECONDS", default=300.0),
+}
 
 # --- projects and the pipeline --------------------------------------------------------
+# A running project nobody used for this long is stopped to free its server's memory.
+DOCE_PROJECT_IDLE_MINUTES = env.int("DOCE_PROJECT_IDLE_MINUTES", default=60)
+CELERY_BEAT_SCHEDULE["reconcile-projects"] = {
+    "task": "queue_jobs.reconcile",
+    "schedule": env.float("DOCE_RECONCILE_SECONDS", default=60.0),
+}
 
 # --- logging -------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

@@ -1,5 +1,150 @@
-from django.shortcuts import render
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from projects import selectors, services
+from projects.forms import MessageForm, ModelChangeForm, ProjectCreateForm
+from projects.models import Project
+from projects.transcript import PROVIDER_AUTH_MESSAGE, transcript_read
+from queue_jobs.pipeline import PipelineBusy
+
+
+def _project_or_404(request, project_id: int) -> Project:
+    try:
+        return selectors.project_for_user(user=request.user, project_id=project_id)
+    except Project.DoesNotExist:
+        raise Http404("No such project.") from None
 
 
 def project_list(request):
-    return render(request, "projects/project_list.html", {"projects": []})
+    projects = selectors.projects_for_user(user=request.user)
+    return render(request, "projects/project_list.html", {"projects": projects})
+
+
+def project_new(request):
+    providers = selectors.usable_providers(user=request.user)
+    form = ProjectCreateForm(request.POST if request.method == "POST" else None, user=request.user)
+    if request.method == "POST" and providers and form.is_valid():
+        project = services.project_create(
+            owner=request.user,
+            prompt=form.cleaned_data["prompt"],
+            model=form.cleaned_data["model"],
+        )
+        return redirect("projects:detail", project_id=project.pk)
+    return render(
+        request,
+        "projects/project_new.html",
+        {
+            "form": form,
+            "has_providers": bool(providers),
+            "suggestions": selectors.model_suggestions(user=request.user),
+        },
+    )
+
+
+def _detail_context(request, project: Project) -> dict:
+    jobs = list(project.jobs.all())
+    latest = jobs[0].pipeline if jobs else None
+    steps = sorted((job for job in jobs if job.pipeline == latest), key=lambda job: job.position)
+    return {
+        "project": project,
+        "steps": steps,
+        "active": any(job.is_active for job in steps)
+        or project.status
+        in (Project.Status.STARTING, Project.Status.STOPPING, Project.Status.DELETING),  # fmt: skip
+        "provider_auth_message": PROVIDER_AUTH_MESSAGE,
+    }
+
+
+def project_detail(request, project_id: int):
+    project = _project_or_404(request, project_id)
+    context = _detail_context(request, project)
+    context["transcript"] = transcript_read(project=project)
+    context["message_form"] = MessageForm()
+    context["model_form"] = ModelChangeForm(user=request.user, initial={"model": project.model})
+    context["suggestions"] = selectors.model_suggestions(user=request.user)
+    return render(request, "projects/project_detail.html", context)
+
+
+def project_status_fragment(request, project_id: int):
+    project = _project_or_404(request, project_id)
+    return render(request, "projects/_status.html", _detail_context(request, project))
+
+
+def project_transcript_fragment(request, project_id: int):
+    project = _project_or_404(request, project_id)
+    transcript = transcript_read(project=project)
+    return render(
+        request,
+        "projects/_transcript.html",
+        {"project": project, "transcript": transcript,
+         "provider_auth_message": PROVIDER_AUTH_MESSAGE},
+    )  # fmt: skip
+
+
+@require_POST
+def project_message(request, project_id: int):
+    project = _project_or_404(request, project_id)
+    form = MessageForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, " ".join(form.errors.get("text", ["Write a message."])))
+    else:
+        try:
+            services.message_send(project=project, text=form.cleaned_data["text"])
+        except services.ProjectNotRunning as exc:
+            messages.error(request, str(exc))
+    if request.htmx:
+        return project_transcript_fragment(request, project_id)
+    return redirect("projects:detail", project_id=project.pk)
+
+
+def _action(request, project_id: int, perform, done: str):
+    project = _project_or_404(request, project_id)
+    try:
+        perform(project=project)
+    except PipelineBusy:
+        messages.warning(request, "That is already in progress.")
+    else:
+        messages.success(request, done)
+    return redirect("projects:detail", project_id=project.pk)
+
+
+@require_POST
+def project_start(request, project_id: int):
+    return _action(request, project_id, services.project_start, "Starting the project…")
+
+
+@require_POST
+def project_stop(request, project_id: int):
+    return _action(request, project_id, services.project_stop, "Stopping the project…")
+
+
+@require_POST
+def project_delete(request, project_id: int):
+    project = _project_or_404(request, project_id)
+    try:
+        services.project_delete(project=project)
+    except PipelineBusy:
+        messages.warning(request, "The project is already being deleted.")
+    else:
+        messages.success(request, f"Deleting “{project.name}”…")
+    return redirect("projects:list")
+
+
+@require_POST
+def project_model(request, project_id: int):
+    project = _project_or_404(request, project_id)
+    form = ModelChangeForm(request.POST, user=request.user)
+    if not form.is_valid():
+        messages.error(request, " ".join(form.errors["model"]))
+    else:
+        try:
+            services.project_change_model(project=project, model=form.cleaned_data["model"])
+        except PipelineBusy:
+            messages.warning(request, "A credential update is already in progress.")
+        else:
+            messages.success(request, f"Model changed to {form.cleaned_data['model']}.")
+    return redirect("projects:detail", project_id=project.pk)

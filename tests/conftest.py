@@ -76,41 +76,53 @@ def stop_process_group(process: subprocess.Popen, timeout: float = 10) -> None:
         process.wait()
 
 
-@pytest.fixture(scope="session")
-def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
-    """A real Celery worker subprocess on the configured broker and the test database."""
-    from doce.celery import app
+def start_celery_worker(log_path: Path, **extra_env: str) -> subprocess.Popen:
+    """Start a real Celery worker subprocess on the configured broker and the test
+    database, and wait until it answers a ping task."""
     from doce.tasks import ping
 
-    if not settings.DOCE_EMBEDDED_BROKER:
-        app.control.purge()  # messages left by an earlier, interrupted run
-    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
-    log = open(log_path, "w")  # noqa: SIM115 (closed at teardown)
+    log = open(log_path, "w")  # noqa: SIM115 (the child keeps writing to it)
     process = subprocess.Popen(
         [
             sys.executable, "-m", "celery", "-A", "doce", "worker", "--loglevel", "INFO",
             "--concurrency", "2", "--hostname", f"test-{uuid.uuid4().hex[:8]}@%h",
         ],
-        env=subprocess_env(), stdout=log, stderr=subprocess.STDOUT,
+        env=subprocess_env(**extra_env), stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True, cwd=settings.BASE_DIR,
     )  # fmt: skip
+    log.close()
+    process.log_path = log_path
     deadline = time.monotonic() + 90
     while True:
         if process.poll() is not None:
             raise RuntimeError(f"Celery worker exited: {Path(log_path).read_text()[-3000:]}")
         try:
             if ping.apply_async(expires=10).get(timeout=5, interval=0.05) == "pong":
-                break
+                return process
         except Exception:
             if time.monotonic() > deadline:
                 stop_process_group(process)
                 raise RuntimeError(
                     f"Celery worker never answered: {Path(log_path).read_text()[-3000:]}"
                 ) from None
-    process.log_path = log_path
+
+
+def purge_broker() -> None:
+    """Drop messages an earlier, interrupted run left in a shared broker (Redis)."""
+    from doce.celery import app
+
+    if not settings.DOCE_EMBEDDED_BROKER:
+        app.control.purge()
+
+
+@pytest.fixture(scope="module")
+def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
+    """A real Celery worker for the tests of one module (modules that need to control
+    their own workers, e.g. kill one, then run without this one)."""
+    purge_broker()
+    process = start_celery_worker(tmp_path_factory.mktemp("worker") / "worker.log")
     yield process
     stop_process_group(process)
-    log.close()
 
 
 @pytest.fixture(scope="session")

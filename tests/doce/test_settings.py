@@ -125,3 +125,15 @@ def test_embedded_defaults_need_no_server_and_poll_fast(tmp_path):
     assert broker == "filesystem://"
     assert backend == f"file://{tmp_path / 'celery-results'}"
     assert float(interval) <= 0.1
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [("{not json", "cannot be read as JSON"), ("[1, 2]", "must hold a JSON object")],
+)
+def test_a_broken_operator_opencode_config_is_reported_at_start(tmp_path, content, expected):
+    config = tmp_path / "operator.json"
+    config.write_text(content)
+    result = run_manage(tmp_path, "check", DEBUG="true", DOCE_OPENCODE_CONFIG=str(config))
+    assert result.returncode == 1
+    assert expected in result.stderr and "doce.E003" in result.stderr

@@ -1,0 +1,104 @@
+"""Values the client sends and returns: credentials, model references, OAuth steps.
+
+Credentials keep their secrets out of ``repr`` (tracebacks, Celery error reports, debug
+pages) and name them in ``secrets`` so error messages can be scrubbed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class ApiKeyCredential:
+    key: str = field(repr=False)
+    metadata: Mapping[str, str] | None = None  # prompt inputs, e.g. a Cloudflare account id
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"type": "api", "key": self.key}
+        if self.metadata:
+            body["metadata"] = dict(self.metadata)
+        return body
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return (self.key,)
+
+
+@dataclass(frozen=True)
+class OAuthCredential:
+    access: str = field(repr=False)
+    refresh: str = field(repr=False)
+    expires: int = 0  # milliseconds since the epoch; 0 = does not expire
+    account_id: str | None = None
+    enterprise_url: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": "oauth",
+            "access": self.access,
+            "refresh": self.refresh,
+            "expires": int(self.expires),
+        }
+        if self.account_id:
+            body["accountId"] = self.account_id
+        if self.enterprise_url:
+            body["enterpriseUrl"] = self.enterprise_url
+        return body
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return (self.access, self.refresh)
+
+
+@dataclass(frozen=True)
+class WellKnownCredential:
+    """A ``.well-known/opencode`` entry. An unreachable URL makes OpenCode answer 500 on
+    every instance route until it restarts: validate the URL before injecting it."""
+
+    url: str
+    token: str = field(repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": "wellknown", "key": self.url, "token": self.token}
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return (self.token,)
+
+
+Credential = ApiKeyCredential | OAuthCredential | WellKnownCredential
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    provider_id: str
+    model_id: str
+
+    @classmethod
+    def parse(cls, value: str) -> ModelRef:
+        """``provider/model``; model ids may contain ``/`` themselves
+        (``openrouter/anthropic/claude-sonnet-4``), so split at the first one only."""
+        provider_id, sep, model_id = value.partition("/")
+        if not sep or not provider_id or not model_id:
+            raise ValueError(f"expected 'provider/model', got {value!r}")
+        return cls(provider_id, model_id)
+
+    def to_json(self) -> dict[str, str]:
+        return {"providerID": self.provider_id, "modelID": self.model_id}
+
+    def __str__(self) -> str:
+        return f"{self.provider_id}/{self.model_id}"
+
+
+@dataclass(frozen=True)
+class OAuthAuthorization:
+    """What ``/provider/{id}/oauth/authorize`` answers: show ``url`` and ``instructions``;
+    ``method`` "code" means the user pastes a code, "auto" means the callback blocks
+    until the user has approved."""
+
+    url: str
+    method: Literal["auto", "code"]
+    instructions: str

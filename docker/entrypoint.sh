@@ -1,0 +1,29 @@
+#!/bin/sh
+# doce container entrypoint (web, worker, beat and the one-shot migrate service).
+#
+#   entrypoint.sh migrate        apply database migrations, then exit
+#   entrypoint.sh COMMAND ...    run COMMAND (gunicorn, celery, manage.py ...) as PID 1's child
+#
+# Migrations run in their own one-shot service (see docker-compose.yml) rather than in
+# front of gunicorn: the worker then never sees a half-migrated schema, and scaling web to
+# several replicas never runs two migrations at once.
+set -eu
+
+data_dir="${DOCE_DATA_DIR:-/var/lib/doce}"
+if ! mkdir -p "$data_dir" 2>/dev/null || [ ! -w "$data_dir" ]; then
+    echo "doce: DOCE_DATA_DIR=$data_dir is not writable by user $(id -un) (uid $(id -u))." >&2
+    echo "doce: mount a named volume there, or chown a bind-mounted folder to uid $(id -u)." >&2
+    exit 1
+fi
+
+if [ "$#" -eq 0 ]; then
+    echo "doce: no command given (try: migrate, gunicorn ..., celery ...)." >&2
+    exit 64
+fi
+
+if [ "$1" = "migrate" ]; then
+    shift
+    exec python manage.py migrate --noinput "$@"
+fi
+
+exec "$@"

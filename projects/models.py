@@ -1,0 +1,65 @@
+"""A project: the user's prompt, its model, and the state of its own OpenCode server."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from doce.encrypted_fields import EncryptedTextField
+
+
+class Project(models.Model):
+    class Status(models.TextChoices):
+        CREATED = "created", "Created"
+        STARTING = "starting", "Starting"
+        RUNNING = "running", "Running"
+        STOPPING = "stopping", "Stopping"
+        STOPPED = "stopped", "Stopped"
+        ERROR = "error", "Error"
+        DELETING = "deleting", "Deleting"
+
+    class ErrorKind(models.TextChoices):
+        NONE = "", "None"
+        PROVIDER_AUTH = "provider_auth", "Provider not configured or key rejected"
+        RUNTIME = "runtime", "Server problem"
+        PIPELINE = "pipeline", "Pipeline step failed"
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="projects"
+    )
+    name = models.CharField(max_length=200)
+    prompt = models.TextField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.CREATED)
+    current_model_provider_id = models.CharField(max_length=100)
+    current_model_id = models.CharField(max_length=255)
+
+    # Runtime state: what the runtime returned when it started the server (port, pid and
+    # its start time, or the compose project), so a reconciler can check it is still ours.
+    runtime = models.CharField(max_length=16, blank=True, default="")
+    runtime_state = models.JSONField(default=dict, blank=True)
+    data_dir = models.CharField(max_length=500, blank=True, default="")
+    server_password = EncryptedTextField(null=True, blank=True)
+
+    bootstrap_session_id = models.CharField(max_length=100, blank=True, default="")
+    initial_prompt_sent = models.BooleanField(default=False)
+    provider_credentials_set = models.BooleanField(default=False)
+    error_kind = models.CharField(max_length=32, choices=ErrorKind.choices, blank=True, default="")
+    error_message = models.TextField(blank=True, default="")
+    last_activity_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"], name="projects_owner_created_idx"),
+            models.Index(fields=["status"], name="projects_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def model(self) -> str:
+        """``provider/model`` as OpenCode and the forms write it."""
+        return f"{self.current_model_provider_id}/{self.current_model_id}"

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from django.db.models import Prefetch, QuerySet
+
+from projects.models import Project
+from providers.models import ProviderConnection, UserSettings
+from queue_jobs.models import Job
+
+
+def projects_for_user(*, user) -> QuerySet[Project]:
+    return Project.objects.filter(owner=user).defer("server_password", "prompt")
+
+
+def project_for_user(*, user, project_id: int) -> Project:
+    """The user's project; Project.DoesNotExist (a 404) for anyone else's."""
+    return Project.objects.prefetch_related(
+        Prefetch("jobs", queryset=Job.objects.order_by("-created_at", "position"))
+    ).get(owner=user, pk=project_id)
+
+
+def usable_providers(*, user) -> set[str]:
+    """Providers the user can run a project with: live connections, plus the legacy
+    OpenRouter key while it has not been migrated."""
+    providers = set(
+        ProviderConnection.objects.filter(user=user)
+        .exclude(status=ProviderConnection.Status.REVOKED)
+        .values_list("provider_id", flat=True)
+    )
+    if (
+        UserSettings.objects.filter(user=user, migration_completed_at__isnull=True)
+        .exclude(openrouter_api_key__isnull=True)
+        .exclude(openrouter_api_key="")
+        .exists()
+    ):
+        providers.add("openrouter")
+    return providers
+
+
+def model_suggestions(*, user) -> list[str]:
+    """Models to offer in the picker: custom providers' models and the user's default."""
+    suggestions = []
+    for provider_id, models in (
+        ProviderConnection.objects.filter(user=user)
+        .exclude(status=ProviderConnection.Status.REVOKED)
+        .values_list("provider_id", "models")
+    ):
+        suggestions.extend(f"{provider_id}/{model}" for model in models or [])
+    default = UserSettings.objects.filter(user=user).values_list("default_model", flat=True).first()
+    if default and default not in suggestions:
+        suggestions.insert(0, default)
+    return suggestions

@@ -1,0 +1,231 @@
+"""Project lifecycle: create, start, stop, delete, change model, talk to the agent.
+
+Views call these; the pipeline steps (queue_jobs.steps) call the server-side halves.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import shutil
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from doce.opencode import ModelRef, OpenCodeClient, OpenCodeError
+from projects.models import Project
+from projects.runtimes import (
+    CustomProvider,
+    ProjectSpec,
+    Runtime,
+    RuntimeState,
+    RuntimeStatus,
+    get_runtime,
+    project_data_dir,
+)
+from providers.models import ProviderConnection
+
+logger = logging.getLogger(__name__)
+
+NAME_LENGTH = 60
+DOUBLE_SUBMIT_WINDOW = timedelta(seconds=10)
+
+
+class ProjectNotRunning(Exception):
+    """The project's server is not up: start the project first."""
+
+
+class ProjectBusy(Exception):
+    """Another operation on the project is in progress."""
+
+
+# --- server plumbing (used by the pipeline steps) ------------------------------------
+
+
+def project_runtime(project: Project) -> Runtime:
+    return get_runtime(project.runtime or None)
+
+
+def runtime_state(project: Project) -> RuntimeState | None:
+    return RuntimeState.from_dict(project.runtime_state) if project.runtime_state else None
+
+
+def project_spec(project: Project) -> ProjectSpec:
+    customs = ProviderConnection.objects.filter(user_id=project.owner_id).exclude(base_url="")
+    return ProjectSpec(
+        project_id=project.pk,
+        data_dir=Path(project.data_dir) if project.data_dir else project_data_dir(project.pk),
+        model=project.model,
+        password=str(project.server_password),
+        custom_providers=[
+            CustomProvider(
+                id=c.provider_id,
+                name=c.name or c.provider_id,
+                base_url=c.base_url,
+                models=list(c.models or []),
+            )
+            for c in customs
+        ],  # fmt: skip
+    )
+
+
+@contextmanager
+def project_client(project: Project, **options):
+    state = runtime_state(project)
+    if state is None or not state.active:
+        raise ProjectNotRunning(f"project {project.pk} has no running server")
+    client: OpenCodeClient = project_runtime(project).client(
+        state, str(project.server_password), **options
+    )
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def is_running(project: Project) -> bool:
+    state = runtime_state(project)
+    return state is not None and project_runtime(project).status(state) == RuntimeStatus.RUNNING
+
+
+def session_title(project: Project) -> str:
+    return f"doce project {project.pk}"
+
+
+def server_stop(*, project: Project) -> None:
+    state = runtime_state(project)
+    if state is not None:
+        state = project_runtime(project).stop(state)
+    Project.objects.filter(pk=project.pk).update(
+        status=Project.Status.STOPPED,
+        runtime_state=state.to_dict() if state else {},
+        provider_credentials_set=False,
+        updated_at=timezone.now(),
+    )
+
+
+def project_destroy(*, project: Project) -> None:
+    """Stop the server and delete its folders (with its auth.json), then the row."""
+    state = runtime_state(project)
+    if state is not None:
+        project_runtime(project).remove(state)
+    data_dir = Path(project.data_dir) if project.data_dir else project_data_dir(project.pk)
+    if data_dir.exists():
+        shutil.rmtree(data_dir, ignore_errors=True)
+    Project.objects.filter(pk=project.pk).delete()
+
+
+# --- user actions (called by views) ---------------------------------------------------
+
+
+def name_from_prompt(prompt: str) -> str:
+    words = " ".join(prompt.split())
+    if len(words) <= NAME_LENGTH:
+        return words
+    return words[:NAME_LENGTH].rsplit(" ", 1)[0] + "…"
+
+
+def project_create(*, owner, prompt: str, model: str, name: str = "") -> Project:
+    """Create the project and start its pipeline once the row is committed.
+
+    A double submit (same prompt and model within a few seconds) returns the project the
+    first submit created instead of starting a second one.
+    """
+    from queue_jobs.pipeline import pipeline_start
+
+    ref = ModelRef.parse(model)
+    with transaction.atomic():
+        # One creation at a time per user, so the double-submit check below is reliable.
+        get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
+        duplicate = Project.objects.filter(
+            owner=owner,
+            prompt=prompt,
+            current_model_provider_id=ref.provider_id,
+            current_model_id=ref.model_id,
+            created_at__gte=timezone.now() - DOUBLE_SUBMIT_WINDOW,
+        ).first()
+        if duplicate is not None:
+            return duplicate
+        project = Project.objects.create(
+            owner=owner,
+            name=name or name_from_prompt(prompt),
+            prompt=prompt,
+            current_model_provider_id=ref.provider_id,
+            current_model_id=ref.model_id,
+            server_password=secrets.token_urlsafe(32),
+            status=Project.Status.STARTING,
+        )
+        project.data_dir = str(project_data_dir(project.pk))
+        project.save(update_fields=["data_dir"])
+        pipeline_start(project=project)
+    return project
+
+
+def project_start(*, project: Project) -> None:
+    from queue_jobs.pipeline import pipeline_start
+
+    with transaction.atomic():
+        pipeline_start(project=project)
+        Project.objects.filter(pk=project.pk).update(
+            status=Project.Status.STARTING, error_kind="", error_message="",
+            updated_at=timezone.now(),
+        )  # fmt: skip
+
+
+def project_stop(*, project: Project) -> None:
+    from queue_jobs.models import JobType
+    from queue_jobs.pipeline import jobs_cancel, pipeline_enqueue
+
+    with transaction.atomic():
+        jobs_cancel(project=project, reason="the project was stopped")
+        pipeline_enqueue(project=project, job_types=[JobType.RUNTIME_DOWN])
+        Project.objects.filter(pk=project.pk).update(
+            status=Project.Status.STOPPING, updated_at=timezone.now()
+        )
+
+
+def project_delete(*, project: Project) -> None:
+    from queue_jobs.models import JobType
+    from queue_jobs.pipeline import jobs_cancel, pipeline_enqueue
+
+    with transaction.atomic():
+        jobs_cancel(project=project, reason="the project was deleted")
+        pipeline_enqueue(project=project, job_types=[JobType.PROJECT_DELETE])
+        Project.objects.filter(pk=project.pk).update(
+            status=Project.Status.DELETING, updated_at=timezone.now()
+        )
+
+
+def project_change_model(*, project: Project, model: str) -> None:
+    from queue_jobs.models import JobType
+    from queue_jobs.pipeline import pipeline_enqueue
+
+    ref = ModelRef.parse(model)
+    with transaction.atomic():
+        Project.objects.filter(pk=project.pk).update(
+            current_model_provider_id=ref.provider_id, current_model_id=ref.model_id,
+            updated_at=timezone.now(),
+        )  # fmt: skip
+        if project.status == Project.Status.RUNNING:
+            pipeline_enqueue(
+                project=project,
+                job_types=[JobType.REINJECT_CREDENTIALS],
+                params={"provider_id": ref.provider_id},
+            )
+
+
+def message_send(*, project: Project, text: str) -> None:
+    """Queue a follow-up prompt on the project's session (OpenCode answers 204 at once)."""
+    if project.status != Project.Status.RUNNING or not project.bootstrap_session_id:
+        raise ProjectNotRunning("The project is not running: start it first.")
+    with project_client(project) as client:
+        try:
+            client.prompt_async(project.bootstrap_session_id, text, model=ModelRef(
+                project.current_model_provider_id, project.current_model_id))  # fmt: skip
+        except OpenCodeError as exc:
+            raise ProjectNotRunning(f"OpenCode did not take the message: {exc.message}") from exc
+    Project.objects.filter(pk=project.pk).update(last_activity_at=timezone.now())

@@ -1,0 +1,94 @@
+"""The conversation of a project, read from its OpenCode server, and what it tells us
+about the provider credential (a reply carrying ProviderAuthError or APIError 401/403)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from django.utils import timezone
+
+from doce.opencode import OpenCodeError, ProviderCredentialError, message_error
+from projects import services
+from projects.models import Project
+from providers.models import ProviderConnection
+from providers.services import connection_mark_error
+
+logger = logging.getLogger(__name__)
+
+PROVIDER_AUTH_MESSAGE = "Provider not configured or key rejected"
+
+
+@dataclass
+class Entry:
+    role: str  # "user" | "assistant"
+    text: str
+    done: bool = True
+    error: str = ""
+
+
+@dataclass
+class Transcript:
+    entries: list[Entry] = field(default_factory=list)
+    busy: bool = False
+    unavailable: str = ""
+
+
+def transcript_read(*, project: Project) -> Transcript:
+    if project.status != Project.Status.RUNNING or not project.bootstrap_session_id:
+        return Transcript(entries=[Entry(role="user", text=project.prompt)])
+    try:
+        with services.project_client(project, timeout=5) as client:
+            messages = client.messages(project.bootstrap_session_id)
+    except (OpenCodeError, services.ProjectNotRunning) as exc:
+        message = getattr(exc, "message", str(exc))
+        return Transcript(
+            entries=[Entry(role="user", text=project.prompt)],
+            unavailable=f"The conversation cannot be read right now: {message}",
+        )
+    transcript = Transcript()
+    for message in messages:
+        info = message.get("info", {})
+        text = "".join(
+            part.get("text", "")
+            for part in message.get("parts", [])
+            if part.get("type") == "text" and not part.get("synthetic")
+        )
+        entry = Entry(role=info.get("role", "assistant"), text=text)
+        if entry.role == "assistant":
+            entry.done = bool(info.get("time", {}).get("completed"))
+            error = message_error(message)
+            if error is not None:
+                entry.error = error.message
+                entry.done = True
+                if isinstance(error, ProviderCredentialError):
+                    _record_provider_failure(project, error)
+            transcript.busy = transcript.busy or not entry.done
+        transcript.entries.append(entry)
+    # A prompt with no reply yet: OpenCode creates the assistant message a moment later.
+    if not transcript.entries or transcript.entries[-1].role == "user":
+        transcript.busy = True
+    return transcript
+
+
+def _record_provider_failure(project: Project, error: ProviderCredentialError) -> None:
+    """Mark the connection ``error`` and the project "Provider not configured or key
+    rejected" (once: this runs at every poll)."""
+    provider_id = error.provider_id or project.current_model_provider_id
+    updated = (
+        Project.objects.filter(pk=project.pk)
+        .exclude(error_kind=Project.ErrorKind.PROVIDER_AUTH)
+        .update(
+            error_kind=Project.ErrorKind.PROVIDER_AUTH,
+            error_message=f"{PROVIDER_AUTH_MESSAGE}: {error.message}"[:2000],
+            updated_at=timezone.now(),
+        )
+    )
+    if not updated:
+        return
+    project.error_kind = Project.ErrorKind.PROVIDER_AUTH
+    connection = ProviderConnection.objects.filter(
+        user_id=project.owner_id, provider_id=provider_id
+    ).first()
+    if connection is not None and connection.status != ProviderConnection.Status.REVOKED:
+        connection_mark_error(connection=connection, message=error.message)

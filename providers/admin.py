@@ -1,0 +1,238 @@
+"""Operators' view of connections, user settings and the audit log.
+
+Secret columns are ``EncryptedTextField``s, which are not editable, so no admin form,
+list or history can include them; pages show ``key_hint`` and a per-secret state
+("stored" / "cannot decrypt"). A new key is typed into a write-only field and goes
+through the services, like any other change, with an audit event.
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import timedelta
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+from django.utils.html import format_html_join
+
+from doce.encrypted_fields import UNDECRYPTABLE_MESSAGE, is_undecryptable
+from providers import services
+from providers.models import AuditEvent, ProviderConnection, UserSettings
+
+
+class ExpiryFilter(admin.SimpleListFilter):
+    title = "OAuth expiry"
+    parameter_name = "expiry"
+
+    def lookups(self, request, model_admin):
+        return [("expired", "Expired"), ("soon", "Within an hour"), ("later", "Later")]
+
+    def queryset(self, request, queryset):
+        now = timezone.now()
+        if self.value() == "expired":
+            return queryset.filter(oauth_expires_at__lte=now)
+        if self.value() == "soon":
+            return queryset.filter(
+                oauth_expires_at__gt=now, oauth_expires_at__lte=now + timedelta(hours=1)
+            )
+        if self.value() == "later":
+            return queryset.filter(oauth_expires_at__gt=now + timedelta(hours=1))
+        return queryset
+
+
+class ProviderConnectionForm(forms.ModelForm):
+    # Write-only: never rendered back (render_value=False), left empty to keep the key.
+    new_api_key = forms.CharField(
+        label="New API key",
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="API-key connections only. Leave empty to keep the stored key.",
+    )
+    base_url = forms.URLField(required=False, max_length=500, assume_scheme="https")
+    oauth_enterprise_url = forms.URLField(required=False, max_length=500, assume_scheme="https")
+
+    class Meta:
+        model = ProviderConnection
+        fields = [
+            "user", "provider_id", "auth_type", "status", "error_message", "name", "base_url",
+            "models", "metadata", "oauth_expires_at", "oauth_account_id", "oauth_enterprise_url",
+        ]  # fmt: skip
+
+    def clean(self):
+        cleaned = super().clean()
+        adding = self.instance.pk is None
+        if adding and cleaned.get("auth_type") != ProviderConnection.AuthType.API:
+            raise forms.ValidationError(
+                "OAuth and well-known connections are made by the user's own sign-in flow; "
+                "the admin can only add API-key connections."
+            )
+        return cleaned
+
+    def _post_clean(self):
+        super()._post_clean()  # the instance now holds the form's values
+        # The services' own rules (a key for API connections, custom-provider fields...),
+        # checked on a copy so the admin reports them instead of failing at save.
+        probe = copy.copy(self.instance)
+        if self.cleaned_data.get("new_api_key"):
+            if probe.auth_type != ProviderConnection.AuthType.API:
+                self.add_error("new_api_key", "Only API-key connections take a key here.")
+                return
+            probe.api_key = self.cleaned_data["new_api_key"]
+        try:
+            services.connection_validate(connection=probe)
+        except ValidationError as error:
+            for field, messages in error.message_dict.items():
+                target = "new_api_key" if field == "api_key" else field
+                self.add_error(target if target in self.fields else None, messages)
+
+
+@admin.register(ProviderConnection)
+class ProviderConnectionAdmin(admin.ModelAdmin):
+    form = ProviderConnectionForm
+    list_display = [
+        "user", "provider_id", "auth_type", "status", "key_hint", "last_used_at",
+        "oauth_expires_at", "last_validated_at", "updated_at",
+    ]  # fmt: skip
+    list_filter = ["status", "auth_type", "provider_id", ExpiryFilter, "last_used_at"]
+    list_select_related = ["user"]
+    search_fields = [
+        "user__username", "user__email", "provider_id", "name", "key_hint", "oauth_account_id",
+    ]  # fmt: skip
+    date_hierarchy = "created_at"
+    ordering = ["user__username", "provider_id"]
+    readonly_fields = [
+        "key_hint", "secrets", "last_used_at", "last_validated_at", "created_at", "updated_at",
+    ]  # fmt: skip
+    raw_id_fields = ["user"]
+    actions = ["mark_revoked", "revalidate"]
+
+    def get_fieldsets(self, request, obj=None):
+        return [
+            (None, {"fields": ["user", "provider_id", "auth_type", "status", "error_message"]}),
+            ("Credential", {"fields": ["key_hint", "secrets", "new_api_key"]}),
+            ("OAuth", {"fields": ["oauth_expires_at", "oauth_account_id", "oauth_enterprise_url"]}),
+            ("Custom provider", {"fields": ["name", "base_url", "models"]}),
+            ("Other", {"fields": ["metadata", "last_used_at", "last_validated_at", "created_at",
+                                  "updated_at"]}),
+        ]  # fmt: skip
+
+    def get_readonly_fields(self, request, obj=None):
+        # The owner, provider and auth type of an existing connection do not change here
+        # (another auth type needs other secrets: the user reconnects).
+        extra = ["user", "provider_id", "auth_type"] if obj is not None else []
+        return [*self.readonly_fields, *extra]
+
+    @admin.display(description="Secrets")
+    def secrets(self, obj: ProviderConnection) -> str:
+        if obj.pk is None:
+            return "-"
+        used = ProviderConnection.SECRETS_BY_AUTH_TYPE.get(obj.auth_type, ())
+        rows = []
+        for name in used:
+            value = getattr(obj, name)
+            state = UNDECRYPTABLE_MESSAGE if is_undecryptable(value) else (
+                "stored (encrypted)" if value else "missing"
+            )  # fmt: skip
+            rows.append((name.replace("_", " "), state))
+        return format_html_join("", "<div>{}: {}</div>", rows) or "-"
+
+    def save_model(self, request, obj, form, change):
+        new_key = form.cleaned_data.get("new_api_key")
+        if not change:
+            # Through the service so the key is validated, hinted and audited.
+            created = services.connection_create(
+                user=obj.user, provider_id=obj.provider_id, api_key=new_key,
+                metadata=obj.metadata, name=obj.name, base_url=obj.base_url, models=obj.models,
+                actor=request.user,
+            )  # fmt: skip
+            obj.pk = created.pk
+            obj.refresh_from_db()
+            return
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            changed = [name for name in form.changed_data if name != "new_api_key"]
+            if new_key:
+                services.connection_update(connection=obj, api_key=new_key, actor=request.user)
+            if changed:
+                services.audit_record(
+                    action=AuditEvent.Action.UPDATED,
+                    actor=request.user,
+                    connection=obj,
+                    detail={"fields": changed, "via": "admin"},
+                )
+
+    def delete_model(self, request, obj):
+        services.connection_delete(connection=obj, actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for connection in queryset:
+            services.connection_delete(connection=connection, actor=request.user)
+
+    @admin.action(description="Mark selected connections revoked")
+    def mark_revoked(self, request, queryset):
+        count = 0
+        for connection in queryset.exclude(status=ProviderConnection.Status.REVOKED):
+            services.connection_revoke(
+                connection=connection, actor=request.user, reason="revoked by an operator"
+            )
+            count += 1
+        self.message_user(request, f"Revoked {count} connection(s).", messages.SUCCESS)
+
+    @admin.action(description="Re-validate selected connections")
+    def revalidate(self, request, queryset):
+        results: dict[str, int] = {}
+        for connection in queryset:
+            services.connection_revalidate(connection=connection, actor=request.user)
+            results[connection.status] = results.get(connection.status, 0) + 1
+        summary = ", ".join(f"{count} {status}" for status, count in sorted(results.items()))
+        self.message_user(request, f"Re-validated: {summary or 'nothing selected'}.")
+
+
+@admin.register(UserSettings)
+class UserSettingsAdmin(admin.ModelAdmin):
+    list_display = [
+        "user", "preferred_provider_id", "default_model", "legacy_key",
+        "provider_auth_initialized", "migration_completed_at", "updated_at",
+    ]  # fmt: skip
+    list_filter = [
+        "provider_auth_initialized",
+        ("migration_completed_at", admin.EmptyFieldListFilter),
+    ]
+    list_select_related = ["user"]
+    search_fields = ["user__username", "user__email", "preferred_provider_id", "default_model"]
+    readonly_fields = ["legacy_key", "migration_completed_at", "updated_at"]
+    raw_id_fields = ["user"]
+
+    @admin.display(description="Legacy OpenRouter key")
+    def legacy_key(self, obj: UserSettings) -> str:
+        return {
+            "none": "-",
+            "stored": "stored (encrypted)",
+            "undecryptable": UNDECRYPTABLE_MESSAGE,
+        }[obj.legacy_key_state]
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    """Read-only: the log is written by the services, never edited."""
+
+    list_display = [
+        "created_at", "action", "user", "actor_name", "provider_id", "connection", "project_id",
+    ]  # fmt: skip
+    list_filter = ["action", "provider_id", "created_at"]
+    list_select_related = ["user", "connection__user"]
+    search_fields = ["user__username", "actor_name", "provider_id", "=project_id"]
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

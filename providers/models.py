@@ -1,0 +1,296 @@
+"""Provider connections, per-user settings (with the legacy OpenRouter key) and the audit log.
+
+Secrets live in ``EncryptedTextField`` columns: plaintext in Python, Fernet tokens in the
+database. Nothing here is ever shown in a page: the UI and the admin show ``key_hint``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import Q
+
+from doce.encrypted_fields import UNDECRYPTABLE_MESSAGE, EncryptedTextField, is_undecryptable
+from doce.keyring import UndecryptableError
+
+PROVIDER_ID_RE = r"^[a-z0-9][a-z0-9._-]{0,99}$"
+validate_provider_id = RegexValidator(
+    PROVIDER_ID_RE,
+    "A provider id is lower-case letters, digits, '.', '_' or '-' (e.g. 'openrouter').",
+)
+
+# One segment of a vendor prefix such as "sk-ant-", "sk-or-" or "ghp_".
+_PREFIX_SEGMENT = re.compile(r"[A-Za-z][A-Za-z0-9]{0,3}[-_]")
+_MAX_PREFIX = 8
+
+
+def key_hint(secret: str | None) -> str:
+    """What a page may show of a key: its vendor prefix and its last 4 characters.
+
+    ``sk-ant-api03-…f3a9`` keeps the non-secret prefix (whole segments, at most 8
+    characters, only on keys long enough to keep most of themselves hidden); short keys
+    show 2 characters, and keys under 8 characters show nothing of themselves.
+    """
+    secret = (secret or "").strip()
+    if len(secret) < 8:
+        return "…" if secret else ""
+    tail = secret[-4:] if len(secret) >= 16 else secret[-2:]
+    prefix = ""
+    while len(secret) >= 20 and prefix.count("-") + prefix.count("_") < 3:
+        match = _PREFIX_SEGMENT.match(secret, len(prefix))
+        if not match or len(prefix) + len(match.group()) > _MAX_PREFIX:
+            break
+        prefix += match.group()
+    return f"{prefix}…{tail}"
+
+
+class UserSettings(models.Model):
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="doce_settings",
+    )
+    # Legacy (the old system's one OpenRouter key): kept, never dropped, encrypted in place.
+    openrouter_api_key = EncryptedTextField(null=True, blank=True)
+    default_model = models.CharField(max_length=255, blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+    preferred_provider_id = models.CharField(max_length=100, blank=True, default="")
+    provider_auth_initialized = models.BooleanField(default=False)
+    migration_completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "user_settings"
+        verbose_name = "user settings"
+        verbose_name_plural = "user settings"
+
+    def __str__(self) -> str:
+        return f"settings of {self.user}"
+
+    @property
+    def legacy_key_state(self) -> str:
+        """``none``, ``stored`` or ``undecryptable``: what an operator may know of it."""
+        if is_undecryptable(self.openrouter_api_key):
+            return "undecryptable"
+        return "stored" if self.openrouter_api_key else "none"
+
+
+class ProviderConnection(models.Model):
+    class AuthType(models.TextChoices):
+        API = "api", "API key"
+        OAUTH = "oauth", "OAuth"
+        WELLKNOWN = "wellknown", "Well-known"
+
+    class Status(models.TextChoices):
+        CONNECTED = "connected", "Connected"
+        EXPIRED = "expired", "Expired"
+        ERROR = "error", "Error"
+        REVOKED = "revoked", "Revoked"
+
+    #: Every encrypted column; ``SECRETS_BY_AUTH_TYPE`` says which one each type uses.
+    SECRET_FIELDS = (
+        "api_key",
+        "oauth_access_token",
+        "oauth_refresh_token",
+        "wellknown_key",
+        "wellknown_token",
+    )
+    SECRETS_BY_AUTH_TYPE = {
+        AuthType.API: ("api_key",),
+        AuthType.OAUTH: ("oauth_access_token", "oauth_refresh_token"),
+        AuthType.WELLKNOWN: ("wellknown_key", "wellknown_token"),
+    }
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="provider_connections",
+        db_index=False,  # the named index in Meta
+    )
+    provider_id = models.CharField(max_length=100, validators=[validate_provider_id])
+    auth_type = models.CharField(max_length=16, choices=AuthType.choices, default=AuthType.API)
+
+    api_key = EncryptedTextField(null=True, blank=True)
+    oauth_access_token = EncryptedTextField(null=True, blank=True)
+    oauth_refresh_token = EncryptedTextField(null=True, blank=True)
+    # OpenCode's wellknown body is {"key": <url>, "token": ...}; both stay encrypted.
+    wellknown_key = EncryptedTextField(null=True, blank=True)
+    wellknown_token = EncryptedTextField(null=True, blank=True)
+    key_hint = models.CharField(max_length=32, blank=True, default="")
+
+    oauth_expires_at = models.DateTimeField(null=True, blank=True)
+    oauth_enterprise_url = models.URLField(max_length=500, blank=True, default="")
+    oauth_account_id = models.CharField(max_length=255, blank=True, default="")
+    # Non-secret prompt inputs (e.g. a Cloudflare account id); sent as the api body's
+    # "metadata", so nothing doce-internal goes in here.
+    metadata = models.JSONField(default=dict, blank=True)
+
+    # A custom OpenAI-compatible provider (declared in the project's opencode.json), with
+    # ``models`` below.
+    name = models.CharField(max_length=100, blank=True, default="")
+    base_url = models.URLField(max_length=500, blank=True, default="")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.CONNECTED)
+    error_message = models.TextField(blank=True, default="")
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    last_validated_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    # Last: from here on, ``models`` in this class body is the field, not the module.
+    models = models.JSONField(default=list, blank=True, help_text="Model ids, one per entry.")
+
+    class Meta:
+        db_table = "provider_connections"
+        ordering = ["provider_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "provider_id"], name="provider_connections_user_provider_uniq"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["connected", "expired", "error", "revoked"]),
+                name="provider_connections_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(auth_type__in=["api", "oauth", "wellknown"]),
+                name="provider_connections_auth_type_valid",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["user"], name="provider_conn_user_idx"),
+            models.Index(fields=["status"], name="provider_conn_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider_id} ({self.user})"
+
+    @property
+    def is_custom(self) -> bool:
+        return bool(self.base_url)
+
+    def undecryptable_fields(self) -> list[str]:
+        return [name for name in self.SECRET_FIELDS if is_undecryptable(getattr(self, name))]
+
+    @property
+    def effective_status(self) -> str:
+        """The status to show: ``error`` as soon as a secret cannot be decrypted, even
+        before anything has recorded it."""
+        return self.Status.ERROR if self.undecryptable_fields() else self.status
+
+    @property
+    def effective_error_message(self) -> str:
+        return UNDECRYPTABLE_MESSAGE if self.undecryptable_fields() else self.error_message
+
+    def missing_secrets(self, *, keyless_custom_ok: bool = False) -> list[str]:
+        """The auth type's secrets that are empty. A custom endpoint may have no key (a
+        local server): valid to save, but ``credential_for`` still reports it
+        ``incomplete``, and the pipeline then injects nothing."""
+        used = self.SECRETS_BY_AUTH_TYPE.get(self.auth_type, ())
+        if keyless_custom_ok and self.is_custom:
+            used = tuple(key for key in used if key != "api_key")
+        return [key for key in used if not getattr(self, key)]
+
+    def refresh_key_hint(self) -> None:
+        primary = {
+            self.AuthType.API: self.api_key,
+            self.AuthType.OAUTH: self.oauth_access_token or self.oauth_refresh_token,
+            self.AuthType.WELLKNOWN: self.wellknown_token,
+        }.get(self.auth_type)
+        if not is_undecryptable(primary):  # else keep the hint made when it was readable
+            self.key_hint = key_hint(primary)
+
+    def auth_body(self) -> dict[str, Any]:
+        """The auth.json entry OpenCode takes on ``PUT /auth/{provider_id}``.
+
+        Raises ``UndecryptableError`` rather than sending a placeholder; ``credential_for``
+        checks first and reports it.
+        """
+        if self.undecryptable_fields():
+            raise UndecryptableError(UNDECRYPTABLE_MESSAGE)
+        if self.auth_type == self.AuthType.OAUTH:
+            body: dict[str, Any] = {
+                "type": "oauth",
+                "refresh": str(self.oauth_refresh_token or ""),
+                "access": str(self.oauth_access_token or ""),
+                "expires": int(self.oauth_expires_at.timestamp() * 1000)
+                if self.oauth_expires_at
+                else 0,
+            }
+            if self.oauth_account_id:
+                body["accountId"] = self.oauth_account_id
+            if self.oauth_enterprise_url:
+                body["enterpriseUrl"] = self.oauth_enterprise_url
+            return body
+        if self.auth_type == self.AuthType.WELLKNOWN:
+            return {
+                "type": "wellknown",
+                "key": str(self.wellknown_key or ""),
+                "token": str(self.wellknown_token or ""),
+            }
+        body = {"type": "api", "key": str(self.api_key or "")}
+        if self.metadata:
+            body["metadata"] = dict(self.metadata)
+        return body
+
+
+class AuditEvent(models.Model):
+    """Who did what to which connection or project, and when. Never holds a secret."""
+
+    class Action(models.TextChoices):
+        CONNECTED = "connected", "Connected"
+        UPDATED = "updated", "Updated"
+        DISCONNECTED = "disconnected", "Disconnected"
+        REVOKED = "revoked", "Revoked"
+        INJECTED = "injected", "Injected into a project"
+        REMOVED = "removed", "Removed from a project"
+        MIGRATED = "migrated", "Migrated legacy key"
+        OAUTH_STARTED = "oauth_started", "OAuth started"
+        OAUTH_COMPLETED = "oauth_completed", "OAuth completed"
+        OAUTH_FAILED = "oauth_failed", "OAuth failed"
+        VALIDATED = "validated", "Validated"
+        VALIDATION_FAILED = "validation_failed", "Validation failed"
+        EXPIRED = "expired", "Expired"
+        KEY_ROTATION = "key_rotation", "Encryption key rotation"
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    action = models.CharField(max_length=32, choices=Action.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Who did it; empty for doce itself (a task, a migration, a command).",
+    )
+    # Kept as text too, so the log still reads after the user is deleted.
+    actor_name = models.CharField(max_length=150, blank=True, default="")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="audit_events",
+        help_text="Whose connection or project it was.",
+    )
+    provider_id = models.CharField(max_length=100, blank=True, default="")
+    connection = models.ForeignKey(
+        ProviderConnection,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="audit_events",
+    )
+    # The Project model comes with the projects app; an id keeps this table independent.
+    project_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        db_table = "audit_events"
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["user", "-created_at"], name="audit_events_user_idx")]
+
+    def __str__(self) -> str:
+        subject = self.provider_id or (f"project {self.project_id}" if self.project_id else "")
+        return f"{self.get_action_display()} {subject}".strip()

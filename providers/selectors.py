@@ -1,0 +1,59 @@
+"""Reads about provider connections that several places share (pages, commands, admin).
+
+Loading a row never raises, whatever the keys: an undecryptable value is a marker.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db.models import Count, QuerySet
+from django.utils import timezone
+
+from providers.models import ProviderConnection, UserSettings
+
+
+def connections_for_user(*, user: AbstractBaseUser | int) -> QuerySet[ProviderConnection]:
+    """The user's connections, one query. Pages show ``key_hint``, ``effective_status``
+    and ``effective_error_message``: those say ``error`` / "cannot decrypt: ..." as soon
+    as the keys stop opening a secret, before anything has recorded it. (The secrets are
+    loaded for that check, a few microseconds each; never render them.)"""
+    return ProviderConnection.objects.filter(user_id=getattr(user, "pk", user))
+
+
+def connection_status_counts() -> dict[str, int]:
+    """Connections per status, every status present (zeros included)."""
+    counts = dict.fromkeys(ProviderConnection.Status.values, 0)
+    for row in ProviderConnection.objects.values("status").annotate(n=Count("pk")).order_by():
+        counts[row["status"]] = row["n"]
+    return counts
+
+
+def oauth_connections_expiring(
+    *, within: timedelta = timedelta(hours=1), now: datetime | None = None
+) -> QuerySet[ProviderConnection]:
+    """OAuth connections (not revoked) whose token has expired or expires within ``within``,
+    soonest first."""
+    now = now or timezone.now()
+    return (
+        ProviderConnection.objects.filter(
+            auth_type=ProviderConnection.AuthType.OAUTH, oauth_expires_at__lte=now + within
+        )
+        .exclude(status=ProviderConnection.Status.REVOKED)
+        .select_related("user")
+        .defer(*ProviderConnection.SECRET_FIELDS)
+        .order_by("oauth_expires_at", "pk")
+    )
+
+
+def legacy_keys_pending() -> QuerySet[UserSettings]:
+    """Users whose legacy OpenRouter key has not been moved into a connection."""
+    return (
+        UserSettings.objects.filter(
+            openrouter_api_key__isnull=False, migration_completed_at__isnull=True
+        )
+        .exclude(openrouter_api_key="")
+        .select_related("user")
+        .defer("openrouter_api_key")
+    )

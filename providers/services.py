@@ -1,0 +1,342 @@
+"""Writes to provider connections: the app's public surface for views, tasks and the
+pipeline. Every change writes an ``AuditEvent``; credentials changes are signalled (ids
+only) after commit so running projects follow. Nothing here logs or audits a secret.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from doce.encrypted_fields import UNDECRYPTABLE_MESSAGE
+from doce.redaction import redact
+from providers.audit import audit_record
+from providers.credentials import (  # noqa: F401  (public here: the pipeline imports them)
+    LEGACY_PROVIDER_ID,
+    Credential,
+    CredentialUnavailable,
+    credential_for,
+    credential_mark_injected,
+    credential_mark_removed,
+)
+from providers.models import AuditEvent, ProviderConnection, UserSettings
+from providers.signals import credential_changed, credential_removed, send_on_commit
+
+logger = logging.getLogger(__name__)
+
+Action = AuditEvent.Action
+AuthType = ProviderConnection.AuthType
+Status = ProviderConnection.Status
+
+_UNSET: Any = object()
+
+
+# --- connections ----------------------------------------------------------------------
+
+
+def connection_create(
+    *,
+    user: AbstractBaseUser,
+    provider_id: str,
+    auth_type: str = AuthType.API,
+    api_key: str | None = None,
+    oauth_access_token: str | None = None,
+    oauth_refresh_token: str | None = None,
+    oauth_expires_at: datetime | None = None,
+    oauth_account_id: str = "",
+    oauth_enterprise_url: str = "",
+    wellknown_key: str | None = None,
+    wellknown_token: str | None = None,
+    metadata: dict[str, str] | None = None,
+    name: str = "",
+    base_url: str = "",
+    models: list[str] | None = None,
+    actor: AbstractBaseUser | None = None,
+) -> ProviderConnection:
+    """Connect ``provider_id`` for ``user``; ValidationError if it is already connected or
+    the secrets do not fit ``auth_type``. ``actor`` defaults to the user."""
+    connection = ProviderConnection(user=user, provider_id=(provider_id or "").strip())
+    _apply(
+        connection,
+        auth_type=auth_type, api_key=api_key, oauth_access_token=oauth_access_token,
+        oauth_refresh_token=oauth_refresh_token, oauth_expires_at=oauth_expires_at,
+        oauth_account_id=oauth_account_id, oauth_enterprise_url=oauth_enterprise_url,
+        wellknown_key=wellknown_key, wellknown_token=wellknown_token,
+        metadata=metadata if metadata is not None else {}, name=name, base_url=base_url,
+        models=models if models is not None else [],
+    )  # fmt: skip
+    try:
+        with transaction.atomic():
+            connection.save()
+            audit_record(
+                action=Action.CONNECTED,
+                actor=actor or user,
+                connection=connection,
+                detail={"auth_type": connection.auth_type},
+            )
+    except IntegrityError:
+        raise ValidationError(
+            {"provider_id": f"{connection.provider_id} is already connected."}
+        ) from None
+    _initialize_settings(user)
+    send_on_commit(credential_changed, user_id=user.pk, provider_id=connection.provider_id)
+    logger.info("user %s connected %s (%s)", user.pk, connection.provider_id, auth_type)
+    return connection
+
+
+def connection_update(
+    *,
+    connection: ProviderConnection,
+    actor: AbstractBaseUser | None = None,
+    auth_type: str = _UNSET,
+    api_key: str | None = _UNSET,
+    oauth_access_token: str | None = _UNSET,
+    oauth_refresh_token: str | None = _UNSET,
+    oauth_expires_at: datetime | None = _UNSET,
+    oauth_account_id: str = _UNSET,
+    oauth_enterprise_url: str = _UNSET,
+    wellknown_key: str | None = _UNSET,
+    wellknown_token: str | None = _UNSET,
+    metadata: dict[str, str] = _UNSET,
+    name: str = _UNSET,
+    base_url: str = _UNSET,
+    models: list[str] = _UNSET,
+) -> ProviderConnection:
+    """Change what is given (omitted arguments stay). New secrets reset the status to
+    ``connected``; changing ``auth_type`` drops the other type's secrets."""
+    changes = {
+        key: value
+        for key, value in {
+            "auth_type": auth_type, "api_key": api_key, "oauth_access_token": oauth_access_token,
+            "oauth_refresh_token": oauth_refresh_token, "oauth_expires_at": oauth_expires_at,
+            "oauth_account_id": oauth_account_id, "oauth_enterprise_url": oauth_enterprise_url,
+            "wellknown_key": wellknown_key, "wellknown_token": wellknown_token,
+            "metadata": metadata, "name": name, "base_url": base_url, "models": models,
+        }.items()
+        if value is not _UNSET
+    }  # fmt: skip
+    if not changes:
+        return connection
+    _apply(connection, **changes)
+    new_secrets = bool(set(changes) & {*ProviderConnection.SECRET_FIELDS, "auth_type"})
+    if new_secrets:
+        connection.status = Status.CONNECTED
+        connection.error_message = ""
+    with transaction.atomic():
+        connection.save()
+        audit_record(
+            action=Action.UPDATED,
+            actor=actor or connection.user,
+            connection=connection,
+            detail={"fields": sorted(changes)},  # names only, never values
+        )
+    if new_secrets:  # running projects get the new credential (queue_jobs listens)
+        send_on_commit(
+            credential_changed, user_id=connection.user_id, provider_id=connection.provider_id
+        )
+    return connection
+
+
+def connection_revoke(
+    *, connection: ProviderConnection, actor: AbstractBaseUser | None = None, reason: str = ""
+) -> ProviderConnection:
+    """Stop using a connection (status ``revoked``) but keep the row and its secrets for
+    the record; connecting again replaces them."""
+    with transaction.atomic():
+        connection.status = Status.REVOKED
+        connection.error_message = redact(reason)
+        connection.save(update_fields=["status", "error_message", "updated_at"])
+        audit_record(
+            action=Action.REVOKED, actor=actor, connection=connection, detail={"reason": reason}
+        )
+    send_on_commit(
+        credential_removed, user_id=connection.user_id, provider_id=connection.provider_id
+    )
+    return connection
+
+
+def connection_delete(
+    *, connection: ProviderConnection, actor: AbstractBaseUser | None = None
+) -> None:
+    """Disconnect: the row and its secrets are deleted; the audit event stays."""
+    with transaction.atomic():
+        audit_record(
+            action=Action.DISCONNECTED,
+            actor=actor or connection.user,
+            connection=connection,
+            detail={"auth_type": connection.auth_type},
+        )
+        connection.delete()
+    send_on_commit(
+        credential_removed, user_id=connection.user_id, provider_id=connection.provider_id
+    )
+
+
+def connection_mark_error(
+    *, connection: ProviderConnection, message: str, actor: AbstractBaseUser | None = None
+) -> ProviderConnection:
+    """The provider or OpenCode rejected the credential (e.g. ``APIError`` 401)."""
+    with transaction.atomic():
+        connection.status = Status.ERROR
+        connection.error_message = redact(message)[:2000]
+        connection.save(update_fields=["status", "error_message", "updated_at"])
+        audit_record(
+            action=Action.VALIDATION_FAILED,
+            actor=actor,
+            connection=connection,
+            detail={"message": connection.error_message},
+        )
+    return connection
+
+
+def connection_revalidate(
+    *, connection: ProviderConnection, actor: AbstractBaseUser | None = None
+) -> ProviderConnection:
+    """Check what can be checked without asking the provider: every secret decrypts and
+    the auth type's secrets are present; an OAuth token past its expiry is ``expired``.
+
+    Sets ``status``, ``error_message`` and ``last_validated_at`` and writes an audit
+    event. A revoked connection stays revoked. The provider-API check (a cheap
+    authenticated call per provider) plugs in here with the key validation work
+    (issue 5): call it after these local checks pass.
+    """
+    now = timezone.now()
+    problem = ""
+    if connection.undecryptable_fields():
+        problem = UNDECRYPTABLE_MESSAGE
+    elif missing := connection.missing_secrets(keyless_custom_ok=True):
+        problem = f"no {missing[0].replace('_', ' ')} is stored"
+    if connection.status != Status.REVOKED:
+        if problem:
+            connection.status = Status.ERROR
+        elif connection.oauth_expires_at and connection.oauth_expires_at <= now:
+            connection.status = Status.EXPIRED
+        else:
+            connection.status = Status.CONNECTED
+        connection.error_message = problem
+    connection.last_validated_at = now
+    if not problem:
+        connection.refresh_key_hint()  # e.g. blank while the key could not be decrypted
+    with transaction.atomic():
+        connection.save(
+            update_fields=[
+                "status", "error_message", "last_validated_at", "key_hint", "updated_at"
+            ]
+        )  # fmt: skip
+        audit_record(
+            action=Action.VALIDATION_FAILED if problem else Action.VALIDATED,
+            actor=actor,
+            connection=connection,
+            detail={"status": connection.status, "message": problem, "checks": "local"},
+        )
+    return connection
+
+
+def connections_expire_oauth(*, now: datetime | None = None) -> int:
+    """Mark ``connected`` OAuth connections whose tokens are past their expiry as
+    ``expired``; the number marked. Locked and re-checked so a token refreshed meanwhile
+    is not marked."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        due = list(
+            ProviderConnection.objects.select_for_update()
+            .filter(auth_type=AuthType.OAUTH, status=Status.CONNECTED, oauth_expires_at__lte=now)
+            .values_list("pk", "user_id", "provider_id")
+        )
+        if not due:
+            return 0
+        ProviderConnection.objects.filter(pk__in=[pk for pk, _, _ in due]).update(
+            status=Status.EXPIRED, updated_at=now
+        )
+        AuditEvent.objects.bulk_create(
+            AuditEvent(
+                action=Action.EXPIRED,
+                user_id=user_id,
+                provider_id=provider_id,
+                connection_id=pk,
+                actor_name="task providers.expire_oauth_connections",
+            )
+            for pk, user_id, provider_id in due
+        )
+    logger.info("marked %d OAuth connection(s) expired", len(due))
+    return len(due)
+
+
+# --- validation -----------------------------------------------------------------------
+
+
+def _apply(connection: ProviderConnection, **values) -> None:
+    """Set ``values`` on ``connection``, drop secrets its auth type does not use, refresh
+    the hint, and validate; raises ValidationError keyed by field."""
+    for key, value in values.items():
+        if key in ProviderConnection.SECRET_FIELDS and isinstance(value, str):
+            value = value.strip() or None
+        elif isinstance(value, str):
+            value = value.strip()
+        setattr(connection, key, value)
+    used = ProviderConnection.SECRETS_BY_AUTH_TYPE.get(connection.auth_type, ())
+    for key in ProviderConnection.SECRET_FIELDS:
+        if key not in used:
+            setattr(connection, key, None)
+    if connection.auth_type != AuthType.OAUTH:
+        connection.oauth_expires_at = None
+        connection.oauth_account_id = connection.oauth_enterprise_url = ""
+    connection_validate(connection=connection)
+    connection.refresh_key_hint()
+
+
+def connection_validate(*, connection: ProviderConnection) -> None:
+    """ValidationError (keyed by field) when the connection's values do not fit together:
+    the services call it before saving; forms that edit a connection call it in clean."""
+    errors = _validation_errors(connection)
+    if errors:
+        raise ValidationError(errors)
+
+
+def _validation_errors(connection: ProviderConnection) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    try:
+        connection.full_clean(
+            exclude=["user", "key_hint", *ProviderConnection.SECRET_FIELDS],
+            validate_unique=False,
+            validate_constraints=False,
+        )
+    except ValidationError as exc:
+        errors.update({field: " ".join(messages) for field, messages in exc.message_dict.items()})
+    for key in connection.missing_secrets(keyless_custom_ok=True):
+        errors[key] = f"This {connection.get_auth_type_display()} connection needs a value."
+    if not isinstance(connection.metadata, dict) or not all(
+        isinstance(key, str) and isinstance(value, str)
+        for key, value in connection.metadata.items()
+    ):
+        errors["metadata"] = "Metadata is a mapping of prompt names to text values."
+    if connection.base_url:
+        try:
+            URLValidator(schemes=["http", "https"])(connection.base_url)
+        except ValidationError:
+            errors["base_url"] = "Enter an http:// or https:// URL."
+        if connection.auth_type != AuthType.API:
+            errors["auth_type"] = "A custom provider connects with an API key."
+        if not connection.name:
+            errors["name"] = "A custom provider needs a name."
+    models = connection.models
+    if not isinstance(models, list) or not all(isinstance(m, str) and m for m in models):
+        errors["models"] = "Models are a list of model ids."
+    elif connection.base_url and not models:
+        errors["models"] = "A custom provider needs at least one model id."
+    return errors
+
+
+def _initialize_settings(user: AbstractBaseUser) -> None:
+    """A user who connects anything is on the new system."""
+    UserSettings.objects.get_or_create(user=user, defaults={"provider_auth_initialized": True})
+    UserSettings.objects.filter(user=user, provider_auth_initialized=False).update(
+        provider_auth_initialized=True
+    )

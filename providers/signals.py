@@ -1,0 +1,18 @@
+"""What other apps may react to when a user's credential changes. Sent after commit,
+with ids only (never a secret): ``user_id``, ``provider_id``.
+
+- ``credential_changed``: a connection was created or its secrets replaced.
+- ``credential_removed``: a connection was disconnected or revoked.
+"""
+
+from django.db import transaction
+from django.dispatch import Signal
+
+credential_changed = Signal()
+credential_removed = Signal()
+
+
+def send_on_commit(signal: Signal, *, user_id: int, provider_id: str) -> None:
+    transaction.on_commit(
+        lambda: signal.send(sender=None, user_id=user_id, provider_id=provider_id)
+    )

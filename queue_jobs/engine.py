@@ -1,0 +1,169 @@
+"""Run one Job: claim it atomically, call its step, record the outcome.
+
+The Celery task (queue_jobs.tasks.run_job) only translates the outcome into Celery terms
+(retry with a countdown, or stop the chain); everything a user or operator sees is
+written here, on the Job row and the project.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from doce.redaction import redact
+from queue_jobs.models import ACTIVE_STATES, Job, JobState
+
+logger = logging.getLogger(__name__)
+
+BACKOFF_BASE_SECONDS = 1.0
+BACKOFF_CAP_SECONDS = 30.0
+
+
+class StepError(Exception):
+    """A step failed. ``retryable`` says whether trying again can help; ``user_message``
+    is what the project page shows (plain words, never a secret)."""
+
+    retryable = False
+
+    def __init__(self, user_message: str, *, retryable: bool | None = None, kind: str = ""):
+        super().__init__(user_message)
+        self.user_message = user_message
+        self.kind = kind
+        if retryable is not None:
+            self.retryable = retryable
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """``done``: the chain goes on; ``retry_in``: run this job again after that many
+    seconds; otherwise the chain stops (failed, cancelled, or nothing to do)."""
+
+    done: bool = False
+    retry_in: float | None = None
+    detail: str = ""
+
+
+Step = Callable[[Job], None]
+_STEPS: dict[str, Step] = {}
+_FAILURE_HANDLERS: list[Callable[[Job, StepError], None]] = []
+
+
+def step(job_type: str) -> Callable[[Step], Step]:
+    """Register the function that performs jobs of ``job_type``."""
+
+    def register(function: Step) -> Step:
+        _STEPS[job_type] = function
+        return function
+
+    return register
+
+
+def on_failure(handler: Callable[[Job, StepError], None]) -> Callable[[Job, StepError], None]:
+    """Register a handler called once when a job fails for good (e.g. mark the project)."""
+    _FAILURE_HANDLERS.append(handler)
+    return handler
+
+
+def backoff(attempt: int) -> float:
+    return min(BACKOFF_BASE_SECONDS * 2 ** max(attempt - 1, 0), BACKOFF_CAP_SECONDS)
+
+
+def claim(job_id: int, task_id: str) -> Job | None:
+    """Take the job if it still wants running, for the Celery task ``task_id``.
+
+    A job already ``running`` under the same task id is a redelivery after its worker
+    died (acks_late): it is taken again, since steps are idempotent. A second message
+    for the same job (a duplicate chain) carries another task id and is refused, so
+    one step never runs twice at once.
+    """
+    now = timezone.now()
+    takeable = Q(state__in=(JobState.QUEUED, JobState.RETRYING)) | Q(
+        state=JobState.RUNNING, celery_task_id=task_id
+    )
+    claimed = Job.objects.filter(takeable, id=job_id).update(
+        state=JobState.RUNNING,
+        celery_task_id=task_id,
+        attempts=F("attempts") + 1,
+        started_at=Coalesce(F("started_at"), now),
+        updated_at=now,
+    )
+    if not claimed:
+        return None
+    return Job.objects.select_related("project", "project__owner").get(id=job_id)
+
+
+def execute(job_id: int, *, task_id: str) -> Outcome:
+    job = claim(job_id, task_id)
+    if job is None:
+        return Outcome(detail="not runnable (finished, cancelled or taken)")
+    if _earlier_step_unfinished(job):
+        _finish(job, JobState.CANCELLED, "an earlier step did not succeed")
+        return Outcome(detail="cancelled: an earlier step did not succeed")
+    perform = _STEPS[job.type]
+    started = time.monotonic()
+    try:
+        perform(job)
+    except StepError as exc:
+        return _handle_error(job, exc)
+    except Exception as exc:  # a bug or an unexpected failure: stop, say so, keep the trace
+        logger.exception("job %s (%s) crashed", job.pk, job.type)
+        return _handle_error(
+            job, StepError(f"Unexpected error in {job.get_type_display().lower()}: {exc}")
+        )
+    if not _finish(job, JobState.SUCCEEDED, ""):
+        return Outcome(detail="cancelled while running")
+    logger.info("job %s (%s) succeeded in %.0f ms", job.pk, job.type,
+                (time.monotonic() - started) * 1000)  # fmt: skip
+    return Outcome(done=True)
+
+
+def _earlier_step_unfinished(job: Job) -> bool:
+    return (
+        Job.objects.filter(pipeline=job.pipeline, position__lt=job.position)
+        .exclude(state=JobState.SUCCEEDED)
+        .exists()
+    )
+
+
+def _handle_error(job: Job, exc: StepError) -> Outcome:
+    message = redact(exc.user_message)[:2000]
+    exc.user_message = message  # what the failure handlers show the user, redacted too
+    if exc.retryable and job.attempts < job.max_attempts:
+        Job.objects.filter(id=job.pk, state=JobState.RUNNING).update(
+            state=JobState.RETRYING, last_error=message, updated_at=timezone.now()
+        )
+        delay = backoff(job.attempts)
+        logger.warning("job %s (%s) attempt %s failed, retrying in %.1f s: %s",
+                       job.pk, job.type, job.attempts, delay, message)  # fmt: skip
+        return Outcome(retry_in=delay, detail=message)
+    logger.warning("job %s (%s) failed: %s", job.pk, job.type, message)
+    with transaction.atomic():
+        if _finish(job, JobState.FAILED, message):
+            cancel_pipeline_rest(job, reason=f"stopped: {job.get_type_display().lower()} failed")
+            job.last_error = message
+            for handler in _FAILURE_HANDLERS:
+                handler(job, exc)
+    return Outcome(detail=message)
+
+
+def _finish(job: Job, state: str, error: str) -> bool:
+    now = timezone.now()
+    updates = {"state": state, "finished_at": now, "updated_at": now}
+    if error:
+        updates["last_error"] = error
+    return bool(Job.objects.filter(id=job.pk, state=JobState.RUNNING).update(**updates))
+
+
+def cancel_pipeline_rest(job: Job, *, reason: str) -> int:
+    """Cancel the steps after ``job`` in its pipeline that have not run yet."""
+    now = timezone.now()
+    return Job.objects.filter(
+        pipeline=job.pipeline, position__gt=job.position, state__in=ACTIVE_STATES
+    ).update(state=JobState.CANCELLED, last_error=reason, finished_at=now, updated_at=now)

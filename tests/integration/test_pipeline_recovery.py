@@ -1,0 +1,82 @@
+"""Kill the worker in the middle of a pipeline, start another: the project still comes
+up, with exactly one session and one initial prompt (acks_late redelivery on Redis,
+recovery from the Job rows on the embedded broker)."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from projects import services as project_services
+from projects.models import Project
+from providers.services import connection_create
+from queue_jobs import steps
+from queue_jobs.models import Job, JobState, JobType
+from tests.conftest import purge_broker, start_celery_worker, stop_process_group
+from tests.integration.test_pipeline import FIRST_KEY, REPLY, _settled, wait_for
+from tests.stub_llm import StubLLM
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+# Redis hands an unacknowledged message to another worker after this many seconds.
+WORKER_ENV = {"DOCE_BROKER_VISIBILITY_TIMEOUT": "10"}
+
+
+def test_a_pipeline_survives_a_killed_worker(alice, tmp_path):
+    purge_broker()
+    first = start_celery_worker(tmp_path / "first.log", **WORKER_ENV)
+    second = None
+    project = None
+    with StubLLM(reply=REPLY) as stub:
+        try:
+            connection_create(
+                user=alice, provider_id="stub", name="Stub", base_url=stub.base_url,
+                models=["stub-model"], api_key=FIRST_KEY,
+            )  # fmt: skip
+            project = project_services.project_create(
+                owner=alice, prompt="Build a site for my bakery", model="stub/stub-model"
+            )
+            wait_for(
+                lambda: Job.objects.filter(
+                    project=project, type=JobType.WAIT_HEALTHY, state=JobState.RUNNING
+                ).exists(),
+                what="the wait-for-health step to run",
+            )
+            os.killpg(first.pid, signal.SIGKILL)
+            first.wait()
+
+            second = start_celery_worker(tmp_path / "second.log", **WORKER_ENV)
+            wait_for(lambda: _settled(project), timeout=120, what="the pipeline after the kill")
+            assert project.status == Project.Status.RUNNING, project.error_message
+            wait_for(stub.completions, what="the initial prompt to reach the LLM")
+
+            with project_services.project_client(project) as client:
+                assert len(client.session_list()) == 1
+                user_messages = [
+                    m for m in client.messages(project.bootstrap_session_id)
+                    if m["info"]["role"] == "user"
+                ]  # fmt: skip
+            assert len(user_messages) == 1
+
+            # Redelivered once more (as acks_late may do): still one session, one prompt.
+            Project.objects.filter(pk=project.pk).update(
+                bootstrap_session_id="", initial_prompt_sent=False
+            )
+            job = Job.objects.get(project=project, type=JobType.SESSION_CREATE)
+            steps.session_create(job)
+            job.project.refresh_from_db()
+            steps.send_initial_prompt(job)
+            project.refresh_from_db()
+            with project_services.project_client(project) as client:
+                assert len(client.session_list()) == 1
+                roles = [m["info"]["role"] for m in client.messages(project.bootstrap_session_id)]
+            assert roles.count("user") == 1
+            assert project.initial_prompt_sent
+        finally:
+            if project is not None:
+                project_services.server_stop(project=project)
+            stop_process_group(first)
+            if second is not None:
+                stop_process_group(second)

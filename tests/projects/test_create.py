@@ -1,0 +1,82 @@
+import pytest
+
+from projects.models import Project
+from queue_jobs.models import START_PIPELINE, Job
+
+pytestmark = pytest.mark.django_db
+
+
+def test_without_a_connected_provider_the_page_says_what_to_do(alice_client):
+    html = alice_client.get("/projects/new/").content.decode()
+    assert "Connect an LLM provider first" in html
+    assert 'href="/settings/providers/"' in html
+    assert 'name="prompt"' not in html
+    response = alice_client.post("/projects/new/", {"prompt": "x", "model": "stub/stub-model"})
+    assert response.status_code == 200
+    assert not Project.objects.exists()
+
+
+def test_a_project_is_created_with_its_pipeline(alice_client, alice, alice_stub):
+    response = alice_client.post(
+        "/projects/new/", {"prompt": "  Build a site for my bakery  ", "model": "stub/stub-model"}
+    )
+    project = Project.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == f"/projects/{project.pk}/"
+    assert (project.owner, project.current_model_provider_id, project.current_model_id) == (
+        alice, "stub", "stub-model",
+    )  # fmt: skip
+    assert project.status == Project.Status.STARTING
+    assert project.name == "Build a site for my bakery"
+    assert len(str(project.server_password)) >= 32
+    assert list(Job.objects.filter(project=project).values_list("type", flat=True)) == (
+        START_PIPELINE
+    )
+
+
+def test_a_double_submit_creates_one_project(alice_client, alice_stub):
+    data = {"prompt": "Build a site for my bakery", "model": "stub/stub-model"}
+    first = alice_client.post("/projects/new/", data)
+    second = alice_client.post("/projects/new/", data)
+    assert Project.objects.count() == 1
+    assert first["Location"] == second["Location"]
+    assert Job.objects.count() == 5
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        ({"prompt": "", "model": "stub/stub-model"}, "This field is required."),
+        ({"prompt": "   ", "model": "stub/stub-model"}, "This field is required."),
+        ({"prompt": "x" * 20_001, "model": "stub/stub-model"}, "at most 20000 characters"),
+        ({"prompt": "hi\x00there", "model": "stub/stub-model"}, "Null characters are not allowed"),
+        ({"prompt": "hi\x07there", "model": "stub/stub-model"}, "control characters"),
+        ({"prompt": "hello", "model": ""}, "This field is required."),
+        ({"prompt": "hello", "model": "gpt-4o"}, "Write the model as provider/model"),
+        ({"prompt": "hello", "model": "anthropic/claude-sonnet-4"}, "is not connected"),
+    ],
+)
+def test_bad_input_gets_a_clear_error_and_creates_nothing(alice_client, alice_stub, data, error):
+    response = alice_client.post("/projects/new/", data)
+    assert response.status_code == 200
+    assert error in response.content.decode()
+    assert not Project.objects.exists()
+
+
+def test_a_revoked_connection_is_not_usable(alice_client, alice_stub):
+    alice_stub.status = "revoked"
+    alice_stub.save()
+    response = alice_client.post("/projects/new/", {"prompt": "hi", "model": "stub/stub-model"})
+    assert "Connect an LLM provider first" in response.content.decode()
+    assert not Project.objects.exists()
+
+
+def test_the_legacy_openrouter_key_still_works(alice_client, alice):
+    from providers.models import UserSettings
+
+    UserSettings.objects.create(user=alice, openrouter_api_key="sk-or-v1-" + "a" * 40)
+    response = alice_client.post(
+        "/projects/new/", {"prompt": "hi", "model": "openrouter/anthropic/claude-sonnet-4"}
+    )
+    assert response.status_code == 302
+    assert Project.objects.get().current_model_id == "anthropic/claude-sonnet-4"

@@ -1,0 +1,146 @@
+import pytest
+
+from projects.models import Project
+from queue_jobs import engine
+from queue_jobs.engine import StepError
+from queue_jobs.models import START_PIPELINE, Job, JobState, JobType
+from queue_jobs.pipeline import PipelineBusy, pipeline_start
+
+pytestmark = pytest.mark.django_db
+
+
+def _states(project):
+    return [job.state for job in Job.objects.filter(project=project).order_by("position")]
+
+
+def test_the_chain_runs_every_step_in_order(
+    project, eager, fake_steps, django_capture_on_commit_callbacks
+):
+    calls, _ = fake_steps
+    with django_capture_on_commit_callbacks(execute=True):
+        jobs = pipeline_start(project=project)
+    assert [job.type for job in jobs] == START_PIPELINE
+    assert calls == START_PIPELINE
+    assert _states(project) == [JobState.SUCCEEDED] * 5
+
+
+def test_nothing_is_enqueued_before_commit(
+    project, eager, fake_steps, django_capture_on_commit_callbacks
+):
+    calls, _ = fake_steps
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        pipeline_start(project=project)
+    assert calls == [] and len(callbacks) == 1
+
+
+def test_a_double_click_starts_one_pipeline(project, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        pipeline_start(project=project)
+        with pytest.raises(PipelineBusy):
+            pipeline_start(project=project)
+    assert Job.objects.filter(project=project).count() == 5
+    assert len(callbacks) == 1
+
+
+def test_transient_failures_are_retried_then_succeed(
+    project, eager, fake_steps, django_capture_on_commit_callbacks
+):
+    calls, behaviour = fake_steps
+    failures = iter([True, True, False])
+
+    def flaky(job):
+        if next(failures):
+            raise StepError("connection refused", retryable=True)
+
+    behaviour[JobType.WAIT_HEALTHY] = flaky
+    with django_capture_on_commit_callbacks(execute=True):
+        pipeline_start(project=project)
+    assert calls.count(JobType.WAIT_HEALTHY) == 3
+    assert Job.objects.get(project=project, type=JobType.WAIT_HEALTHY).attempts == 3
+    assert _states(project) == [JobState.SUCCEEDED] * 5
+
+
+def test_credentials_get_three_attempts_then_the_project_shows_the_error(
+    project, eager, fake_steps, django_capture_on_commit_callbacks
+):
+    calls, behaviour = fake_steps
+
+    def down(job):
+        raise StepError("OpenCode answered 503", retryable=True)
+
+    behaviour[JobType.SET_CREDENTIALS] = down
+    with django_capture_on_commit_callbacks(execute=True):
+        pipeline_start(project=project)
+    assert calls.count(JobType.SET_CREDENTIALS) == 3
+    assert _states(project) == [JobState.SUCCEEDED, JobState.SUCCEEDED, JobState.FAILED,
+                                JobState.CANCELLED, JobState.CANCELLED]  # fmt: skip
+    project.refresh_from_db()
+    assert project.status == Project.Status.ERROR
+    assert project.error_message == "OpenCode answered 503"
+
+
+def test_a_rejected_payload_fails_at_once(
+    project, eager, fake_steps, django_capture_on_commit_callbacks
+):
+    calls, behaviour = fake_steps
+
+    def rejected(job):
+        raise StepError("Provider not configured or key rejected: no key", kind="provider_auth")
+
+    behaviour[JobType.SET_CREDENTIALS] = rejected
+    with django_capture_on_commit_callbacks(execute=True):
+        pipeline_start(project=project)
+    assert calls.count(JobType.SET_CREDENTIALS) == 1
+    assert JobType.SESSION_CREATE not in calls
+    project.refresh_from_db()
+    assert (project.status, project.error_kind) == (Project.Status.ERROR, "provider_auth")
+
+
+def test_an_unexpected_exception_fails_the_step_with_a_message(
+    project, eager, fake_steps, django_capture_on_commit_callbacks
+):
+    _, behaviour = fake_steps
+
+    def bug(job):
+        raise KeyError("id")
+
+    behaviour[JobType.SESSION_CREATE] = bug
+    with django_capture_on_commit_callbacks(execute=True):
+        pipeline_start(project=project)
+    job = Job.objects.get(project=project, type=JobType.SESSION_CREATE)
+    assert job.state == JobState.FAILED
+    assert "Unexpected error" in job.last_error
+
+
+def test_secrets_in_error_messages_are_redacted(
+    project, eager, fake_steps, django_capture_on_commit_callbacks
+):
+    _, behaviour = fake_steps
+    secret = "sk-ant-api03-" + "S" * 40
+
+    def leaky(job):
+        raise StepError(f"provider said: bad key {secret}")
+
+    behaviour[JobType.SET_CREDENTIALS] = leaky
+    with django_capture_on_commit_callbacks(execute=True):
+        pipeline_start(project=project)
+    project.refresh_from_db()
+    assert secret not in project.error_message
+    assert not Job.objects.filter(last_error__contains=secret).exists()
+
+
+def test_a_running_job_is_not_taken_by_another_task(project):
+    job = Job.objects.create(project=project, type=JobType.RUNTIME_UP)
+    assert engine.claim(job.pk, "task-a") is not None
+    assert engine.claim(job.pk, "task-b") is None  # a duplicate message
+    assert engine.claim(job.pk, "task-a") is not None  # the same message, redelivered
+    assert Job.objects.get(pk=job.pk).attempts == 2
+
+
+def test_cancelled_jobs_do_not_run(project, eager, fake_steps, django_capture_on_commit_callbacks):
+    calls, _ = fake_steps
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        pipeline_start(project=project)
+    Job.objects.filter(project=project).update(state=JobState.CANCELLED)
+    callbacks[0]()
+    assert calls == []
