@@ -21,7 +21,9 @@ WORKDIR /build
 COPY package.json package-lock.json .npmrc ./
 # --ignore-scripts: opencode-ai's postinstall only links the platform binary into
 # node_modules/opencode-ai/bin (another 180 MB); doce runs the platform package's copy.
-RUN npm ci --ignore-scripts --no-audit --no-fund
+# `npm install` (not `npm ci`): the lock pins every version and hash, but npm 11 refuses
+# `ci` when the lock lacks the other platforms' optional packages.
+RUN npm install --ignore-scripts --no-audit --no-fund
 ARG OPENCODE_PACKAGE=opencode-linux-x64
 RUN test -x "node_modules/${OPENCODE_PACKAGE}/bin/opencode" || { \
       echo "node_modules/${OPENCODE_PACKAGE}/bin/opencode is missing: package-lock.json pins" \

@@ -30,9 +30,11 @@ $(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-# The OpenCode server binary, pinned in package.json / package-lock.json.
+# The OpenCode server binary, pinned in package.json / package-lock.json (versions and
+# hashes). `npm install`, not `npm ci`: npm 11 refuses `ci` when the lock lacks the other
+# platforms' optional packages; install still follows the lock and leaves it unchanged.
 node_modules/.installed: package.json package-lock.json
-	npm ci --no-audit --no-fund
+	npm install --no-audit --no-fund
 	touch $@
 
 # UI tests drive Debian's Chromium (Playwright's own browser download is not used).

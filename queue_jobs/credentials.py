@@ -111,3 +111,7 @@ def _mark_set(project: Project) -> None:
     Project.objects.filter(pk=project.pk).update(
         provider_credentials_set=True, updated_at=timezone.now()
     )
+    # A fresh credential answers an earlier "key rejected": let the next reply judge it.
+    Project.objects.filter(pk=project.pk, error_kind=Project.ErrorKind.PROVIDER_AUTH).exclude(
+        status=Project.Status.ERROR
+    ).update(error_kind="", error_message="")

@@ -1,0 +1,121 @@
+"""Credentials follow the user's connection into running projects: an edited key is
+re-injected, a disconnected one removed, a rejected one reported (real worker, real
+OpenCode, stub LLM recording the Authorization header)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from projects import services as project_services
+from projects.models import Project
+from providers.models import ProviderConnection
+from providers.services import connection_create, connection_delete, connection_update
+from queue_jobs.models import Job, JobState, JobType
+from tests.integration.test_pipeline import FIRST_KEY, REPLY, _settled, wait_for
+from tests.stub_llm import StubLLM
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+SECOND_KEY = "sk-stub-second-fedcba9876543210"
+PROVIDER_AUTH = "Provider not configured or key rejected"
+
+
+@pytest.fixture
+def stub():
+    with StubLLM(reply=REPLY) as server:
+        yield server
+
+
+@pytest.fixture
+def running_project(alice, stub, celery_worker_process):
+    connection = connection_create(
+        user=alice, provider_id="stub", name="Stub", base_url=stub.base_url,
+        models=["stub-model"], api_key=FIRST_KEY,
+    )  # fmt: skip
+    project = project_services.project_create(
+        owner=alice, prompt="Build a site for my bakery", model="stub/stub-model"
+    )
+    try:
+        wait_for(lambda: _settled(project), what="the pipeline")
+        assert project.status == Project.Status.RUNNING, project.error_message
+        wait_for(stub.completions, what="the initial prompt")
+        wait_for(lambda: _reply_count(project) >= 1, what="the first reply")
+        yield project, connection
+    finally:
+        project_services.server_stop(project=project)
+
+
+def _reply_count(project) -> int:
+    with project_services.project_client(project) as client:
+        return sum(
+            1
+            for m in client.messages(project.bootstrap_session_id)
+            if m["info"]["role"] == "assistant" and m["info"].get("time", {}).get("completed")
+        )
+
+
+def _job_done(project, job_type):
+    return Job.objects.filter(project=project, type=job_type, state=JobState.SUCCEEDED).exists()
+
+
+def _auth_json(project) -> dict:
+    path = project_services.runtime_state(project).layout.auth_file
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def test_an_edited_key_reaches_the_running_project_and_a_disconnect_removes_it(
+    client, alice, stub, running_project
+):
+    project, connection = running_project
+    assert stub.authorizations() == [f"Bearer {FIRST_KEY}"]
+
+    connection_update(connection=connection, api_key=SECOND_KEY)
+    wait_for(lambda: _job_done(project, JobType.REINJECT_CREDENTIALS), what="re-injection")
+    assert _auth_json(project)["stub"]["key"] == SECOND_KEY
+    stub.clear()
+    project_services.message_send(project=project, text="Add a contact page")
+    wait_for(stub.completions, what="the follow-up prompt")
+    assert stub.authorizations() == [f"Bearer {SECOND_KEY}"]
+    wait_for(lambda: _reply_count(project) >= 2, what="the second reply")
+
+    connection_delete(connection=ProviderConnection.objects.get(pk=connection.pk))
+    wait_for(lambda: _job_done(project, JobType.REMOVE_CREDENTIALS), what="removal")
+    assert "stub" not in _auth_json(project)
+    assert SECOND_KEY not in project_services.runtime_state(project).layout.auth_file.read_text()
+
+    # The provider now refuses the keyless call: the page says so and links to Settings.
+    stub.status = 401
+    stub.clear()
+    project.refresh_from_db()
+    project_services.message_send(project=project, text="And a menu page")
+    wait_for(stub.completions, what="the keyless call")
+    assert stub.authorizations()[0] is None
+    client.force_login(alice)
+
+    def page_with_error():
+        client.get(f"/projects/{project.pk}/transcript/")  # what the page polls
+        html = client.get(f"/projects/{project.pk}/status/").content.decode()
+        return html if PROVIDER_AUTH in html else None
+
+    html = wait_for(page_with_error, what="the provider error on the page")
+    assert 'href="/settings/providers/"' in html
+
+
+def test_a_rejected_key_marks_the_connection_error(client, alice, stub, running_project):
+    project, connection = running_project
+    stub.status = 401
+    project_services.message_send(project=project, text="Add a gallery")
+    client.force_login(alice)
+
+    def connection_in_error():
+        client.get(f"/projects/{project.pk}/transcript/")
+        connection.refresh_from_db()
+        return connection.status == ProviderConnection.Status.ERROR
+
+    wait_for(connection_in_error, what="the connection to be marked error")
+    assert "401" in connection.error_message
+    project.refresh_from_db()
+    assert project.error_kind == Project.ErrorKind.PROVIDER_AUTH
+    assert PROVIDER_AUTH in client.get(f"/projects/{project.pk}/").content.decode()
