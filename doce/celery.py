@@ -4,7 +4,10 @@ import os
 
 from celery import Celery
 
+from doce import broker
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "doce.settings")
+broker.install()  # the embedded broker's atomic writes (see doce/broker.py)
 
 app = Celery("doce")
 app.config_from_object("django.conf:settings", namespace="CELERY")

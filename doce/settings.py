@@ -203,7 +203,7 @@ if DOCE_EMBEDDED_BROKER:
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
         # kombu polls the folder; its default of 1 s would be paid at every chain hop.
-        "polling_interval": env.float("DOCE_BROKER_POLL_INTERVAL", default=0.05),
+        "polling_interval": env.float("DOCE_BROKER_POLL_INTERVAL", default=0.02),
     }
     _default_backend = f"file://{DOCE_DATA_DIR / 'celery-results'}"
     (DOCE_DATA_DIR / "celery-results").mkdir(parents=True, exist_ok=True)

@@ -176,28 +176,28 @@ def project_start(*, project: Project) -> None:
         )  # fmt: skip
 
 
-def project_stop(*, project: Project) -> None:
-    from queue_jobs.models import JobType
+def _replace_work(*, project: Project, job_type: str, status: str, reason: str) -> None:
+    """Cancel what is queued for the project and run ``job_type`` instead."""
     from queue_jobs.pipeline import jobs_cancel, pipeline_enqueue
 
     with transaction.atomic():
-        jobs_cancel(project=project, reason="the project was stopped")
-        pipeline_enqueue(project=project, job_types=[JobType.RUNTIME_DOWN])
-        Project.objects.filter(pk=project.pk).update(
-            status=Project.Status.STOPPING, updated_at=timezone.now()
-        )
+        jobs_cancel(project=project, reason=reason)
+        pipeline_enqueue(project=project, job_types=[job_type])
+        Project.objects.filter(pk=project.pk).update(status=status, updated_at=timezone.now())
+
+
+def project_stop(*, project: Project) -> None:
+    from queue_jobs.models import JobType
+
+    _replace_work(project=project, job_type=JobType.RUNTIME_DOWN,
+                  status=Project.Status.STOPPING, reason="the project was stopped")  # fmt: skip
 
 
 def project_delete(*, project: Project) -> None:
     from queue_jobs.models import JobType
-    from queue_jobs.pipeline import jobs_cancel, pipeline_enqueue
 
-    with transaction.atomic():
-        jobs_cancel(project=project, reason="the project was deleted")
-        pipeline_enqueue(project=project, job_types=[JobType.PROJECT_DELETE])
-        Project.objects.filter(pk=project.pk).update(
-            status=Project.Status.DELETING, updated_at=timezone.now()
-        )
+    _replace_work(project=project, job_type=JobType.PROJECT_DELETE,
+                  status=Project.Status.DELETING, reason="the project was deleted")  # fmt: skip
 
 
 def project_change_model(*, project: Project, model: str) -> None:

@@ -1,6 +1,7 @@
 from django.contrib import admin, messages
 
 from projects import services as project_services
+from projects.models import Project
 from queue_jobs.models import ACTIVE_STATES, Job, JobState
 from queue_jobs.pipeline import PipelineBusy, jobs_cancel
 
@@ -23,8 +24,6 @@ class JobAdmin(admin.ModelAdmin):
         for project_id in set(
             queryset.filter(state=JobState.FAILED).values_list("project_id", flat=True)
         ):
-            from projects.models import Project
-
             try:
                 project_services.project_start(project=Project.objects.get(pk=project_id))
                 started += 1

@@ -12,6 +12,7 @@ from doce.opencode import ModelRef, NotFound, OpenCodeError
 from projects import services as project_services
 from projects.models import Project
 from projects.runtimes import RuntimeFailure
+from projects.runtimes.config import write_opencode_config
 from queue_jobs import credentials
 from queue_jobs.engine import StepError, on_failure, step
 from queue_jobs.models import Job, JobType
@@ -80,6 +81,13 @@ def reinject_credentials(job: Job) -> None:
     if not project_services.is_running(project):
         return  # a stopped project gets the current credential at its next start
     provider_id = job.params.get("provider_id") or project.current_model_provider_id
+    # The project's opencode.json names its model and the user's custom providers, which
+    # may have changed too (a model change, a new endpoint); the dispose that follows the
+    # injection makes OpenCode read it again.
+    try:
+        write_opencode_config(project_services.project_spec(project))
+    except (RuntimeFailure, ValueError) as exc:
+        raise StepError(f"The project's OpenCode config could not be written: {exc}") from exc
     credentials.inject(project=project, provider_id=provider_id, dispose=True)
 
 

@@ -13,7 +13,13 @@ from projects.models import Project
 from providers.models import ProviderConnection
 from providers.services import connection_create, connection_delete, connection_update
 from queue_jobs.models import Job, JobState, JobType
-from tests.integration.test_pipeline import FIRST_KEY, REPLY, _settled, wait_for
+from tests.integration.test_pipeline import (
+    FIRST_KEY,
+    REPLY,
+    _settled,
+    pipeline_report,
+    wait_for,
+)
 from tests.stub_llm import StubLLM
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -38,8 +44,9 @@ def running_project(alice, stub, celery_worker_process):
         owner=alice, prompt="Build a site for my bakery", model="stub/stub-model"
     )
     try:
-        wait_for(lambda: _settled(project), what="the pipeline")
-        assert project.status == Project.Status.RUNNING, project.error_message
+        wait_for(lambda: _settled(project), what="the pipeline",
+                 explain=lambda: pipeline_report(project, celery_worker_process))  # fmt: skip
+        assert project.status == Project.Status.RUNNING, pipeline_report(project)
         wait_for(stub.completions, what="the initial prompt")
         wait_for(lambda: _reply_count(project) >= 1, what="the first reply")
         yield project, connection

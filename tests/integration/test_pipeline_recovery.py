@@ -15,7 +15,13 @@ from providers.services import connection_create
 from queue_jobs import steps
 from queue_jobs.models import Job, JobState, JobType
 from tests.conftest import purge_broker, start_celery_worker, stop_process_group
-from tests.integration.test_pipeline import FIRST_KEY, REPLY, _settled, wait_for
+from tests.integration.test_pipeline import (
+    FIRST_KEY,
+    REPLY,
+    _settled,
+    pipeline_report,
+    wait_for,
+)
 from tests.stub_llm import StubLLM
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -48,8 +54,9 @@ def test_a_pipeline_survives_a_killed_worker(alice, tmp_path):
             first.wait()
 
             second = start_celery_worker(tmp_path / "second.log", **WORKER_ENV)
-            wait_for(lambda: _settled(project), timeout=120, what="the pipeline after the kill")
-            assert project.status == Project.Status.RUNNING, project.error_message
+            wait_for(lambda: _settled(project), timeout=120, what="the pipeline after the kill",
+                     explain=lambda: pipeline_report(project, second))  # fmt: skip
+            assert project.status == Project.Status.RUNNING, pipeline_report(project)
             wait_for(stub.completions, what="the initial prompt to reach the LLM")
 
             with project_services.project_client(project) as client:
