@@ -26,7 +26,8 @@ def require_binary() -> Path:
     if path is None:
         pytest.fail(
             "The OpenCode binary is missing, so the OpenCode integration tests cannot run. "
-            "Run `make setup` (npm ci installs node_modules/opencode-linux-x64/bin/opencode) "
+            "Run `make setup` (npm install puts it in "
+            "node_modules/opencode-linux-x64/bin/opencode) "
             "or set DOCE_OPENCODE_BIN.",
             pytrace=False,
         )
