@@ -275,6 +275,40 @@ CELERY_BEAT_SCHEDULE["providers.expire-oauth-connections"] = {
     "task": "providers.expire_oauth_connections",
     "schedule": env.float("DOCE_OAUTH_EXPIRY_CHECK_SECONDS", default=300.0),
 }
+# The catalog (providers, auth methods, models) comes from OpenCode itself; beat checks
+# this often and refreshes it once it is older than the max age (or was never fetched).
+DOCE_PROVIDER_CATALOG_MAX_AGE_HOURS = env.float("DOCE_PROVIDER_CATALOG_MAX_AGE_HOURS", default=24)
+CELERY_BEAT_SCHEDULE["providers.refresh-catalog"] = {
+    "task": "providers.refresh_catalog",
+    "schedule": env.float("DOCE_PROVIDER_CATALOG_CHECK_SECONDS", default=300.0),
+}
+# API keys are checked against the provider's API when saved and on "Test" (OpenRouter,
+# Anthropic, OpenAI, Google, Groq and custom endpoints); an unreachable provider saves the
+# key marked "not verified".
+DOCE_PROVIDER_CHECK_KEYS = env.bool("DOCE_PROVIDER_CHECK_KEYS", default=True)
+DOCE_PROVIDER_CHECK_TIMEOUT = env.float("DOCE_PROVIDER_CHECK_TIMEOUT", default=5.0)
+DOCE_PROVIDER_API_URLS = {
+    "openrouter": env.str("DOCE_OPENROUTER_API_URL", default="https://openrouter.ai"),
+    "anthropic": env.str("DOCE_ANTHROPIC_API_URL", default="https://api.anthropic.com"),
+    "openai": env.str("DOCE_OPENAI_API_URL", default="https://api.openai.com"),
+    "google": env.str("DOCE_GOOGLE_API_URL", default="https://generativelanguage.googleapis.com"),
+    "groq": env.str("DOCE_GROQ_API_URL", default="https://api.groq.com"),
+}
+# Connect, test and OAuth attempts a user may make per window (seconds).
+DOCE_PROVIDER_ATTEMPTS = env.int("DOCE_PROVIDER_ATTEMPTS", default=10)
+DOCE_PROVIDER_ATTEMPTS_WINDOW = env.int("DOCE_PROVIDER_ATTEMPTS_WINDOW", default=60)
+# An OAuth sign-in runs on its own OpenCode server for at most this many seconds; beat
+# reaps servers and folders that outlive their flow.
+DOCE_OAUTH_FLOW_TTL = env.int("DOCE_OAUTH_FLOW_TTL", default=600)
+if DOCE_OAUTH_FLOW_TTL > CELERY_TASK_SOFT_TIME_LIMIT - 30:
+    raise ImproperlyConfigured(
+        "DOCE_OAUTH_FLOW_TTL must be at least 30 s shorter than DOCE_TASK_SOFT_TIME_LIMIT: "
+        "the task that waits for an OAuth approval would be killed first."
+    )
+CELERY_BEAT_SCHEDULE["providers.reap-oauth-flows"] = {
+    "task": "providers.reap_oauth_flows",
+    "schedule": env.float("DOCE_OAUTH_REAP_SECONDS", default=60.0),
+}
 
 # --- projects and the pipeline --------------------------------------------------------
 # A running project nobody used for this long is stopped to free its server's memory.

@@ -1,4 +1,5 @@
-"""Provider connections, per-user settings (with the legacy OpenRouter key) and the audit log.
+"""Provider connections, per-user settings (with the legacy OpenRouter key), the audit log,
+the cached provider catalog and OAuth sign-in flows.
 
 Secrets live in ``EncryptedTextField`` columns: plaintext in Python, Fernet tokens in the
 database. Nothing here is ever shown in a page: the UI and the admin show ``key_hint``.
@@ -7,6 +8,7 @@ database. Nothing here is ever shown in a page: the UI and the admin show ``key_
 from __future__ import annotations
 
 import re
+import uuid
 from typing import Any
 
 from django.conf import settings
@@ -294,3 +296,86 @@ class AuditEvent(models.Model):
     def __str__(self) -> str:
         subject = self.provider_id or (f"project {self.project_id}" if self.project_id else "")
         return f"{self.get_action_display()} {subject}".strip()
+
+
+class CatalogProvider(models.Model):
+    """One provider of OpenCode's catalog, trimmed to what doce shows: refreshed from a
+    throw-away OpenCode server (``providers.catalog``), never edited by hand."""
+
+    provider_id = models.CharField(max_length=100, unique=True)
+    name = models.CharField(max_length=200)
+    # Popular providers first, then by name: the picker's order.
+    position = models.PositiveIntegerField(default=0, db_index=True)
+    env = models.JSONField(default=list, blank=True)
+    default_model = models.CharField(max_length=255, blank=True, default="")
+    # [{"type": "oauth"|"api", "label", "prompts": [...]}]; the index is OpenCode's method.
+    auth_methods = models.JSONField(default=list, blank=True)
+    opencode_version = models.CharField(max_length=50, blank=True, default="")
+    fetched_at = models.DateTimeField()
+    # Last, as in ProviderConnection: [[model id, display name], ...].
+    models = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        db_table = "provider_catalog"
+        ordering = ["position", "name"]
+
+    def __str__(self) -> str:
+        return self.provider_id
+
+
+class OAuthFlow(models.Model):
+    """One OAuth sign-in, run on its own short-lived OpenCode server (``providers.oauth``).
+
+    Holds no token: on success the tokens go straight from that server's auth.json into
+    a ProviderConnection and the server's folder is deleted.
+    """
+
+    class State(models.TextChoices):
+        STARTING = "starting", "Starting"
+        PENDING = "pending", "Waiting for you"
+        COMPLETING = "completing", "Completing"
+        SUCCEEDED = "succeeded", "Connected"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+        EXPIRED = "expired", "Expired"
+
+    ACTIVE_STATES = (State.STARTING, State.PENDING, State.COMPLETING)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="oauth_flows"
+    )
+    provider_id = models.CharField(max_length=100, validators=[validate_provider_id])
+    method = models.PositiveSmallIntegerField(help_text="Index into OpenCode's auth methods.")
+    method_label = models.CharField(max_length=200, blank=True, default="")
+    inputs = models.JSONField(default=dict, blank=True, help_text="Non-secret prompt inputs.")
+    kind = models.CharField(max_length=8, blank=True, default="", help_text="auto or code")
+    url = models.TextField(blank=True, default="")
+    instructions = models.TextField(blank=True, default="")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.STARTING)
+    error_message = models.TextField(blank=True, default="")
+    runtime_state = models.JSONField(default=dict, blank=True)
+    server_password = EncryptedTextField(null=True, blank=True)
+    data_dir = models.CharField(max_length=500, blank=True, default="")
+    connection = models.ForeignKey(
+        ProviderConnection, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    expires_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "provider_oauth_flows"
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["user", "-created_at"], name="oauth_flows_user_idx"),
+            models.Index(fields=["state", "expires_at"], name="oauth_flows_state_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider_id} sign-in ({self.get_state_display()})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in self.ACTIVE_STATES

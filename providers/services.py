@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from doce.encrypted_fields import UNDECRYPTABLE_MESSAGE
 from doce.redaction import redact
+from providers import validation
 from providers.audit import audit_record
 from providers.credentials import (  # noqa: F401  (public here: the pipeline imports them)
     LEGACY_PROVIDER_ID,
@@ -340,3 +341,133 @@ def _initialize_settings(user: AbstractBaseUser) -> None:
     UserSettings.objects.filter(user=user, provider_auth_initialized=False).update(
         provider_auth_initialized=True
     )
+
+
+# --- the settings pages: connect with a key, check it, preferences, legacy key -----------
+
+
+def connection_set_api_key(
+    *,
+    user: AbstractBaseUser,
+    provider_id: str,
+    api_key: str,
+    metadata: dict[str, str] | None = None,
+    actor: AbstractBaseUser | None = None,
+) -> tuple[ProviderConnection, bool]:
+    """Connect ``provider_id`` with an API key, or replace the key of the user's existing
+    connection (the Edit form, and the second request of a double submit). Returns the
+    connection and whether it was created. The same key again changes nothing (no event,
+    no re-injection) unless the connection is not ``connected``."""
+    existing = ProviderConnection.objects.filter(user=user, provider_id=provider_id).first()
+    if existing is None:
+        try:
+            connection = connection_create(
+                user=user, provider_id=provider_id, api_key=api_key,
+                metadata=metadata or {}, actor=actor,
+            )  # fmt: skip
+            return connection, True
+        except ValidationError as error:
+            existing = ProviderConnection.objects.filter(user=user, provider_id=provider_id).first()
+            if existing is None or set(error.message_dict) != {"provider_id"}:
+                raise
+    unchanged = (
+        existing.auth_type == AuthType.API
+        and not existing.undecryptable_fields()
+        and str(existing.api_key or "") == api_key.strip()
+        and (metadata is None or dict(existing.metadata or {}) == metadata)
+        and existing.status == Status.CONNECTED
+    )
+    if unchanged:
+        return existing, False
+    changes: dict[str, Any] = {"auth_type": AuthType.API, "api_key": api_key}
+    if metadata is not None:
+        changes["metadata"] = metadata
+    return connection_update(connection=existing, actor=actor, **changes), False
+
+
+def connection_record_check(
+    *,
+    connection: ProviderConnection,
+    check: validation.KeyCheck,
+    actor: AbstractBaseUser | None = None,
+) -> ProviderConnection:
+    """Record what the provider said of the key (a ``providers.validation.KeyCheck``):
+    ``rejected`` marks the connection ``error``; ``valid`` clears any note and stamps
+    ``last_validated_at``; ``unverified`` keeps it connected with a "Not verified" note
+    in ``error_message``."""
+    if check.outcome == validation.REJECTED:
+        return connection_mark_error(connection=connection, message=check.message, actor=actor)
+    if check.outcome == validation.UNCHECKED:
+        return connection
+    now = timezone.now()
+    if check.outcome == validation.VALID:
+        connection.last_validated_at = now
+        connection.error_message = ""
+        action = Action.VALIDATED
+    else:
+        connection.error_message = redact(
+            f"Not verified: {check.message}. The key is saved; use Test to check it again."
+        )[:2000]
+        action = Action.VALIDATION_FAILED
+    if connection.status == Status.ERROR and check.outcome == validation.VALID:
+        connection.status = Status.CONNECTED
+    with transaction.atomic():
+        connection.save(update_fields=["status", "error_message", "last_validated_at",
+                                       "updated_at"])  # fmt: skip
+        audit_record(
+            action=action,
+            actor=actor,
+            connection=connection,
+            detail={"checks": "provider", "outcome": check.outcome, "message": check.message},
+        )
+    return connection
+
+
+def connection_verify(
+    *, connection: ProviderConnection, actor: AbstractBaseUser | None = None
+) -> tuple[ProviderConnection, validation.KeyCheck | None]:
+    """The "Test" button: ``connection_revalidate``'s local checks, then, when they pass,
+    the provider-API check of an API key (``providers.validation``). Returns the
+    connection and the provider's ``KeyCheck`` (None when it was not asked)."""
+    connection = connection_revalidate(connection=connection, actor=actor)
+    if connection.status in (Status.ERROR, Status.REVOKED):
+        return connection, None
+    if connection.auth_type != AuthType.API or not connection.api_key:
+        return connection, None
+    check = validation.key_check(
+        provider_id=connection.provider_id,
+        api_key=str(connection.api_key),
+        base_url=connection.base_url,
+    )
+    return connection_record_check(connection=connection, check=check, actor=actor), check
+
+
+def preferences_update(
+    *, user: AbstractBaseUser, preferred_provider_id: str, default_model: str
+) -> UserSettings:
+    """Set the user's preferred provider and default model ("provider/model")."""
+    row, _ = UserSettings.objects.get_or_create(user=user)
+    row.preferred_provider_id = preferred_provider_id or ""
+    row.default_model = default_model or ""
+    row.save(update_fields=["preferred_provider_id", "default_model", "updated_at"])
+    return row
+
+
+def legacy_key_migrate(*, user: AbstractBaseUser):
+    """Move this user's old OpenRouter key into an ``openrouter`` connection (the
+    "migrate" button of the legacy banner); the same code as ``migrate_legacy_keys``.
+    Returns the ``LegacyOutcome``, or None when there was nothing to migrate."""
+    from doce.encrypted_fields import scrub_sqlite
+    from providers.legacy import migrate_legacy_rows
+
+    outcomes = migrate_legacy_rows(
+        UserSettings=UserSettings,
+        ProviderConnection=ProviderConnection,
+        AuditEvent=AuditEvent,
+        using=UserSettings.objects.db,
+        user_ids=[user.pk],
+        actor_name=user.get_username(),
+    )
+    if any(outcome.encrypted_plaintext for outcome in outcomes):
+        scrub_sqlite(UserSettings.objects.db)  # a no-op inside a transaction
+    return outcomes[0] if outcomes else None

@@ -85,7 +85,11 @@ class Command(BaseCommand):
                     project_services.project_destroy(project=project)
                 if worker is not None:
                     os.killpg(worker.pid, signal.SIGTERM)
-                    worker.wait(timeout=30)
+                    try:
+                        worker.wait(timeout=30)
+                    except subprocess.TimeoutExpired:
+                        os.killpg(worker.pid, signal.SIGKILL)
+                        worker.wait()
                 user.delete()
 
     def _start_worker(self, log_path: Path, concurrency: int) -> subprocess.Popen:

@@ -1,0 +1,182 @@
+"""Fetch the catalog from OpenCode: ``GET /provider`` and ``GET /provider/auth`` on a
+short-lived server with an empty home (its own throw-away folder), then trim it to what
+doce needs: ids, names, env variables, models (ids and names) and auth methods with their
+prompts. The answer of ``GET /provider`` is about 6 MB; what is kept is a tenth of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+from doce.opencode import OpenCodeError
+from projects.runtimes import ProjectSpec, RuntimeFailure, get_runtime
+from providers.catalog import catalog_store
+from providers.models import PROVIDER_ID_RE
+
+logger = logging.getLogger(__name__)
+
+# opencode.json needs a model; the throw-away server never prompts, so any will do.
+PLACEHOLDER_MODEL = "opencode/big-pickle"
+_PROVIDER_ID = re.compile(PROVIDER_ID_RE)
+# A prompt key becomes a form field name.
+_PROMPT_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+
+
+class CatalogUnavailable(Exception):
+    """OpenCode could not be started or asked; the stored catalog stays as it was."""
+
+
+def scratch_root(kind: str) -> Path:
+    """Where throw-away servers live: DOCE_DATA_DIR/<kind> ("catalog", "oauth")."""
+    return Path(settings.DOCE_DATA_DIR) / kind
+
+
+def catalog_fetch() -> tuple[list[dict[str, Any]], str]:
+    """The trimmed catalog and the OpenCode version that gave it. Always the local
+    runtime: the server only lives for the two requests."""
+    token = secrets.token_hex(8)
+    runtime = get_runtime("local")
+    spec = ProjectSpec(
+        project_id=f"catalog-{token}",
+        data_dir=scratch_root("catalog") / token,
+        model=PLACEHOLDER_MODEL,
+        password=secrets.token_urlsafe(24),
+    )
+    state = None
+    try:
+        state = runtime.start(spec)
+        health = runtime.wait_healthy(state, spec.password)
+        with runtime.client(state, spec.password) as client:
+            providers = client.providers()
+            methods = client.provider_auth_methods()
+    except (RuntimeFailure, OpenCodeError) as exc:
+        raise CatalogUnavailable(f"could not read the catalog from OpenCode: {exc}") from exc
+    finally:
+        if state is not None:
+            runtime.remove(state)
+        else:
+            shutil.rmtree(spec.data_dir, ignore_errors=True)
+    return trim_catalog(providers, methods), str(health.get("version") or "")
+
+
+def catalog_refresh() -> int:
+    """Fetch and store the catalog; the number of providers stored."""
+    entries, version = catalog_fetch()
+    if not entries:
+        raise CatalogUnavailable("OpenCode answered an empty catalog")
+    count = catalog_store(entries, opencode_version=version)
+    logger.info("stored a catalog of %d providers from OpenCode %s", count, version)
+    return count
+
+
+# --- trimming ---------------------------------------------------------------------------
+def trim_catalog(providers: Mapping[str, Any], methods: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """``GET /provider`` + ``GET /provider/auth`` -> ``[{"id", "name", "env",
+    "default_model", "auth_methods", "models"}]``. Providers that only a plugin declares
+    (in ``/provider/auth`` but not in the catalog) are kept, without models."""
+    defaults = providers.get("default") or {}
+    entries: dict[str, dict[str, Any]] = {}
+    for provider in providers.get("all") or ():
+        provider_id = provider.get("id") if isinstance(provider, dict) else None
+        if not isinstance(provider_id, str) or not _PROVIDER_ID.match(provider_id):
+            continue
+        models = _trim_models(provider.get("models") or {})
+        default = defaults.get(provider_id) or ""
+        model_ids = [model_id for model_id, _ in models]
+        entries[provider_id] = {
+            "id": provider_id,
+            "name": str(provider.get("name") or provider_id),
+            "env": [str(name) for name in provider.get("env") or () if isinstance(name, str)],
+            "default_model": default if default in model_ids else (model_ids or [""])[0],
+            "auth_methods": _trim_methods(methods.get(provider_id)),
+            "models": [list(model) for model in models],
+        }
+    for provider_id, provider_methods in methods.items():
+        if provider_id not in entries and _PROVIDER_ID.match(str(provider_id)):
+            entries[provider_id] = {
+                "id": provider_id,
+                "name": provider_id,
+                "env": [],
+                "default_model": "",
+                "auth_methods": _trim_methods(provider_methods),
+                "models": [],
+            }
+    return list(entries.values())
+
+
+def _trim_models(models: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Models an agent can use: not deprecated, able to call tools (when OpenCode says),
+    newest first."""
+    kept = []
+    for model_id, model in models.items():
+        if not isinstance(model, dict) or model.get("status") == "deprecated":
+            continue
+        capabilities = model.get("capabilities") or {}
+        if capabilities.get("toolcall") is False:
+            continue
+        kept.append((str(model.get("release_date") or ""), str(model_id),
+                     str(model.get("name") or model_id)))  # fmt: skip
+    kept.sort(key=lambda item: (item[0], item[2]), reverse=True)
+    return [(model_id, name) for _, model_id, name in kept]
+
+
+def _trim_methods(methods: Any) -> list[dict[str, Any]]:
+    """OpenCode's auth methods in its order (the index is the ``method`` its OAuth
+    routes take). A method whose prompts doce cannot show becomes unusable, not dropped,
+    so the indexes stay right."""
+    trimmed = []
+    for method in methods or ():
+        if not isinstance(method, dict):
+            method = {}
+        kind = method.get("type") if method.get("type") in ("api", "oauth") else "unsupported"
+        prompts = []
+        for prompt in method.get("prompts") or ():
+            clean = _trim_prompt(prompt)
+            if clean is None:
+                kind = "unsupported"
+                break
+            prompts.append(clean)
+        trimmed.append(
+            {"type": kind, "label": str(method.get("label") or kind)[:200], "prompts": prompts}
+        )
+    return trimmed
+
+
+def _trim_prompt(prompt: Any) -> dict[str, Any] | None:
+    if not isinstance(prompt, dict) or prompt.get("type") not in ("text", "select"):
+        return None
+    key = prompt.get("key")
+    if not isinstance(key, str) or not _PROMPT_KEY.match(key):
+        return None
+    clean: dict[str, Any] = {
+        "type": prompt["type"],
+        "key": key,
+        "message": str(prompt.get("message") or key)[:300],
+    }
+    if prompt.get("placeholder"):
+        clean["placeholder"] = str(prompt["placeholder"])[:200]
+    if prompt["type"] == "select":
+        options = [
+            {"value": str(o["value"]), "label": str(o.get("label") or o["value"])[:200]}
+            for o in prompt.get("options") or ()
+            if isinstance(o, dict) and "value" in o
+        ]
+        if not options:
+            return None
+        clean["options"] = options
+    when = prompt.get("when")
+    if isinstance(when, dict) and isinstance(when.get("key"), str):
+        clean["when"] = {
+            "key": when["key"],
+            "op": "neq" if when.get("op") == "neq" else "eq",
+            "value": str(when.get("value", "")),
+        }
+    return clean

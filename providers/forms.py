@@ -1,0 +1,320 @@
+"""Forms of the provider settings pages. Secrets are never rendered back into a page
+(``PasswordInput(render_value=False)``) and every error message is about the input, not
+its value."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+from datetime import timedelta
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
+from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
+
+from providers.catalog import AuthMethod, Prompt, catalog_ids
+from providers.models import PROVIDER_ID_RE, ProviderConnection
+
+MAX_KEY_BYTES = 4096
+MAX_MODELS = 200
+# Paths of the settings pages that a provider id must not shadow.
+RESERVED_IDS = frozenset({"add", "custom", "oauth", "legacy", "new", "preferences"})
+# Form field names a prompt key may not take.
+_RESERVED_FIELDS = frozenset({"api_key", "csrfmiddlewaretoken", "method", "code", "q"})
+_PROVIDER_ID = re.compile(PROVIDER_ID_RE)
+_MODEL_ID = re.compile(r"^[^\s]{1,200}$")
+DOUBLE_SUBMIT_WINDOW = timedelta(seconds=30)
+
+
+def _has_control_characters(value: str) -> bool:
+    return any(unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp") for char in value)
+
+
+class SecretField(forms.CharField):
+    """An API key: one line of printable characters, at most 4 KB, never shown back."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("label", "API key")
+        kwargs.setdefault(
+            "widget",
+            forms.PasswordInput(
+                render_value=False,
+                attrs={"autocomplete": "off", "spellcheck": "false", "autocapitalize": "off"},
+            ),
+        )
+        kwargs.setdefault("error_messages", {"required": "Enter the API key."})
+        super().__init__(strip=False, **kwargs)
+        # Django's null-character validator would say less than validate() below.
+        self.validators = []
+
+    @sensitive_variables("value")
+    def validate(self, value):
+        super().validate(value)
+        if value in self.empty_values:
+            return
+        if not value.strip():
+            raise ValidationError(
+                "The key is only spaces: paste the key itself.", code="whitespace"
+            )
+        if len(value.strip().encode()) > MAX_KEY_BYTES:
+            raise ValidationError(
+                "That is too long for an API key (over 4 KB): paste only the key.",
+                code="too_long",
+            )
+        if _has_control_characters(value.strip()):
+            raise ValidationError(
+                "The key contains control characters (a line break, a tab or an invisible "
+                "character): paste it again, on one line.",
+                code="control",
+            )
+        if any(char.isspace() for char in value.strip()):
+            raise ValidationError(
+                "The key contains spaces: paste it again without them.", code="spaces"
+            )
+
+    @sensitive_variables("value")
+    def clean(self, value):
+        value = super().clean(value)
+        return value.strip() if value else value
+
+
+def prompt_field_name(prompt: Prompt) -> str:
+    return f"prompt_{prompt.key}" if prompt.key in _RESERVED_FIELDS else prompt.key
+
+
+def _prompt_field(prompt: Prompt) -> forms.Field:
+    if prompt.type == "select":
+        return forms.ChoiceField(
+            label=prompt.message,
+            choices=[("", "—"), *prompt.options],
+            required=False,
+            initial=prompt.options[0][0] if prompt.options else "",
+        )
+    return forms.CharField(
+        label=prompt.message,
+        required=False,
+        max_length=500,
+        widget=forms.TextInput(attrs={"placeholder": prompt.placeholder}),
+    )
+
+
+class PromptsMixin:
+    """One field per prompt input of an auth method; ``self.metadata`` holds the values
+    of the prompts that apply (a prompt with a ``when`` may not)."""
+
+    prompts: tuple[Prompt, ...] = ()
+
+    def add_prompt_fields(self, prompts: Iterable[Prompt]) -> None:
+        self.prompts = tuple(prompts)
+        by_key = {prompt.key: prompt for prompt in self.prompts}
+        for prompt in self.prompts:
+            field = _prompt_field(prompt)
+            other = by_key.get((prompt.when or {}).get("key", ""))
+            if other is not None:  # shown always (no script needed): say when it counts
+                value = prompt.when.get("value", "")
+                label = dict(other.options).get(value, value)
+                negation = "is not" if prompt.when.get("op") == "neq" else "is"
+                field.help_text = f"Only needed when “{other.message}” {negation} “{label}”."
+            self.fields[prompt_field_name(prompt)] = field
+        self.metadata: dict[str, str] = {}
+
+    def clean_prompts(self, cleaned: dict) -> None:
+        values = {p.key: (cleaned.get(prompt_field_name(p)) or "").strip() for p in self.prompts}
+        for prompt in self.prompts:
+            name = prompt_field_name(prompt)
+            value = values[prompt.key]
+            if not prompt.applies(values):
+                continue
+            if not value:
+                if "(optional)" not in prompt.message.lower():
+                    self.add_error(name, "This is needed to connect.")
+                continue
+            if _has_control_characters(value):
+                self.add_error(name, "Remove the control characters.")
+                continue
+            self.metadata[prompt.key] = value
+
+
+class ApiKeyForm(PromptsMixin, forms.Form):
+    api_key = SecretField()
+
+    def __init__(self, *args, method: AuthMethod | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_prompt_fields(method.prompts if method else ())
+
+    def clean(self):
+        cleaned = super().clean()
+        self.clean_prompts(cleaned)
+        return cleaned
+
+
+class OAuthStartForm(PromptsMixin, forms.Form):
+    method = forms.TypedChoiceField(coerce=int, widget=forms.HiddenInput)
+
+    def __init__(self, *args, method: AuthMethod, methods: Iterable[AuthMethod], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["method"].choices = [(m.index, m.label) for m in methods]
+        self.fields["method"].initial = method.index
+        self.auth_method = method
+        self.add_prompt_fields(method.prompts)
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("method") is not None and cleaned["method"] != self.auth_method.index:
+            raise ValidationError("Choose the sign-in method again.")
+        self.clean_prompts(cleaned)
+        return cleaned
+
+
+def parse_models(text: str) -> list[str]:
+    models: list[str] = []
+    for line in (text or "").splitlines():
+        model = line.strip()
+        if model and model not in models:
+            models.append(model)
+    return models
+
+
+class CustomProviderForm(forms.Form):
+    """An OpenAI-compatible endpoint (Ollama, vLLM, LM Studio, a company gateway).
+    ``connection`` given: editing it (the id is fixed; an empty key keeps the key)."""
+
+    provider_id = forms.CharField(
+        label="Provider id",
+        max_length=100,
+        help_text="Lower-case letters, digits, '.', '_' or '-'; used in model names "
+        "(provider/model).",
+        widget=forms.TextInput(attrs={"placeholder": "my-ollama", "autocapitalize": "off"}),
+    )
+    name = forms.CharField(
+        label="Display name",
+        max_length=100,
+        widget=forms.TextInput(attrs={"placeholder": "Ollama"}),
+    )
+    base_url = forms.CharField(
+        label="Base URL",
+        max_length=500,
+        help_text="The OpenAI-compatible API root, e.g. http://localhost:11434/v1.",
+        widget=forms.URLInput(attrs={"placeholder": "http://localhost:11434/v1"}),
+    )
+    models = forms.CharField(
+        label="Model ids",
+        help_text="One per line, as the endpoint names them.",
+        error_messages={"required": "Enter at least one model id."},
+        widget=forms.Textarea(attrs={"rows": 4, "placeholder": "llama3.1:8b"}),
+    )
+    api_key = SecretField(
+        required=False, help_text="Optional: only if the endpoint asks for a key."
+    )
+
+    def __init__(self, *args, user, connection: ProviderConnection | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+        self.connection = connection
+        self.duplicate_of: ProviderConnection | None = None
+        if connection is not None:
+            self.fields["provider_id"].disabled = True
+            self.fields["provider_id"].initial = connection.provider_id
+            self.fields["api_key"].help_text = "Leave empty to keep the stored key."
+
+    def clean_provider_id(self):
+        provider_id = self.cleaned_data["provider_id"].strip()
+        if self.connection is not None:
+            return self.connection.provider_id
+        if not _PROVIDER_ID.match(provider_id):
+            raise ValidationError(
+                "Use lower-case letters, digits, '.', '_' or '-', starting with a letter or "
+                "a digit (e.g. my-ollama)."
+            )
+        if provider_id in RESERVED_IDS:
+            raise ValidationError("That id is reserved: choose another one.")
+        if provider_id in catalog_ids():
+            raise ValidationError(
+                f"“{provider_id}” is a provider OpenCode already knows: connect it from the "
+                "list of providers, or choose another id."
+            )
+        return provider_id
+
+    def clean_base_url(self):
+        base_url = self.cleaned_data["base_url"].strip()
+        try:
+            URLValidator(schemes=["http", "https"])(base_url)
+        except ValidationError:
+            raise ValidationError(
+                "Enter an http:// or https:// URL, e.g. http://localhost:11434/v1."
+            ) from None
+        return base_url.rstrip("/")
+
+    def clean_name(self):
+        name = self.cleaned_data["name"].strip()
+        if not name or _has_control_characters(name):
+            raise ValidationError("Enter a name without control characters.")
+        return name
+
+    def clean_models(self):
+        models = parse_models(self.cleaned_data["models"])
+        if not models:
+            raise ValidationError("Enter at least one model id.")
+        if len(models) > MAX_MODELS:
+            raise ValidationError(f"At most {MAX_MODELS} models.")
+        bad = [m for m in models if not _MODEL_ID.match(m) or _has_control_characters(m)]
+        if bad:
+            raise ValidationError(
+                f"A model id is one word of at most 200 characters: “{bad[0][:40]}” is not."
+            )
+        return models
+
+    @sensitive_variables("api_key")
+    def clean(self):
+        cleaned = super().clean()
+        provider_id = cleaned.get("provider_id")
+        if self.connection is None and provider_id:
+            existing = ProviderConnection.objects.filter(
+                user=self.user, provider_id=provider_id
+            ).first()
+            if existing is not None:
+                if self._same_as(existing, cleaned):
+                    self.duplicate_of = existing  # a double submit: it is saved already
+                else:
+                    self.add_error(
+                        "provider_id", f"You already have a provider called “{provider_id}”."
+                    )
+        return cleaned
+
+    @sensitive_variables("cleaned")
+    def _same_as(self, existing: ProviderConnection, cleaned: dict) -> bool:
+        return (
+            existing.is_custom
+            and existing.created_at >= timezone.now() - DOUBLE_SUBMIT_WINDOW
+            and existing.name == cleaned.get("name")
+            and existing.base_url == cleaned.get("base_url")
+            and list(existing.models or []) == cleaned.get("models")
+            and str(existing.api_key or "") == (cleaned.get("api_key") or "")
+        )
+
+
+class PreferencesForm(forms.Form):
+    preferred_provider_id = forms.ChoiceField(label="Preferred provider", required=False)
+    default_model = forms.ChoiceField(
+        label="Default model",
+        required=False,
+        help_text="Offered first when you create a project.",
+    )
+
+    def __init__(self, *args, providers: list[tuple[str, str]], models: list, **kwargs):
+        """``providers``: [(id, name)] of connected providers; ``models``: grouped choices
+        [(provider name, [("provider/model", model name)])]."""
+        super().__init__(*args, **kwargs)
+        self.fields["preferred_provider_id"].choices = [("", "No preference"), *providers]
+        self.fields["default_model"].choices = [("", "No default"), *models]
+
+    def clean(self):
+        cleaned = super().clean()
+        model = cleaned.get("default_model") or ""
+        provider = cleaned.get("preferred_provider_id") or ""
+        if model and not provider:
+            cleaned["preferred_provider_id"] = model.split("/", 1)[0]
+        return cleaned

@@ -1,5 +1,0 @@
-from django.shortcuts import render
-
-
-def provider_list(request):
-    return render(request, "providers/provider_list.html", {"connections": []})

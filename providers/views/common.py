@@ -1,0 +1,166 @@
+"""What the settings views share: rendering a page or its htmx fragment, the rows of the
+connection list, the rate limit, messages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django_htmx.http import HttpResponseClientRedirect
+
+from providers import services, validation
+from providers.catalog import catalog_names
+from providers.models import OAuthFlow, ProviderConnection, UserSettings
+from providers.ratelimit import RateLimited, attempt_register
+
+Status = ProviderConnection.Status
+EXPIRY_WARNING = timedelta(hours=1)
+DOUBLE_SUBMIT_WINDOW = timedelta(seconds=30)
+
+
+# --- helpers ------------------------------------------------------------------------------
+def connection_or_404(request, provider_id: str) -> ProviderConnection:
+    connection = ProviderConnection.objects.filter(
+        user=request.user, provider_id=provider_id
+    ).first()
+    if connection is None:
+        raise Http404("No such provider connection.")
+    return connection
+
+
+def flow_or_404(request, flow_id) -> OAuthFlow:
+    flow = OAuthFlow.objects.filter(user=request.user, pk=flow_id).first()
+    if flow is None:
+        raise Http404("No such sign-in.")
+    return flow
+
+
+def render_page(request, page: str, fragment: str, context: dict, status: int = 200):
+    # Form errors answer 200, as Django's own views do: htmx swaps only 2xx answers.
+    return render(request, fragment if request.htmx else page, context, status=status)
+
+
+def form_data(request):
+    """The form data of a POST (even an empty one: it gets "required" errors), else None."""
+    return request.POST if request.method == "POST" else None
+
+
+def done(request, url: str):
+    """After a successful POST: a redirect, or an htmx client-side one."""
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+def list_url() -> str:
+    return reverse("providers:list")
+
+
+def ago(moment: datetime | None, now: datetime) -> str:
+    """ "just now", "5 min ago", "2 h ago", "3 d ago"; "never" for None."""
+    if moment is None:
+        return "never"
+    seconds = max(0, int((now - moment).total_seconds()))
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{seconds // 60} min ago"
+    if seconds < 86400:
+        return f"{seconds // 3600} h ago"
+    return f"{seconds // 86400} d ago"
+
+
+def within(moment: datetime, now: datetime) -> str:
+    seconds = max(0, int((moment - now).total_seconds()))
+    return f"{max(1, seconds // 60)} min" if seconds < 3600 else f"{seconds // 3600} h"
+
+
+@dataclass(frozen=True)
+class Row:
+    """A connection as the list shows it (never a secret: ``key_hint`` only)."""
+
+    connection: ProviderConnection
+    name: str
+    status: str
+    error_message: str
+    last_used: str
+    expiry_warning: str
+    edit_url: str
+
+    @property
+    def not_verified(self) -> bool:
+        return self.status == Status.CONNECTED and bool(self.error_message)
+
+
+def row_for(connection: ProviderConnection, name: str, now: datetime) -> Row:
+    expiry = ""
+    expires_at = connection.oauth_expires_at
+    if connection.auth_type == "oauth" and expires_at and expires_at < now + EXPIRY_WARNING:
+        expiry = (
+            f"Token expired {ago(expires_at, now)}: sign in again."
+            if expires_at <= now
+            else f"Token expires in {within(expires_at, now)}."
+        )
+    if connection.is_custom:
+        edit_url = reverse("providers:custom_edit", args=[connection.provider_id])
+    elif connection.auth_type == "oauth":
+        edit_url = reverse("providers:methods", args=[connection.provider_id])
+    else:
+        edit_url = reverse("providers:api_key", args=[connection.provider_id])
+    return Row(
+        connection=connection,
+        name=name or connection.name or connection.provider_id,
+        status=connection.effective_status,
+        error_message=connection.effective_error_message,
+        last_used=ago(connection.last_used_at, now),
+        expiry_warning=expiry,
+        edit_url=edit_url,
+    )
+
+
+def rows_for(connections: list[ProviderConnection]) -> list[Row]:
+    now = timezone.now()
+    names = catalog_names(c.provider_id for c in connections if not c.is_custom)
+    return [
+        row_for(c, c.name if c.is_custom else names.get(c.provider_id, ""), now)
+        for c in connections
+    ]
+
+
+def legacy_pending(row: UserSettings | None, connections: list[ProviderConnection]) -> bool:
+    """Only the old OpenRouter key: set, not migrated, and no openrouter connection."""
+    return (
+        row is not None
+        and bool(row.openrouter_api_key)
+        and row.migration_completed_at is None
+        and not any(c.provider_id == services.LEGACY_PROVIDER_ID for c in connections)
+    )
+
+
+def rate_limited(request, form=None) -> bool:
+    try:
+        attempt_register(user=request.user)
+    except RateLimited as exc:
+        if form is not None:
+            form.add_error(None, str(exc))
+        else:
+            messages.error(request, str(exc))
+        return True
+    return False
+
+
+def add_service_errors(form, error: ValidationError) -> None:
+    for field, problems in error.message_dict.items():
+        form.add_error(field if field in form.fields else None, problems)
+
+
+def check_message(request, name: str, check: validation.KeyCheck | None) -> None:
+    if check is not None and check.outcome == validation.UNVERIFIED:
+        messages.warning(
+            request,
+            f"{name}: the key could not be checked ({check.message}). It is saved as not verified.",
+        )

@@ -1,0 +1,281 @@
+"""Connections: the list, adding (provider, method, API key or custom endpoint), Test,
+Disconnect."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
+from django.views.decorators.http import require_POST
+
+from providers import services, validation
+from providers.audit import audit_record
+from providers.catalog import catalog_entries, catalog_entry, catalog_names, catalog_status
+from providers.forms import ApiKeyForm, CustomProviderForm, prompt_field_name
+from providers.models import AuditEvent, OAuthFlow, ProviderConnection, UserSettings
+from providers.selectors import connections_for_user
+from providers.views.common import (
+    DOUBLE_SUBMIT_WINDOW,
+    Status,
+    add_service_errors,
+    check_message,
+    connection_or_404,
+    done,
+    form_data,
+    legacy_pending,
+    list_url,
+    rate_limited,
+    render_page,
+    rows_for,
+)
+
+
+# --- the list -----------------------------------------------------------------------------
+def provider_list(request):
+    """The user's connections, in a constant number of queries."""
+    connections = list(connections_for_user(user=request.user))
+    settings_row = UserSettings.objects.filter(user=request.user).first()
+    flows = list(
+        OAuthFlow.objects.filter(
+            user=request.user,
+            state__in=OAuthFlow.ACTIVE_STATES,
+            expires_at__gt=timezone.now(),
+        ).only("pk", "provider_id", "state", "method_label", "expires_at", "user_id")
+    )
+    return render(
+        request,
+        "providers/provider_list.html",
+        {
+            "rows": rows_for(connections),
+            "flows": flows,
+            "legacy_pending": legacy_pending(settings_row, connections),
+            "preferences": settings_row,
+        },
+    )
+
+
+# --- adding: pick a provider, pick a method -----------------------------------------------
+def provider_add(request):
+    query = request.GET.get("q", "")[:100]
+    entries = catalog_entries(query=query)
+    connected = set(
+        ProviderConnection.objects.filter(user=request.user).values_list("provider_id", flat=True)
+    )
+    context = {
+        "entries": entries,
+        "query": query,
+        "connected": connected,
+        "catalog": catalog_status(),
+    }
+    return render_page(request, "providers/add.html", "providers/_picker.html", context)
+
+
+def provider_methods(request, provider_id: str):
+    entry = catalog_entry(provider_id)
+    if entry is None:
+        raise Http404("OpenCode does not know this provider.")
+    connected = ProviderConnection.objects.filter(
+        user=request.user, provider_id=provider_id
+    ).exists()
+    context = {"entry": entry, "connected": connected}
+    return render_page(request, "providers/methods.html", "providers/_methods.html", context)
+
+
+# --- API keys -----------------------------------------------------------------------------
+@sensitive_post_parameters("api_key")
+@sensitive_variables("api_key")
+def provider_api_key(request, provider_id: str):
+    """Connect with an API key, or re-enter the key of an existing connection."""
+    connection = ProviderConnection.objects.filter(
+        user=request.user, provider_id=provider_id
+    ).first()
+    entry = catalog_entry(provider_id)
+    if connection is None and entry is None:
+        raise Http404("OpenCode does not know this provider.")
+    custom = connection is not None and connection.is_custom
+    method = None if custom or entry is None else entry.api_method
+    if entry is not None and not custom and method is None:
+        raise Http404("This provider connects by signing in, not with an API key.")
+    initial = {}
+    if connection is not None and method is not None:
+        initial = {
+            prompt_field_name(p): (connection.metadata or {}).get(p.key, "") for p in method.prompts
+        }
+    form = ApiKeyForm(form_data(request), method=method, initial=initial)
+    name = (connection.name if custom else None) or (entry.name if entry else provider_id)
+    if request.method == "POST" and form.is_valid() and not rate_limited(request, form):
+        api_key = form.cleaned_data["api_key"]
+        check = validation.key_check(
+            provider_id=provider_id,
+            api_key=api_key,
+            base_url=connection.base_url if custom else "",
+        )
+        if check.outcome == validation.REJECTED:
+            form.add_error("api_key", check.message)
+            audit_record(
+                action=AuditEvent.Action.VALIDATION_FAILED,
+                actor=request.user,
+                user=request.user,
+                provider_id=provider_id,
+                connection=connection,
+                detail={
+                    "checks": "provider",
+                    "outcome": check.outcome,
+                    "message": check.message,
+                    "saved": False,
+                },
+            )
+        else:
+            try:
+                connection, created = services.connection_set_api_key(
+                    user=request.user,
+                    provider_id=provider_id,
+                    api_key=api_key,
+                    metadata=None if custom else form.metadata,
+                    actor=request.user,
+                )
+            except ValidationError as error:
+                add_service_errors(form, error)
+            else:
+                services.connection_record_check(
+                    connection=connection, check=check, actor=request.user
+                )
+                messages.success(
+                    request, f"Connected {name}." if created else f"Saved the new key for {name}."
+                )
+                check_message(request, name, check)
+                return done(request, list_url())
+    context = {
+        "form": form,
+        "entry": entry,
+        "name": name,
+        "provider_id": provider_id,
+        "connection": connection,
+        "checked": validation.has_check(
+            provider_id, base_url=connection.base_url if custom else ""
+        ),
+    }
+    return render_page(request, "providers/api_key.html", "providers/_api_key_form.html", context)
+
+
+# --- custom OpenAI-compatible endpoints ---------------------------------------------------
+@sensitive_post_parameters("api_key")
+@sensitive_variables("api_key")
+def provider_custom(request, provider_id: str | None = None):
+    connection = None
+    initial = {}
+    if provider_id is not None:
+        connection = connection_or_404(request, provider_id)
+        if not connection.is_custom:
+            raise Http404("Not a custom provider.")
+        initial = {
+            "provider_id": connection.provider_id,
+            "name": connection.name,
+            "base_url": connection.base_url,
+            "models": "\n".join(connection.models or []),
+        }
+    form = CustomProviderForm(
+        form_data(request), user=request.user, connection=connection, initial=initial
+    )
+    if request.method == "POST" and form.is_valid() and not rate_limited(request, form):
+        data = form.cleaned_data
+        if form.duplicate_of is not None:
+            messages.success(request, f"Connected {data['name']}.")
+            return done(request, list_url())
+        api_key = data.get("api_key") or ""
+        check = validation.key_check(
+            provider_id=data["provider_id"], api_key=api_key, base_url=data["base_url"]
+        )
+        if check.outcome == validation.REJECTED:
+            form.add_error("api_key", check.message)
+        else:
+            fields = {"name": data["name"], "base_url": data["base_url"], "models": data["models"]}
+            try:
+                if connection is None:
+                    connection = services.connection_create(
+                        user=request.user,
+                        provider_id=data["provider_id"],
+                        api_key=api_key or None,
+                        actor=request.user,
+                        **fields,
+                    )
+                    note = f"Connected {data['name']}."
+                else:
+                    if api_key:
+                        fields["api_key"] = api_key
+                    connection = services.connection_update(
+                        connection=connection, actor=request.user, **fields
+                    )
+                    note = f"Saved {data['name']}."
+            except ValidationError as error:
+                add_service_errors(form, error)
+            else:
+                services.connection_record_check(
+                    connection=connection, check=check, actor=request.user
+                )
+                messages.success(request, note)
+                check_message(request, data["name"], check)
+                return done(request, list_url())
+    context = {"form": form, "connection": connection}
+    return render_page(request, "providers/custom.html", "providers/_custom_form.html", context)
+
+
+# --- test and disconnect ------------------------------------------------------------------
+
+
+# --- test and disconnect ------------------------------------------------------------------
+@require_POST
+def provider_test(request, provider_id: str):
+    """Re-validate: local checks, then the provider's API for an API key."""
+    connection = connection_or_404(request, provider_id)
+    if not rate_limited(request):
+        connection, check = services.connection_verify(connection=connection, actor=request.user)
+        status = connection.effective_status
+        if status == Status.CONNECTED and check is not None and check.outcome == "valid":
+            messages.success(request, f"{provider_id}: the provider accepted the key.")
+        elif status == Status.CONNECTED and not connection.error_message:
+            messages.success(request, f"{provider_id}: the connection looks fine.")
+        elif status == Status.CONNECTED:
+            messages.warning(request, f"{provider_id}: {connection.error_message}")
+        else:
+            messages.error(
+                request, f"{provider_id}: {connection.effective_error_message or status}."
+            )
+    if request.htmx:
+        row = rows_for([connection])[0]
+        return render(request, "providers/_connection_row.html", {"row": row, "flash": True})
+    return redirect(list_url())
+
+
+def provider_disconnect(request, provider_id: str):
+    """GET: the confirmation (a dialog with htmx); POST: disconnect."""
+    connection = ProviderConnection.objects.filter(
+        user=request.user, provider_id=provider_id
+    ).first()
+    if connection is None:
+        if request.method == "POST" and _recently_disconnected(request.user, provider_id):
+            return done(request, list_url())  # a double submit: done by the first one
+        raise Http404("No such provider connection.")
+    if request.method == "POST":
+        name = connection.name or catalog_names([provider_id]).get(provider_id, provider_id)
+        services.connection_delete(connection=connection, actor=request.user)
+        messages.success(request, f"Disconnected {name}.")
+        return done(request, list_url())
+    name = rows_for([connection])[0].name
+    context = {"connection": connection, "name": name}
+    return render_page(
+        request, "providers/disconnect.html", "providers/_disconnect_confirm.html", context
+    )
+
+
+def _recently_disconnected(user, provider_id: str) -> bool:
+    return AuditEvent.objects.filter(
+        user=user,
+        actor=user,
+        provider_id=provider_id,
+        action=AuditEvent.Action.DISCONNECTED,
+        created_at__gte=timezone.now() - DOUBLE_SUBMIT_WINDOW,
+    ).exists()

@@ -1,0 +1,131 @@
+"""OAuth sign-ins: start (method and prompt inputs), the flow page, the pasted code,
+Cancel. The flows themselves are in providers.oauth."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import Http404
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
+from django.views.decorators.http import require_POST
+
+from providers import oauth
+from providers.catalog import CatalogEntry, catalog_entry, catalog_names
+from providers.forms import OAuthStartForm
+from providers.models import OAuthFlow
+from providers.views.common import (
+    DOUBLE_SUBMIT_WINDOW,
+    done,
+    flow_or_404,
+    form_data,
+    list_url,
+    rate_limited,
+    render_page,
+    within,
+)
+
+
+# --- OAuth --------------------------------------------------------------------------------
+def _oauth_entry(provider_id: str) -> CatalogEntry:
+    entry = catalog_entry(provider_id)
+    if entry is None or not entry.oauth_methods:
+        raise Http404("This provider has no sign-in method.")
+    return entry
+
+
+def provider_oauth(request, provider_id: str):
+    """GET: the chosen method's prompts; POST (``method`` + prompt inputs): start."""
+    entry = _oauth_entry(provider_id)
+    raw = request.POST.get("method") if request.method == "POST" else request.GET.get("method")
+    try:
+        method = entry.oauth_method(int(raw)) if raw not in (None, "") else entry.oauth_methods[0]
+    except (TypeError, ValueError):
+        method = None
+    if method is None:
+        if request.method != "POST":
+            raise Http404("No such sign-in method.")
+        method = entry.oauth_methods[0]
+    form = OAuthStartForm(form_data(request), method=method, methods=entry.oauth_methods)
+    if request.method == "POST" and form.is_valid():
+        recent = _recent_flow(request.user, entry.id, method.index, form.metadata)
+        if recent is not None:  # a double submit: show the flow the first one started
+            return done(request, reverse("providers:oauth_flow", args=[recent.pk]))
+        if not rate_limited(request, form):
+            flow = oauth.oauth_flow_start(
+                user=request.user, entry=entry, method=method, inputs=form.metadata
+            )
+            return done(request, reverse("providers:oauth_flow", args=[flow.pk]))
+    context = {"entry": entry, "method": method, "form": form}
+    return render_page(
+        request, "providers/oauth_start.html", "providers/_oauth_start_form.html", context
+    )
+
+
+def _recent_flow(user, provider_id: str, method: int, inputs: dict) -> OAuthFlow | None:
+    for flow in OAuthFlow.objects.filter(
+        user=user,
+        provider_id=provider_id,
+        method=method,
+        state__in=OAuthFlow.ACTIVE_STATES,
+        created_at__gte=timezone.now() - DOUBLE_SUBMIT_WINDOW,
+    ):
+        if flow.inputs == inputs:
+            return flow
+    return None
+
+
+def _flow_context(flow: OAuthFlow) -> dict:
+    now = timezone.now()
+    expired = flow.is_active and flow.expires_at <= now
+    return {
+        "flow": flow,
+        "name": catalog_names([flow.provider_id]).get(flow.provider_id, flow.provider_id),
+        "expired": expired,
+        "polling": flow.is_active
+        and not expired
+        and not (flow.state == OAuthFlow.State.PENDING and flow.kind == "code"),
+        "expires_in": within(flow.expires_at, now),
+    }
+
+
+def oauth_flow(request, flow_id):
+    flow = flow_or_404(request, flow_id)
+    return render_page(
+        request, "providers/oauth_flow.html", "providers/_oauth_flow.html", _flow_context(flow)
+    )
+
+
+@require_POST
+@sensitive_post_parameters("code")
+@sensitive_variables("code")
+def oauth_code(request, flow_id):
+    flow = flow_or_404(request, flow_id)
+    code = (request.POST.get("code") or "").strip()
+    flow_url = reverse("providers:oauth_flow", args=[flow.pk])
+    problem = ""
+    if not code:
+        problem = "Paste the code the provider showed you."
+    elif len(code) > 4096 or any(ord(char) < 32 or ord(char) == 127 for char in code):
+        problem = "That does not look like a code: paste it again, on one line."
+    if problem:
+        context = _flow_context(flow) | {"code_error": problem}
+        return render_page(
+            request, "providers/oauth_flow.html", "providers/_oauth_flow.html", context
+        )
+    try:
+        flow = oauth.oauth_flow_submit_code(flow=flow, code=code)
+    except oauth.OAuthBusy:
+        return done(request, flow_url)  # a double submit: the first request finishes it
+    if flow.state == OAuthFlow.State.SUCCEEDED:
+        messages.success(request, f"Connected {_flow_context(flow)['name']}.")
+        return done(request, list_url())
+    return done(request, flow_url)
+
+
+@require_POST
+def oauth_cancel(request, flow_id):
+    flow = flow_or_404(request, flow_id)
+    if oauth.oauth_flow_cancel(flow=flow):
+        messages.info(request, "Sign-in cancelled.")
+    return done(request, list_url())

@@ -1,0 +1,77 @@
+"""The legacy-key migration and the preferences page."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from providers import services
+from providers.catalog import catalog_models, catalog_names
+from providers.forms import PreferencesForm
+from providers.models import ProviderConnection, UserSettings
+from providers.views.common import Status, form_data, legacy_pending, list_url
+
+
+# --- legacy key and preferences -----------------------------------------------------------
+@require_POST
+def legacy_migrate(request):
+    outcome = services.legacy_key_migrate(user=request.user)
+    if outcome is None:
+        messages.info(request, "There was no old key to migrate.")
+    elif outcome.result == "undecryptable":
+        messages.error(request, "Your old key cannot be decrypted: connect OpenRouter again.")
+    else:
+        messages.success(request, "Your OpenRouter key now is a provider connection.")
+    return redirect(list_url())
+
+
+def preferences(request):
+    connections = list(
+        ProviderConnection.objects.filter(user=request.user)
+        .exclude(status=Status.REVOKED)
+        .only("provider_id", "name", "base_url", "models", "user_id")
+    )
+    settings_row = UserSettings.objects.filter(user=request.user).first()
+    ids = [c.provider_id for c in connections]
+    if legacy_pending(settings_row, connections):
+        ids.append(services.LEGACY_PROVIDER_ID)
+    names = catalog_names(ids)
+    known_models = catalog_models(ids)
+    providers, models = [], []
+    for provider_id in sorted(ids):
+        custom = next(
+            (c for c in connections if c.provider_id == provider_id and c.is_custom), None
+        )
+        name = custom.name if custom else names.get(provider_id, provider_id)
+        providers.append((provider_id, name))
+        pairs = [(m, m) for m in custom.models] if custom else known_models.get(provider_id, [])
+        models.append(
+            (
+                name,
+                [
+                    (f"{provider_id}/{m}", f"{label} ({m})" if label != m else m)
+                    for m, label in pairs
+                ],
+            )
+        )
+    initial = {}
+    if settings_row is not None:
+        initial = {
+            "preferred_provider_id": settings_row.preferred_provider_id,
+            "default_model": settings_row.default_model,
+        }
+    form = PreferencesForm(form_data(request), providers=providers, models=models, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        services.preferences_update(
+            user=request.user,
+            preferred_provider_id=form.cleaned_data["preferred_provider_id"],
+            default_model=form.cleaned_data["default_model"],
+        )
+        messages.success(request, "Preferences saved.")
+        return redirect("providers:preferences")
+    return render(
+        request,
+        "providers/preferences.html",
+        {"form": form, "has_providers": bool(providers)},
+    )

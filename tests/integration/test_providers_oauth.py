@@ -1,0 +1,214 @@
+"""The real thing: the provider catalog read from the pinned OpenCode binary, and OAuth
+sign-ins run end to end offline, on real per-flow OpenCode servers started by a real
+Celery worker, with fake OAuth methods from plugins loaded through DOCE_OPENCODE_CONFIG:
+tests/fixtures/oauth_plugin.js (a "code" flow) and
+tests/providers_ui/fixtures/oauth_auto_plugin.js (an "auto" flow the test approves)."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from django.test import override_settings
+
+from providers.catalog import catalog_entry, catalog_status, catalog_store
+from providers.catalog.fetch import catalog_fetch
+from providers.models import OAuthFlow, ProviderConnection
+from tests.conftest import purge_broker, start_celery_worker, stop_process_group
+from tests.opencode.fakes import FIXTURES, processes_in
+from tests.opencode.servers import require_binary
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+AUTO_PLUGIN = (
+    Path(__file__).resolve().parent.parent / "providers_ui" / "fixtures" / ("oauth_auto_plugin.js")
+)
+
+
+@pytest.fixture(scope="module")
+def operator_config(tmp_path_factory):
+    path = tmp_path_factory.mktemp("operator") / "opencode.json"
+    plugins = [(FIXTURES / "oauth_plugin.js").as_uri(), AUTO_PLUGIN.as_uri()]
+    path.write_text(json.dumps({"plugin": plugins}))
+    with override_settings(DOCE_OPENCODE_CONFIG=str(path)):
+        yield path
+
+
+@pytest.fixture(scope="module")
+def fetched_catalog(operator_config):
+    """The catalog of the real binary, read once (about 5 s) with the test plugins."""
+    require_binary()
+    started = time.monotonic()
+    entries, version = catalog_fetch()
+    return entries, version, time.monotonic() - started
+
+
+@pytest.fixture
+def catalog(fetched_catalog):
+    entries, version, _ = fetched_catalog
+    catalog_store(entries, opencode_version=version)
+
+
+@pytest.fixture(scope="module")
+def worker(operator_config, django_db_setup, django_db_blocker, tmp_path_factory):
+    """A real worker that starts the flows' servers with the test plugins."""
+    purge_broker()
+    process = start_celery_worker(
+        tmp_path_factory.mktemp("worker") / "worker.log", DOCE_OPENCODE_CONFIG=str(operator_config)
+    )
+    yield process
+    stop_process_group(process)
+
+
+@pytest.fixture
+def approval():
+    """What the auto plugin's callback polls: {"state": "waiting" | "approved" | ...}."""
+
+    class Approval:
+        state = "waiting"
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):  # noqa: N802
+            body = json.dumps({"state": Approval.state}).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    ).start()
+    Approval.url = f"http://127.0.0.1:{server.server_address[1]}/approval"
+    yield Approval
+    server.shutdown()
+    server.server_close()
+
+
+def wait_for_flow(flow_id, states, *, worker, timeout: float = 90) -> OAuthFlow:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        flow = OAuthFlow.objects.get(pk=flow_id)
+        if flow.state in states:
+            return flow
+        time.sleep(0.2)
+    log = Path(worker.log_path).read_text()[-4000:]
+    tail = ""
+    if flow.data_dir and (Path(flow.data_dir) / "opencode.log").exists():
+        tail = (Path(flow.data_dir) / "opencode.log").read_text()[-3000:]
+    raise AssertionError(f"flow stayed {flow.state} ({flow.error_message})\n{log}\n{tail}")
+
+
+def start_flow(client, provider_id: str, data: dict) -> str:
+    response = client.post(f"/settings/providers/{provider_id}/oauth/", data)
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    match = re.fullmatch(r"/settings/providers/oauth/([0-9a-f-]+)/", response["Location"])
+    assert match, response["Location"]
+    return match.group(1)
+
+
+def assert_gone(flow: OAuthFlow) -> None:
+    data_dir = Path(flow.data_dir)
+    deadline = time.monotonic() + 15
+    while data_dir.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not data_dir.exists(), f"{data_dir} was not removed"
+    assert processes_in(data_dir) == [], "the flow's OpenCode server still runs"
+
+
+def test_the_catalog_comes_from_opencode(fetched_catalog, catalog):
+    entries, version, seconds = fetched_catalog
+    status = catalog_status()
+    assert status.providers >= 200 and status.opencode_version == version
+    anthropic = catalog_entry("anthropic")
+    assert anthropic.name == "Anthropic" and anthropic.env == ("ANTHROPIC_API_KEY",)
+    assert len(anthropic.models) > 3 and anthropic.api_method is not None
+    copilot = catalog_entry("github-copilot")
+    assert [p.key for p in copilot.oauth_methods[0].prompts] == ["deploymentType", "enterpriseUrl"]
+    plugin = catalog_entry("doce-oauth-test")
+    assert [m.type for m in plugin.methods] == ["oauth", "api"]
+    assert catalog_entry("doce-oauth-auto").oauth_methods[0].prompts[0].key == "approvalUrl"
+    size = len(json.dumps(entries))
+    assert size < 2_000_000, f"the trimmed catalog is {size} bytes"
+    assert seconds < 60
+
+
+def test_a_code_sign_in_end_to_end(alice, alice_client, catalog, worker):
+    flow_id = start_flow(alice_client, "doce-oauth-test", {"method": "0"})
+    flow = wait_for_flow(flow_id, {"pending", "failed"}, worker=worker)
+    assert flow.state == "pending", flow.error_message
+    page = alice_client.get(f"/settings/providers/oauth/{flow_id}/").content.decode()
+    assert 'href="https://auth.doce.test/authorize?client=doce" target="_blank"' in page
+    assert "Paste the code shown after you approve." in page
+
+    # A wrong code: the provider refuses, the flow fails and its server goes.
+    alice_client.post(f"/settings/providers/oauth/{flow_id}/code/", {"code": "wrong-code"})
+    failed = OAuthFlow.objects.get(pk=flow_id)
+    assert failed.state == "failed" and "did not accept" in failed.error_message
+    assert_gone(failed)
+
+    # Try again (the page's button posts the same method), then the right code.
+    retry_id = start_flow(alice_client, "doce-oauth-test", {"method": "0"})
+    assert retry_id != flow_id
+    wait_for_flow(retry_id, {"pending"}, worker=worker)
+    response = alice_client.post(
+        f"/settings/providers/oauth/{retry_id}/code/", {"code": "good-code"}, follow=True
+    )
+    html = response.content.decode()
+    assert 'data-provider-id="doce-oauth-test" data-status="connected"' in html
+    assert "test-access-token" not in html and "test-refresh-token" not in html
+    connection = ProviderConnection.objects.get(user=alice, provider_id="doce-oauth-test")
+    assert connection.auth_type == "oauth"
+    assert connection.oauth_access_token == "test-access-token"
+    assert connection.oauth_refresh_token == "test-refresh-token"
+    assert connection.oauth_expires_at.year == 2100
+    done = OAuthFlow.objects.get(pk=retry_id)
+    assert done.state == "succeeded" and done.connection == connection
+    assert_gone(done)
+
+
+def test_an_auto_sign_in_finishes_in_the_worker(alice, alice_client, catalog, worker, approval):
+    flow_id = start_flow(
+        alice_client, "doce-oauth-auto", {"method": "0", "approvalUrl": approval.url}
+    )
+    flow = wait_for_flow(flow_id, {"pending", "failed"}, worker=worker)
+    assert flow.state == "pending" and flow.kind == "auto", flow.error_message
+    page = alice_client.get(f"/settings/providers/oauth/{flow_id}/").content.decode()
+    assert "Enter the code WXYZ-1234" in page and 'hx-trigger="every 1s"' in page
+    time.sleep(1)  # the worker's callback is blocked, waiting for the approval
+    assert OAuthFlow.objects.get(pk=flow_id).state == "pending"
+
+    approval.state = "approved"
+    flow = wait_for_flow(flow_id, {"succeeded", "failed"}, worker=worker, timeout=30)
+    assert flow.state == "succeeded", flow.error_message
+    connection = ProviderConnection.objects.get(user=alice, provider_id="doce-oauth-auto")
+    assert connection.oauth_access_token == "auto-access-token"
+    assert connection.metadata == {"approvalUrl": approval.url}
+    assert_gone(flow)
+
+
+def test_cancelling_an_auto_sign_in_stops_its_server(alice_client, catalog, worker, approval):
+    flow_id = start_flow(
+        alice_client, "doce-oauth-auto", {"method": "0", "approvalUrl": approval.url}
+    )
+    flow = wait_for_flow(flow_id, {"pending"}, worker=worker)
+    assert processes_in(Path(flow.data_dir)), "the flow's server should be running"
+    response = alice_client.post(f"/settings/providers/oauth/{flow_id}/cancel/", follow=True)
+    assert "Sign-in cancelled." in response.content.decode()
+    flow = OAuthFlow.objects.get(pk=flow_id)
+    assert flow.state == "cancelled"
+    assert_gone(flow)
+    approval.state = "approved"  # too late: nothing is listening any more
+    time.sleep(1)
+    assert OAuthFlow.objects.get(pk=flow_id).state == "cancelled"
+    assert not ProviderConnection.objects.filter(provider_id="doce-oauth-auto").exists()
