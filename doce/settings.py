@@ -38,10 +38,14 @@ DOCE_DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
 _SETUP_HINT = (
     "With DEBUG=false doce does not invent keys. Set {name} in the environment or in .env ({how})."
 )
+# Key files that a first run (DEBUG=true, `make run`) generated in this data folder are
+# always read back, also with DEBUG=false (e.g. `manage.py` commands); only DEBUG creates.
+_SECRET_KEY_FILE = DOCE_DATA_DIR / "secret_key"
+_ENCRYPTION_KEYS_FILE = DOCE_DATA_DIR / "encryption_keys"
 
 SECRET_KEY = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
-    if not DEBUG:
+    if not DEBUG and not _SECRET_KEY_FILE.exists():
         raise ImproperlyConfigured(
             "SECRET_KEY is not set. "
             + _SETUP_HINT.format(
@@ -51,7 +55,7 @@ if not SECRET_KEY:
             )
         )
     SECRET_KEY = bootstrap.read_or_create_key_file(
-        DOCE_DATA_DIR / "secret_key", lambda: secrets.token_urlsafe(50)
+        _SECRET_KEY_FILE, lambda: secrets.token_urlsafe(50)
     )
 elif not DEBUG and (len(SECRET_KEY) < 32 or SECRET_KEY.startswith("django-insecure")):
     raise ImproperlyConfigured(
@@ -60,7 +64,7 @@ elif not DEBUG and (len(SECRET_KEY) < 32 or SECRET_KEY.startswith("django-insecu
 
 _raw_encryption_keys = env.str("DOCE_ENCRYPTION_KEYS", default="")
 if not _raw_encryption_keys:
-    if not DEBUG:
+    if not DEBUG and not _ENCRYPTION_KEYS_FILE.exists():
         raise ImproperlyConfigured(
             "DOCE_ENCRYPTION_KEYS is not set. "
             + _SETUP_HINT.format(
@@ -71,7 +75,7 @@ if not _raw_encryption_keys:
             )
         )
     _raw_encryption_keys = bootstrap.read_or_create_key_file(
-        DOCE_DATA_DIR / "encryption_keys", keyring.generate_key
+        _ENCRYPTION_KEYS_FILE, keyring.generate_key
     )
 try:
     DOCE_ENCRYPTION_KEYS = keyring.parse_keys(_raw_encryption_keys)
@@ -146,6 +150,11 @@ else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- cache ---------------------------------------------------------------------------
+# Per-process memory by default (one web process on a first run); with several web
+# processes point it at Redis (redis://host:6379/1) so limits and counters are shared.
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 
 # --- auth ----------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -278,6 +287,11 @@ CELERY_BEAT_SCHEDULE["providers.expire-oauth-connections"] = {
 # The catalog (providers, auth methods, models) comes from OpenCode itself; beat checks
 # this often and refreshes it once it is older than the max age (or was never fetched).
 DOCE_PROVIDER_CATALOG_MAX_AGE_HOURS = env.float("DOCE_PROVIDER_CATALOG_MAX_AGE_HOURS", default=24)
+# A worker that starts fetches the catalog at once when it is missing or stale (so a new
+# installation has the full list within seconds, not at beat's first round).
+DOCE_PROVIDER_CATALOG_REFRESH_ON_START = env.bool(
+    "DOCE_PROVIDER_CATALOG_REFRESH_ON_START", default=True
+)
 CELERY_BEAT_SCHEDULE["providers.refresh-catalog"] = {
     "task": "providers.refresh_catalog",
     "schedule": env.float("DOCE_PROVIDER_CATALOG_CHECK_SECONDS", default=300.0),

@@ -36,16 +36,23 @@ def usable_providers(*, user) -> set[str]:
     return providers
 
 
-def model_suggestions(*, user) -> list[str]:
-    """Models to offer in the picker: custom providers' models and the user's default."""
-    suggestions = []
-    for provider_id, models in (
-        ProviderConnection.objects.filter(user=user)
-        .exclude(status=ProviderConnection.Status.REVOKED)
-        .values_list("provider_id", "models")
-    ):
-        suggestions.extend(f"{provider_id}/{model}" for model in models or [])
+def model_suggestions(*, user, limit: int = 500) -> list[str]:
+    """Models to offer in the picker: the user's default first, then the models of every
+    provider the user can use (custom endpoints' own lists, the catalog for the rest)."""
+    from providers.catalog import catalog_models
+
+    providers = usable_providers(user=user)
+    suggestions: list[str] = []
     default = UserSettings.objects.filter(user=user).values_list("default_model", flat=True).first()
-    if default and default not in suggestions:
-        suggestions.insert(0, default)
-    return suggestions
+    if default:
+        suggestions.append(default)
+    custom = dict(
+        ProviderConnection.objects.filter(user=user, provider_id__in=providers)
+        .exclude(base_url="")
+        .values_list("provider_id", "models")
+    )
+    for provider_id, models in custom.items():
+        suggestions.extend(f"{provider_id}/{model}" for model in models or [])
+    for provider_id, models in sorted(catalog_models(providers - set(custom)).items()):
+        suggestions.extend(f"{provider_id}/{model_id}" for model_id, _name in models)
+    return list(dict.fromkeys(suggestions))[:limit]

@@ -138,7 +138,10 @@ def connection_update(
             connection=connection,
             detail={"fields": sorted(changes)},  # names only, never values
         )
-    if new_secrets:  # running projects get the new credential (queue_jobs listens)
+    # Running projects get the new credential, or the endpoint's new URL and models in
+    # their opencode.json (queue_jobs listens).
+    endpoint_changed = connection.is_custom and set(changes) & {"base_url", "models", "name"}
+    if new_secrets or endpoint_changed:
         send_on_commit(
             credential_changed, user_id=connection.user_id, provider_id=connection.provider_id
         )

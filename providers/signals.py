@@ -1,7 +1,8 @@
 """What other apps may react to when a user's credential changes. Sent after commit,
 with ids only (never a secret): ``user_id``, ``provider_id``.
 
-- ``credential_changed``: a connection was created or its secrets replaced.
+- ``credential_changed``: a connection was created, its secrets replaced, or a custom
+  endpoint's URL, name or models changed.
 - ``credential_removed``: a connection was disconnected or revoked.
 """
 

@@ -7,6 +7,7 @@ import logging
 from datetime import timedelta
 
 from celery import shared_task
+from celery.signals import worker_ready
 from django.conf import settings
 from django.core.cache import cache
 
@@ -59,3 +60,9 @@ def reap_oauth_flows() -> int:
     from providers.oauth import oauth_flows_reap
 
     return oauth_flows_reap()
+
+
+@worker_ready.connect
+def _refresh_catalog_on_start(sender=None, **kwargs) -> None:
+    if settings.DOCE_PROVIDER_CATALOG_REFRESH_ON_START:
+        refresh_catalog.delay()

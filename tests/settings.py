@@ -28,6 +28,8 @@ _TEST_ENV = {
     # Playwright's sync API runs an event loop in the test thread.
     "DJANGO_ALLOW_ASYNC_UNSAFE": "true",
     "DOCE_ENV_FILE": "",
+    # Test workers must not start an OpenCode server for the catalog each time.
+    "DOCE_PROVIDER_CATALOG_REFRESH_ON_START": "false",
 }
 for _name, _value in _TEST_ENV.items():
     os.environ.setdefault(_name, _value)

@@ -137,3 +137,18 @@ def test_a_broken_operator_opencode_config_is_reported_at_start(tmp_path, conten
     result = run_manage(tmp_path, "check", DEBUG="true", DOCE_OPENCODE_CONFIG=str(config))
     assert result.returncode == 1
     assert expected in result.stderr and "doce.E003" in result.stderr
+
+
+def test_key_files_of_a_first_run_are_read_with_debug_off(tmp_path):
+    first = run_manage(tmp_path, "check", DEBUG="true")
+    assert first.returncode == 0, first.stderr
+    keys = (tmp_path / "encryption_keys").read_text().strip()
+    # e.g. `manage.py createsuperuser` after `make run`, without DEBUG in the environment
+    result = run_manage(
+        tmp_path, "shell", "-c",
+        "from django.conf import settings; print(settings.DOCE_ENCRYPTION_KEYS[0])",
+        DEBUG="false",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == keys
+    assert "Generated" not in result.stderr

