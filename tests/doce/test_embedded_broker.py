@@ -35,10 +35,12 @@ def test_a_fast_consumer_reads_only_whole_messages(tmp_path):
                     errors.append(exc)
                     return
 
-    consumer = threading.Thread(target=consume)
-    consumer.start()
     with Connection("filesystem://", transport_options=options) as conn:
+        # Declared before the consumer starts: this test is about messages; declaring
+        # the same queue from two threads at once races on kombu's exchange table.
         queue = conn.SimpleQueue("torture")
+        consumer = threading.Thread(target=consume)
+        consumer.start()
         for _ in range(200):
             queue.put(payload)
     consumer.join(timeout=60)
