@@ -52,17 +52,15 @@ RUN groupadd --system --gid "${DOCE_UID}" doce \
 
 WORKDIR /app
 
-# Dependencies first, so this layer is reused until pyproject.toml changes.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt \
-    && rm /tmp/requirements.txt
+# Dependencies first, so this layer is reused until the lock changes: exactly the
+# versions (and hashes) CI tested, as `make setup` installs them.
+COPY requirements.lock ./
+RUN pip install --no-cache-dir --require-hashes -r requirements.lock
 
 COPY . .
 # Editable on purpose: a plain `pip install .` copies only the Python packages into
 # site-packages (no templates/, no doce/static/) and settings.BASE_DIR would point there.
-RUN pip install --no-deps --editable .
+RUN pip install --no-deps --no-build-isolation --editable .
 
 ARG OPENCODE_PACKAGE=opencode-linux-x64
 COPY --from=opencode /build/node_modules/${OPENCODE_PACKAGE} /app/node_modules/${OPENCODE_PACKAGE}

@@ -4,8 +4,20 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 CHROMIUM ?= /usr/bin/chromium
+# Locked Python dependencies, with hashes: requirements.lock (runtime) and requirements-dev.lock
+# (runtime + the dev extra, runtime pins kept identical), resolved by `make lock`.
+LOCK := requirements.lock
+DEV_LOCK := requirements-dev.lock
+UV_VERSION := 0.13.9
+UV := $(VENV)/bin/uv
+# uv resolves from PyPI alone (it ignores pip.conf), for CPython 3.11 on Linux x86_64.
+UV_COMPILE = $(UV) pip compile --quiet --generate-hashes --python-version 3.11 \
+	--python-platform x86_64-unknown-linux-gnu --custom-compile-command 'make lock' $(LOCK_ARGS)
+# Locked beside pyproject.toml's dependencies: its [build-system] requires (setuptools, so the
+# editable install needs no build isolation, which would fetch it unhashed) and pip itself.
+LOCK_EXTRAS = $(PY) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], "pip", sep="\n")'
 
-.PHONY: run test setup setup-dev browser migrate lint check clean
+.PHONY: run test setup setup-dev lock browser migrate lint check clean
 
 ## make run: install everything (first time), migrate, start web + worker; Ctrl-C stops both
 run: setup migrate
@@ -19,16 +31,25 @@ setup: $(VENV)/.installed node_modules/.installed
 
 setup-dev: setup $(VENV)/.installed-dev
 
-$(VENV)/.installed: pyproject.toml
+# pip installs exactly the lock (--require-hashes), then doce itself without dependencies and
+# with the locked setuptools (no build isolation), so nothing comes from outside the lock.
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "doce needs Python 3.11 (set PYTHON=/path/to/python3.11)"'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet --require-hashes -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml
-	$(PY) -m pip install --quiet -e '.[dev]'
+$(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml $(DEV_LOCK)
+	$(PY) -m pip install --quiet --require-hashes -r $(DEV_LOCK)
 	touch $@
+
+## make lock: re-resolve requirements.lock and requirements-dev.lock (hashed) from pyproject.toml; keeps pins that still fit, LOCK_ARGS=--upgrade takes the newest
+lock:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet 'uv==$(UV_VERSION)'
+	set -o pipefail; $(LOCK_EXTRAS) | $(UV_COMPILE) pyproject.toml - -o $(LOCK)
+	set -o pipefail; $(LOCK_EXTRAS) | $(UV_COMPILE) pyproject.toml - --extra dev -c $(LOCK) -o $(DEV_LOCK)
 
 # The OpenCode server binary, pinned in package.json / package-lock.json (versions and
 # hashes). `npm install`, not `npm ci`: npm 11 refuses `ci` when the lock lacks the other

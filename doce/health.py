@@ -12,7 +12,9 @@ from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from doce.celery import app
 from doce.opencode import binary as opencode_bin
+from doce.tasks import ping
 
 BROKER_ROUND_TRIP_TIMEOUT = 5.0
 
@@ -25,9 +27,6 @@ def check_database() -> dict:
 
 
 def check_broker() -> dict:
-    from doce.celery import app
-    from doce.tasks import ping
-
     with app.connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, timeout=2)
     started = time.monotonic()

@@ -11,6 +11,7 @@ import binascii
 import functools
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from django.conf import settings
 
 _UNDECRYPTABLE = "cannot decrypt: was DOCE_ENCRYPTION_KEYS changed?"
 # A Fernet token is url-safe base64 of: version 0x80, 8-byte timestamp, 16-byte IV, at
@@ -57,14 +58,10 @@ def _fernet(key: str) -> Fernet:
 
 
 def _configured() -> MultiFernet:
-    from django.conf import settings
-
     return _multifernet(tuple(settings.DOCE_ENCRYPTION_KEYS))
 
 
 def _current() -> Fernet:
-    from django.conf import settings
-
     return _fernet(settings.DOCE_ENCRYPTION_KEYS[0])
 
 

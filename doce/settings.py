@@ -327,9 +327,16 @@ CELERY_BEAT_SCHEDULE["providers.reap-oauth-flows"] = {
 # --- projects and the pipeline --------------------------------------------------------
 # A running project nobody used for this long is stopped to free its server's memory.
 DOCE_PROJECT_IDLE_MINUTES = env.int("DOCE_PROJECT_IDLE_MINUTES", default=60)
+# Jobs belong to projects (queue_jobs itself is generic).
+QUEUE_JOBS_SUBJECT_MODEL = "projects.Project"
+_RECONCILE_SECONDS = env.float("DOCE_RECONCILE_SECONDS", default=60.0)
 CELERY_BEAT_SCHEDULE["reconcile-projects"] = {
-    "task": "queue_jobs.reconcile",
-    "schedule": env.float("DOCE_RECONCILE_SECONDS", default=60.0),
+    "task": "projects.reconcile",
+    "schedule": _RECONCILE_SECONDS,
+}
+CELERY_BEAT_SCHEDULE["recover-stale-jobs"] = {
+    "task": "queue_jobs.recover_stale",
+    "schedule": _RECONCILE_SECONDS,
 }
 
 # --- logging -------------------------------------------------------------------------

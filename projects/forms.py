@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from django import forms
 
+from doce.inputs import has_control_characters
 from doce.opencode import ModelRef
-from projects.selectors import usable_providers
+from providers.selectors import usable_provider_ids
 
 PROMPT_MAX = 20_000
 MESSAGE_MAX = 20_000
@@ -25,7 +26,7 @@ class ModelField(forms.CharField):
             raise forms.ValidationError(
                 "Write the model as provider/model, e.g. openrouter/anthropic/claude-sonnet-4."
             ) from None
-        if ref.provider_id not in usable_providers(user=self.user):
+        if ref.provider_id not in usable_provider_ids(user=self.user):
             raise forms.ValidationError(
                 f"“{ref.provider_id}” is not connected. Connect it in Settings › Providers first."
             )
@@ -35,7 +36,7 @@ class ModelField(forms.CharField):
 class _TextField(forms.CharField):
     def clean(self, value):
         value = super().clean(value)
-        if any(ord(char) < 32 and char not in "\n\r\t" for char in value):
+        if has_control_characters(value, multiline=True):
             raise forms.ValidationError("Remove the control characters from the text.")
         return value
 

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import models
 
 from doce.encrypted_fields import EncryptedTextField
+from providers.credentials import PROVIDER_NOT_CONFIGURED
 
 
 class Project(models.Model):
@@ -20,7 +21,7 @@ class Project(models.Model):
 
     class ErrorKind(models.TextChoices):
         NONE = "", "None"
-        PROVIDER_AUTH = "provider_auth", "Provider not configured or key rejected"
+        PROVIDER_AUTH = "provider_auth", PROVIDER_NOT_CONFIGURED
         RUNTIME = "runtime", "Server problem"
         PIPELINE = "pipeline", "Pipeline step failed"
 

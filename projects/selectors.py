@@ -3,7 +3,9 @@ from __future__ import annotations
 from django.db.models import Prefetch, QuerySet
 
 from projects.models import Project
-from providers.models import ProviderConnection, UserSettings
+from providers.catalog import catalog_models
+from providers.models import UserSettings
+from providers.selectors import custom_endpoints, usable_provider_ids
 from queue_jobs.models import Job
 
 
@@ -18,37 +20,17 @@ def project_for_user(*, user, project_id: int) -> Project:
     ).get(owner=user, pk=project_id)
 
 
-def usable_providers(*, user) -> set[str]:
-    """Providers the user can run a project with: live connections, plus the legacy
-    OpenRouter key while it has not been migrated."""
-    providers = set(
-        ProviderConnection.objects.filter(user=user)
-        .exclude(status=ProviderConnection.Status.REVOKED)
-        .values_list("provider_id", flat=True)
-    )
-    if (
-        UserSettings.objects.filter(user=user, migration_completed_at__isnull=True)
-        .exclude(openrouter_api_key__isnull=True)
-        .exclude(openrouter_api_key="")
-        .exists()
-    ):
-        providers.add("openrouter")
-    return providers
-
-
 def model_suggestions(*, user, limit: int = 500) -> list[str]:
     """Models to offer in the picker: the user's default first, then the models of every
     provider the user can use (custom endpoints' own lists, the catalog for the rest)."""
-    from providers.catalog import catalog_models
-
-    providers = usable_providers(user=user)
+    providers = usable_provider_ids(user=user)
     suggestions: list[str] = []
     default = UserSettings.objects.filter(user=user).values_list("default_model", flat=True).first()
     if default:
         suggestions.append(default)
     custom = dict(
-        ProviderConnection.objects.filter(user=user, provider_id__in=providers)
-        .exclude(base_url="")
+        custom_endpoints(user=user)
+        .filter(provider_id__in=providers)
         .values_list("provider_id", "models")
     )
     for provider_id, models in custom.items():

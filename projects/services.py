@@ -1,6 +1,6 @@
 """Project lifecycle: create, start, stop, delete, change model, talk to the agent.
 
-Views call these; the pipeline steps (queue_jobs.steps) call the server-side halves.
+Views call these; the pipeline steps (projects.steps) call the server-side halves.
 """
 
 from __future__ import annotations
@@ -9,41 +9,44 @@ import logging
 import secrets
 import shutil
 from contextlib import contextmanager
-from datetime import timedelta
 from pathlib import Path
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
+from doce.inputs import DOUBLE_SUBMIT_WINDOW
 from doce.opencode import ModelRef, OpenCodeClient, OpenCodeError
-from projects.models import Project
-from projects.runtimes import (
+from doce.opencode.runtimes import (
     CustomProvider,
-    ProjectSpec,
     Runtime,
     RuntimeState,
     RuntimeStatus,
+    ServerSpec,
     get_runtime,
-    project_data_dir,
 )
-from providers.models import ProviderConnection
+from projects.jobs import START_PIPELINE, JobType
+from projects.models import Project
+from providers.selectors import custom_endpoints
+from queue_jobs.models import Job
+from queue_jobs.pipeline import jobs_cancel, pipeline_enqueue
 
 logger = logging.getLogger(__name__)
 
 NAME_LENGTH = 60
-DOUBLE_SUBMIT_WINDOW = timedelta(seconds=10)
 
 
 class ProjectNotRunning(Exception):
     """The project's server is not up: start the project first."""
 
 
-class ProjectBusy(Exception):
-    """Another operation on the project is in progress."""
-
-
 # --- server plumbing (used by the pipeline steps) ------------------------------------
+
+
+def project_data_dir(project_id: int) -> Path:
+    """The default data folder of a project, under DOCE_PROJECTS_DIR."""
+    return Path(settings.DOCE_PROJECTS_DIR) / str(project_id)
 
 
 def project_runtime(project: Project) -> Runtime:
@@ -54,10 +57,9 @@ def runtime_state(project: Project) -> RuntimeState | None:
     return RuntimeState.from_dict(project.runtime_state) if project.runtime_state else None
 
 
-def project_spec(project: Project) -> ProjectSpec:
-    customs = ProviderConnection.objects.filter(user_id=project.owner_id).exclude(base_url="")
-    return ProjectSpec(
-        project_id=project.pk,
+def project_spec(project: Project) -> ServerSpec:
+    return ServerSpec(
+        name=str(project.pk),
         data_dir=Path(project.data_dir) if project.data_dir else project_data_dir(project.pk),
         model=project.model,
         password=str(project.server_password),
@@ -68,8 +70,8 @@ def project_spec(project: Project) -> ProjectSpec:
                 base_url=c.base_url,
                 models=list(c.models or []),
             )
-            for c in customs
-        ],  # fmt: skip
+            for c in custom_endpoints(user=project.owner_id)
+        ],
     )
 
 
@@ -135,8 +137,6 @@ def project_create(*, owner, prompt: str, model: str, name: str = "") -> Project
     A double submit (same prompt and model within a few seconds) returns the project the
     first submit created instead of starting a second one.
     """
-    from queue_jobs.pipeline import pipeline_start
-
     ref = ModelRef.parse(model)
     with transaction.atomic():
         # One creation at a time per user, so the double-submit check below is reliable.
@@ -165,54 +165,58 @@ def project_create(*, owner, prompt: str, model: str, name: str = "") -> Project
     return project
 
 
-def project_start(*, project: Project) -> None:
-    from queue_jobs.pipeline import pipeline_start
+def pipeline_start(*, project: Project) -> list[Job]:
+    return pipeline_enqueue(subject=project, job_types=START_PIPELINE)
 
+
+def project_start(*, project: Project) -> None:
     with transaction.atomic():
         pipeline_start(project=project)
         Project.objects.filter(pk=project.pk).update(
-            status=Project.Status.STARTING, error_kind="", error_message="",
+            status=Project.Status.STARTING,
+            error_kind="",
+            error_message="",
             updated_at=timezone.now(),
-        )  # fmt: skip
+        )
 
 
 def _replace_work(*, project: Project, job_type: str, status: str, reason: str) -> None:
     """Cancel what is queued for the project and run ``job_type`` instead."""
-    from queue_jobs.pipeline import jobs_cancel, pipeline_enqueue
-
     with transaction.atomic():
-        jobs_cancel(project=project, reason=reason)
-        pipeline_enqueue(project=project, job_types=[job_type])
+        jobs_cancel(subject=project, reason=reason)
+        pipeline_enqueue(subject=project, job_types=[job_type])
         Project.objects.filter(pk=project.pk).update(status=status, updated_at=timezone.now())
 
 
 def project_stop(*, project: Project) -> None:
-    from queue_jobs.models import JobType
-
-    _replace_work(project=project, job_type=JobType.RUNTIME_DOWN,
-                  status=Project.Status.STOPPING, reason="the project was stopped")  # fmt: skip
+    _replace_work(
+        project=project,
+        job_type=JobType.RUNTIME_DOWN,
+        status=Project.Status.STOPPING,
+        reason="the project was stopped",
+    )
 
 
 def project_delete(*, project: Project) -> None:
-    from queue_jobs.models import JobType
-
-    _replace_work(project=project, job_type=JobType.PROJECT_DELETE,
-                  status=Project.Status.DELETING, reason="the project was deleted")  # fmt: skip
+    _replace_work(
+        project=project,
+        job_type=JobType.PROJECT_DELETE,
+        status=Project.Status.DELETING,
+        reason="the project was deleted",
+    )
 
 
 def project_change_model(*, project: Project, model: str) -> None:
-    from queue_jobs.models import JobType
-    from queue_jobs.pipeline import pipeline_enqueue
-
     ref = ModelRef.parse(model)
     with transaction.atomic():
         Project.objects.filter(pk=project.pk).update(
-            current_model_provider_id=ref.provider_id, current_model_id=ref.model_id,
+            current_model_provider_id=ref.provider_id,
+            current_model_id=ref.model_id,
             updated_at=timezone.now(),
-        )  # fmt: skip
+        )
         if project.status == Project.Status.RUNNING:
             pipeline_enqueue(
-                project=project,
+                subject=project,
                 job_types=[JobType.REINJECT_CREDENTIALS],
                 params={"provider_id": ref.provider_id},
             )
@@ -224,8 +228,8 @@ def message_send(*, project: Project, text: str) -> None:
         raise ProjectNotRunning("The project is not running: start it first.")
     with project_client(project) as client:
         try:
-            client.prompt_async(project.bootstrap_session_id, text, model=ModelRef(
-                project.current_model_provider_id, project.current_model_id))  # fmt: skip
+            model = ModelRef(project.current_model_provider_id, project.current_model_id)
+            client.prompt_async(project.bootstrap_session_id, text, model=model)
         except OpenCodeError as exc:
             raise ProjectNotRunning(f"OpenCode did not take the message: {exc.message}") from exc
     Project.objects.filter(pk=project.pk).update(last_activity_at=timezone.now())

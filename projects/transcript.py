@@ -12,11 +12,10 @@ from doce.opencode import OpenCodeError, ProviderCredentialError, message_error
 from projects import services
 from projects.models import Project
 from providers.models import ProviderConnection
-from providers.services import connection_mark_error
+from providers.selectors import connection_for
+from providers.services import PROVIDER_NOT_CONFIGURED, connection_mark_error
 
 logger = logging.getLogger(__name__)
-
-PROVIDER_AUTH_MESSAGE = "Provider not configured or key rejected"
 
 
 @dataclass
@@ -32,9 +31,21 @@ class Transcript:
     entries: list[Entry] = field(default_factory=list)
     busy: bool = False
     unavailable: str = ""
+    # The first reply that says the provider has no usable credential or rejected it.
+    credential_error: ProviderCredentialError | None = None
+
+
+def project_transcript(*, project: Project) -> Transcript:
+    """The conversation, and, when a reply says the credential was missing or rejected,
+    the project and its connection marked so (once)."""
+    transcript = transcript_read(project=project)
+    if transcript.credential_error is not None:
+        _record_provider_failure(project, transcript.credential_error)
+    return transcript
 
 
 def transcript_read(*, project: Project) -> Transcript:
+    """The conversation as the project's server has it (reads only)."""
     if project.status != Project.Status.RUNNING or not project.bootstrap_session_id:
         return Transcript(entries=[Entry(role="user", text=project.prompt)])
     try:
@@ -62,7 +73,7 @@ def transcript_read(*, project: Project) -> Transcript:
                 entry.error = error.message
                 entry.done = True
                 if isinstance(error, ProviderCredentialError):
-                    _record_provider_failure(project, error)
+                    transcript.credential_error = transcript.credential_error or error
             transcript.busy = transcript.busy or not entry.done
         transcript.entries.append(entry)
     # A prompt with no reply yet: OpenCode creates the assistant message a moment later.
@@ -80,15 +91,13 @@ def _record_provider_failure(project: Project, error: ProviderCredentialError) -
         .exclude(error_kind=Project.ErrorKind.PROVIDER_AUTH)
         .update(
             error_kind=Project.ErrorKind.PROVIDER_AUTH,
-            error_message=f"{PROVIDER_AUTH_MESSAGE}: {error.message}"[:2000],
+            error_message=f"{PROVIDER_NOT_CONFIGURED}: {error.message}"[:2000],
             updated_at=timezone.now(),
         )
     )
     if not updated:
         return
     project.error_kind = Project.ErrorKind.PROVIDER_AUTH
-    connection = ProviderConnection.objects.filter(
-        user_id=project.owner_id, provider_id=provider_id
-    ).first()
+    connection = connection_for(user=project.owner_id, provider_id=provider_id)
     if connection is not None and connection.status != ProviderConnection.Status.REVOKED:
         connection_mark_error(connection=connection, message=error.message)

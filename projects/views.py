@@ -8,7 +8,9 @@ from django.views.decorators.http import require_POST
 from projects import selectors, services
 from projects.forms import MessageForm, ModelChangeForm, ProjectCreateForm
 from projects.models import Project
-from projects.transcript import PROVIDER_AUTH_MESSAGE, transcript_read
+from projects.transcript import project_transcript
+from providers.selectors import usable_provider_ids
+from providers.services import PROVIDER_NOT_CONFIGURED
 from queue_jobs.pipeline import PipelineBusy
 
 
@@ -25,7 +27,7 @@ def project_list(request):
 
 
 def project_new(request):
-    providers = selectors.usable_providers(user=request.user)
+    providers = usable_provider_ids(user=request.user)
     form = ProjectCreateForm(request.POST if request.method == "POST" else None, user=request.user)
     if request.method == "POST" and providers and form.is_valid():
         project = services.project_create(
@@ -54,15 +56,15 @@ def _detail_context(request, project: Project) -> dict:
         "steps": steps,
         "active": any(job.is_active for job in steps)
         or project.status
-        in (Project.Status.STARTING, Project.Status.STOPPING, Project.Status.DELETING),  # fmt: skip
-        "provider_auth_message": PROVIDER_AUTH_MESSAGE,
+        in (Project.Status.STARTING, Project.Status.STOPPING, Project.Status.DELETING),
+        "provider_auth_message": PROVIDER_NOT_CONFIGURED,
     }
 
 
 def project_detail(request, project_id: int):
     project = _project_or_404(request, project_id)
     context = _detail_context(request, project)
-    context["transcript"] = transcript_read(project=project)
+    context["transcript"] = project_transcript(project=project)
     context["message_form"] = MessageForm()
     context["model_form"] = ModelChangeForm(user=request.user, initial={"model": project.model})
     context["suggestions"] = selectors.model_suggestions(user=request.user)
@@ -76,13 +78,16 @@ def project_status_fragment(request, project_id: int):
 
 def project_transcript_fragment(request, project_id: int):
     project = _project_or_404(request, project_id)
-    transcript = transcript_read(project=project)
+    transcript = project_transcript(project=project)
     return render(
         request,
         "projects/_transcript.html",
-        {"project": project, "transcript": transcript,
-         "provider_auth_message": PROVIDER_AUTH_MESSAGE},
-    )  # fmt: skip
+        {
+            "project": project,
+            "transcript": transcript,
+            "provider_auth_message": PROVIDER_NOT_CONFIGURED,
+        },
+    )
 
 
 @require_POST

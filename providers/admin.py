@@ -58,9 +58,19 @@ class ProviderConnectionForm(forms.ModelForm):
     class Meta:
         model = ProviderConnection
         fields = [
-            "user", "provider_id", "auth_type", "status", "error_message", "name", "base_url",
-            "models", "metadata", "oauth_expires_at", "oauth_account_id", "oauth_enterprise_url",
-        ]  # fmt: skip
+            "user",
+            "provider_id",
+            "auth_type",
+            "status",
+            "error_message",
+            "name",
+            "base_url",
+            "models",
+            "metadata",
+            "oauth_expires_at",
+            "oauth_account_id",
+            "oauth_enterprise_url",
+        ]
 
     def clean(self):
         cleaned = super().clean()
@@ -94,19 +104,36 @@ class ProviderConnectionForm(forms.ModelForm):
 class ProviderConnectionAdmin(admin.ModelAdmin):
     form = ProviderConnectionForm
     list_display = [
-        "user", "provider_id", "auth_type", "status", "key_hint", "last_used_at",
-        "oauth_expires_at", "last_validated_at", "updated_at",
-    ]  # fmt: skip
+        "user",
+        "provider_id",
+        "auth_type",
+        "status",
+        "key_hint",
+        "last_used_at",
+        "oauth_expires_at",
+        "last_validated_at",
+        "updated_at",
+    ]
     list_filter = ["status", "auth_type", "provider_id", ExpiryFilter, "last_used_at"]
     list_select_related = ["user"]
     search_fields = [
-        "user__username", "user__email", "provider_id", "name", "key_hint", "oauth_account_id",
-    ]  # fmt: skip
+        "user__username",
+        "user__email",
+        "provider_id",
+        "name",
+        "key_hint",
+        "oauth_account_id",
+    ]
     date_hierarchy = "created_at"
     ordering = ["user__username", "provider_id"]
     readonly_fields = [
-        "key_hint", "secrets", "last_used_at", "last_validated_at", "created_at", "updated_at",
-    ]  # fmt: skip
+        "key_hint",
+        "secrets",
+        "last_used_at",
+        "last_validated_at",
+        "created_at",
+        "updated_at",
+    ]
     raw_id_fields = ["user"]
     actions = ["mark_revoked", "revalidate"]
 
@@ -116,9 +143,19 @@ class ProviderConnectionAdmin(admin.ModelAdmin):
             ("Credential", {"fields": ["key_hint", "secrets", "new_api_key"]}),
             ("OAuth", {"fields": ["oauth_expires_at", "oauth_account_id", "oauth_enterprise_url"]}),
             ("Custom provider", {"fields": ["name", "base_url", "models"]}),
-            ("Other", {"fields": ["metadata", "last_used_at", "last_validated_at", "created_at",
-                                  "updated_at"]}),
-        ]  # fmt: skip
+            (
+                "Other",
+                {
+                    "fields": [
+                        "metadata",
+                        "last_used_at",
+                        "last_validated_at",
+                        "created_at",
+                        "updated_at",
+                    ]
+                },
+            ),
+        ]
 
     def get_readonly_fields(self, request, obj=None):
         # The owner, provider and auth type of an existing connection do not change here
@@ -134,9 +171,11 @@ class ProviderConnectionAdmin(admin.ModelAdmin):
         rows = []
         for name in used:
             value = getattr(obj, name)
-            state = UNDECRYPTABLE_MESSAGE if is_undecryptable(value) else (
-                "stored (encrypted)" if value else "missing"
-            )  # fmt: skip
+            state = (
+                UNDECRYPTABLE_MESSAGE
+                if is_undecryptable(value)
+                else ("stored (encrypted)" if value else "missing")
+            )
             rows.append((name.replace("_", " "), state))
         return format_html_join("", "<div>{}: {}</div>", rows) or "-"
 
@@ -145,10 +184,15 @@ class ProviderConnectionAdmin(admin.ModelAdmin):
         if not change:
             # Through the service so the key is validated, hinted and audited.
             created = services.connection_create(
-                user=obj.user, provider_id=obj.provider_id, api_key=new_key,
-                metadata=obj.metadata, name=obj.name, base_url=obj.base_url, models=obj.models,
+                user=obj.user,
+                provider_id=obj.provider_id,
+                api_key=new_key,
+                metadata=obj.metadata,
+                name=obj.name,
+                base_url=obj.base_url,
+                models=obj.models,
                 actor=request.user,
-            )  # fmt: skip
+            )
             obj.pk = created.pk
             obj.refresh_from_db()
             return
@@ -195,9 +239,14 @@ class ProviderConnectionAdmin(admin.ModelAdmin):
 @admin.register(UserSettings)
 class UserSettingsAdmin(admin.ModelAdmin):
     list_display = [
-        "user", "preferred_provider_id", "default_model", "legacy_key",
-        "provider_auth_initialized", "migration_completed_at", "updated_at",
-    ]  # fmt: skip
+        "user",
+        "preferred_provider_id",
+        "default_model",
+        "legacy_key",
+        "provider_auth_initialized",
+        "migration_completed_at",
+        "updated_at",
+    ]
     list_filter = [
         "provider_auth_initialized",
         ("migration_completed_at", admin.EmptyFieldListFilter),
@@ -221,8 +270,14 @@ class AuditEventAdmin(admin.ModelAdmin):
     """Read-only: the log is written by the services, never edited."""
 
     list_display = [
-        "created_at", "action", "user", "actor_name", "provider_id", "connection", "project_id",
-    ]  # fmt: skip
+        "created_at",
+        "action",
+        "user",
+        "actor_name",
+        "provider_id",
+        "connection",
+        "project_id",
+    ]
     list_filter = ["action", "provider_id", "created_at"]
     list_select_related = ["user", "connection__user"]
     search_fields = ["user__username", "actor_name", "provider_id", "=project_id"]

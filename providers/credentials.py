@@ -1,58 +1,116 @@
-"""Which credential a user has for a provider, shaped for OpenCode's ``PUT /auth``.
+"""Which credential a user has for a provider, as the OpenCode credential types.
 
-Import these from ``providers.services`` (the app's public surface). Nothing here logs,
-audits or returns a secret except ``Credential.body``, which exists to be PUT.
+A connection becomes a ``doce.opencode`` credential (api / oauth / wellknown) in one
+function, ``opencode_credential``; ``credential_fields`` is its inverse (the tokens an
+OAuth sign-in left in a server's auth.json, back into connection fields). Nothing here
+logs or audits a secret; the credential types keep theirs out of ``repr``.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.utils import timezone
 
 from doce.encrypted_fields import UNDECRYPTABLE_MESSAGE, is_undecryptable
+from doce.keyring import UndecryptableError
+from doce.opencode import ApiKeyCredential, Credential, OAuthCredential, WellKnownCredential
 from providers.audit import audit_record
-from providers.models import AuditEvent, ProviderConnection, UserSettings, key_hint
+from providers.legacy import LEGACY_PROVIDER_ID
+from providers.models import AuditEvent, ProviderConnection, key_hint
+from providers.selectors import connection_for, legacy_keys_pending
 
 logger = logging.getLogger(__name__)
 
 Action = AuditEvent.Action
+AuthType = ProviderConnection.AuthType
 Status = ProviderConnection.Status
-LEGACY_PROVIDER_ID = "openrouter"
 
 
-@dataclass(frozen=True, repr=False)
-class Credential:
-    """A decrypted credential, shaped for ``PUT /auth/{provider_id}`` (``body``).
-
-    ``source`` is ``connection`` or ``legacy`` (the old system's key, phase 1 fallback,
-    ``connection_id`` None). The repr leaves the body out, so a log line or a traceback
-    that shows the object does not show the key.
-    """
+@dataclass(frozen=True)
+class UserCredential:
+    """The credential a user has for a provider, and where it came from: ``source`` is
+    ``connection`` or ``legacy`` (the old system's key, ``connection_id`` None)."""
 
     user_id: int
     provider_id: str
-    body: dict[str, Any]
+    credential: Credential
     source: str
     connection_id: int | None
     key_hint: str
 
-    def __repr__(self) -> str:
-        return (
-            f"Credential(provider_id={self.provider_id!r}, source={self.source!r}, "
-            f"connection_id={self.connection_id!r}, key_hint={self.key_hint!r})"
+
+def opencode_credential(connection: ProviderConnection) -> Credential:
+    """The connection as OpenCode stores it (``PUT /auth/{provider_id}``). Raises
+    ``UndecryptableError`` rather than sending a placeholder."""
+    if connection.undecryptable_fields():
+        raise UndecryptableError(UNDECRYPTABLE_MESSAGE)
+    if connection.auth_type == AuthType.OAUTH:
+        expires = connection.oauth_expires_at
+        return OAuthCredential(
+            access=str(connection.oauth_access_token or ""),
+            refresh=str(connection.oauth_refresh_token or ""),
+            expires=int(expires.timestamp() * 1000) if expires else 0,
+            account_id=connection.oauth_account_id or None,
+            enterprise_url=connection.oauth_enterprise_url or None,
         )
+    if connection.auth_type == AuthType.WELLKNOWN:
+        return WellKnownCredential(
+            url=str(connection.wellknown_key or ""), token=str(connection.wellknown_token or "")
+        )
+    return ApiKeyCredential(
+        key=str(connection.api_key or ""), metadata=dict(connection.metadata or {}) or None
+    )
+
+
+def credential_fields(credential: Credential) -> dict[str, Any]:
+    """The inverse of ``opencode_credential``: the connection fields (for
+    ``connection_create`` / ``connection_update``) that hold ``credential``."""
+    if isinstance(credential, OAuthCredential):
+        expires = credential.expires
+        return {
+            "auth_type": AuthType.OAUTH,
+            "oauth_access_token": credential.access,
+            "oauth_refresh_token": credential.refresh,
+            "oauth_expires_at": datetime.fromtimestamp(expires / 1000, tz=UTC) if expires else None,
+            "oauth_account_id": (credential.account_id or "")[:255],
+            "oauth_enterprise_url": _url(credential.enterprise_url),
+        }
+    if isinstance(credential, WellKnownCredential):
+        return {
+            "auth_type": AuthType.WELLKNOWN,
+            "wellknown_key": credential.url,
+            "wellknown_token": credential.token,
+        }
+    return {"auth_type": AuthType.API, "api_key": credential.key}
+
+
+def _url(value: str | None) -> str:
+    """GitHub Enterprise answers a domain ("company.ghe.com"); the column takes a URL."""
+    value = (value or "").strip()
+    if value and "://" not in value:
+        value = f"https://{value}"
+    return value[:500]
+
+
+#: What a project shows when its provider has no usable credential or rejects it.
+PROVIDER_NOT_CONFIGURED = "Provider not configured or key rejected"
 
 
 class CredentialUnavailable(Exception):
     """The user has no usable credential for the provider; ``str()`` says why, for the user.
 
     ``reason``: ``missing`` (nothing connected), ``revoked``, ``undecryptable`` (the
-    connection is now marked ``error``) or ``incomplete`` (a required secret is empty).
+    connection is now marked ``error``), ``incomplete`` (a required secret is empty) or
+    ``keyless_endpoint`` (a custom endpoint saved without a key, e.g. a local Ollama:
+    there is nothing to inject, and nothing is wrong).
     """
+
+    KEYLESS_ENDPOINT = "keyless_endpoint"
 
     def __init__(self, provider_id: str, reason: str, message: str, connection_id=None):
         super().__init__(message)
@@ -61,7 +119,7 @@ class CredentialUnavailable(Exception):
         self.connection_id = connection_id
 
 
-def credential_for(*, user: AbstractBaseUser | int, provider_id: str) -> Credential:
+def credential_for(*, user: AbstractBaseUser | int, provider_id: str) -> UserCredential:
     """The credential ``user`` (a user or its id) has for ``provider_id``.
 
     The connection wins whenever one exists. Without one, ``openrouter`` falls back to the
@@ -72,7 +130,7 @@ def credential_for(*, user: AbstractBaseUser | int, provider_id: str) -> Credent
     word. Raises ``CredentialUnavailable``. One query (two for the legacy fallback).
     """
     user_id = getattr(user, "pk", user)
-    connection = ProviderConnection.objects.filter(user_id=user_id, provider_id=provider_id).first()
+    connection = connection_for(user=user_id, provider_id=provider_id)
     if connection is None:
         if provider_id == LEGACY_PROVIDER_ID:
             legacy = _legacy_credential(user_id)
@@ -97,28 +155,25 @@ def credential_for(*, user: AbstractBaseUser | int, provider_id: str) -> Credent
         _record_recovered(connection)  # the key was restored
     missing = connection.missing_secrets()
     if missing:
+        keyless = connection.is_custom and not connection.missing_secrets(keyless_custom_ok=True)
         raise CredentialUnavailable(
             provider_id,
-            "incomplete",
+            CredentialUnavailable.KEYLESS_ENDPOINT if keyless else "incomplete",
             f"The {provider_id} connection has no {missing[0].replace('_', ' ')}.",
             connection.pk,
         )
-    return Credential(
+    return UserCredential(
         user_id=user_id,
         provider_id=provider_id,
-        body=connection.auth_body(),
+        credential=opencode_credential(connection),
         source="connection",
         connection_id=connection.pk,
         key_hint=connection.key_hint,
     )
 
 
-def _legacy_credential(user_id: int) -> Credential | None:
-    row = (
-        UserSettings.objects.filter(pk=user_id, migration_completed_at__isnull=True)
-        .only("openrouter_api_key")
-        .first()
-    )
+def _legacy_credential(user_id: int) -> UserCredential | None:
+    row = legacy_keys_pending().filter(pk=user_id).only("openrouter_api_key").first()
     if row is None or not row.openrouter_api_key:
         return None
     if is_undecryptable(row.openrouter_api_key):
@@ -128,10 +183,10 @@ def _legacy_credential(user_id: int) -> Credential | None:
             f"{LEGACY_PROVIDER_ID} (legacy key): {UNDECRYPTABLE_MESSAGE}",
         )
     key = str(row.openrouter_api_key)
-    return Credential(
+    return UserCredential(
         user_id=user_id,
         provider_id=LEGACY_PROVIDER_ID,
-        body={"type": "api", "key": key},
+        credential=ApiKeyCredential(key=key),
         source="legacy",
         connection_id=None,
         key_hint=key_hint(key),
@@ -148,9 +203,9 @@ def _record_undecryptable(connection: ProviderConnection) -> None:
     )
     if changed:
         logger.warning(
-            "provider connection %s (%s): %s", connection.pk, connection.provider_id,
-            UNDECRYPTABLE_MESSAGE,
-        )  # fmt: skip
+            "provider connection %s (%s): %s",
+            *(connection.pk, connection.provider_id, UNDECRYPTABLE_MESSAGE),
+        )
         audit_record(
             action=Action.VALIDATION_FAILED,
             connection=connection,
@@ -171,7 +226,7 @@ def _record_recovered(connection: ProviderConnection) -> None:
         )
 
 
-def credential_mark_injected(*, credential: Credential, project_id: int | None) -> None:
+def credential_mark_injected(*, credential: UserCredential, project_id: int | None) -> None:
     """Record that the pipeline put ``credential`` into a project's OpenCode server."""
     now = timezone.now()
     if credential.connection_id is not None:

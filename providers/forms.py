@@ -5,9 +5,7 @@ its value."""
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable
-from datetime import timedelta
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -15,8 +13,10 @@ from django.core.validators import URLValidator
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
+from doce.inputs import DOUBLE_SUBMIT_WINDOW, has_control_characters
 from providers.catalog import AuthMethod, Prompt, catalog_ids
 from providers.models import PROVIDER_ID_RE, ProviderConnection
+from providers.selectors import connection_for
 
 MAX_KEY_BYTES = 4096
 MAX_MODELS = 200
@@ -26,11 +26,6 @@ RESERVED_IDS = frozenset({"add", "custom", "oauth", "legacy", "new", "preference
 _RESERVED_FIELDS = frozenset({"api_key", "csrfmiddlewaretoken", "method", "code", "q"})
 _PROVIDER_ID = re.compile(PROVIDER_ID_RE)
 _MODEL_ID = re.compile(r"^[^\s]{1,200}$")
-DOUBLE_SUBMIT_WINDOW = timedelta(seconds=30)
-
-
-def _has_control_characters(value: str) -> bool:
-    return any(unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp") for char in value)
 
 
 class SecretField(forms.CharField):
@@ -64,7 +59,7 @@ class SecretField(forms.CharField):
                 "That is too long for an API key (over 4 KB): paste only the key.",
                 code="too_long",
             )
-        if _has_control_characters(value.strip()):
+        if has_control_characters(value.strip()):
             raise ValidationError(
                 "The key contains control characters (a line break, a tab or an invisible "
                 "character): paste it again, on one line.",
@@ -132,7 +127,7 @@ class PromptsMixin:
                 if "(optional)" not in prompt.message.lower():
                     self.add_error(name, "This is needed to connect.")
                 continue
-            if _has_control_characters(value):
+            if has_control_characters(value):
                 self.add_error(name, "Remove the control characters.")
                 continue
             self.metadata[prompt.key] = value
@@ -250,7 +245,7 @@ class CustomProviderForm(forms.Form):
 
     def clean_name(self):
         name = self.cleaned_data["name"].strip()
-        if not name or _has_control_characters(name):
+        if not name or has_control_characters(name):
             raise ValidationError("Enter a name without control characters.")
         return name
 
@@ -260,7 +255,7 @@ class CustomProviderForm(forms.Form):
             raise ValidationError("Enter at least one model id.")
         if len(models) > MAX_MODELS:
             raise ValidationError(f"At most {MAX_MODELS} models.")
-        bad = [m for m in models if not _MODEL_ID.match(m) or _has_control_characters(m)]
+        bad = [m for m in models if not _MODEL_ID.match(m) or has_control_characters(m)]
         if bad:
             raise ValidationError(
                 f"A model id is one word of at most 200 characters: “{bad[0][:40]}” is not."
@@ -272,9 +267,7 @@ class CustomProviderForm(forms.Form):
         cleaned = super().clean()
         provider_id = cleaned.get("provider_id")
         if self.connection is None and provider_id:
-            existing = ProviderConnection.objects.filter(
-                user=self.user, provider_id=provider_id
-            ).first()
+            existing = connection_for(user=self.user, provider_id=provider_id)
             if existing is not None:
                 if self._same_as(existing, cleaned):
                     self.duplicate_of = existing  # a double submit: it is saved already

@@ -15,15 +15,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.contrib.auth import get_user_model
 from django.db import models, transaction
 from django.db.models import ExpressionWrapper, F, Value
 from django.utils import timezone
 
 from doce import keyring
-from doce.encrypted_fields import UNDECRYPTABLE_MESSAGE
-from providers.models import key_hint
+from doce.encrypted_fields import UNDECRYPTABLE_MESSAGE, scrub_sqlite
+from providers.models import AuditEvent, ProviderConnection, UserSettings, key_hint
 
-PROVIDER_ID = "openrouter"
+LEGACY_PROVIDER_ID = "openrouter"
 BATCH_SIZE = 500
 
 
@@ -83,16 +84,31 @@ def migrate_legacy_rows(
         with transaction.atomic(using=using):
             for user_id, username, raw in rows:
                 outcome = _migrate_one(
-                    user_id, username, raw, UserSettings, ProviderConnection, AuditEvent,
-                    using=using, dry_run=dry_run, actor_name=actor_name,
-                )  # fmt: skip
+                    user_id,
+                    username,
+                    raw,
+                    UserSettings,
+                    ProviderConnection,
+                    AuditEvent,
+                    using=using,
+                    dry_run=dry_run,
+                    actor_name=actor_name,
+                )
                 outcomes.append(outcome)
 
 
 def _migrate_one(
-    user_id, username, raw, UserSettings, ProviderConnection, AuditEvent, *, using, dry_run,
+    user_id,
+    username,
+    raw,
+    UserSettings,
+    ProviderConnection,
+    AuditEvent,
+    *,
+    using,
+    dry_run,
     actor_name,
-) -> LegacyOutcome:  # fmt: skip
+) -> LegacyOutcome:
     plaintext_at_rest = not keyring.looks_encrypted(raw)
     if plaintext_at_rest:
         api_key = raw
@@ -103,7 +119,7 @@ def _migrate_one(
             return LegacyOutcome(user_id, username, "undecryptable")
     existing = (
         ProviderConnection.objects.using(using)
-        .filter(user_id=user_id, provider_id=PROVIDER_ID)
+        .filter(user_id=user_id, provider_id=LEGACY_PROVIDER_ID)
         .values_list("pk", flat=True)
         .first()
     )
@@ -121,7 +137,7 @@ def _migrate_one(
     if existing is None:
         connection = ProviderConnection.objects.using(using).create(
             user_id=user_id,
-            provider_id=PROVIDER_ID,
+            provider_id=LEGACY_PROVIDER_ID,
             auth_type="api",
             api_key=api_key,
             key_hint=key_hint(api_key),
@@ -135,7 +151,7 @@ def _migrate_one(
         provider_auth_initialized=True,
         migration_completed_at=now,
         preferred_provider_id=models.Case(
-            models.When(preferred_provider_id="", then=Value(PROVIDER_ID)),
+            models.When(preferred_provider_id="", then=Value(LEGACY_PROVIDER_ID)),
             default=F("preferred_provider_id"),
         ),
     )
@@ -143,7 +159,7 @@ def _migrate_one(
         action="migrated",
         actor_name=actor_name,
         user_id=user_id,
-        provider_id=PROVIDER_ID,
+        provider_id=LEGACY_PROVIDER_ID,
         connection_id=connection_id,
         detail={"result": result, "encrypted_plaintext": plaintext_at_rest},
     )
@@ -160,7 +176,7 @@ def unmigrate_legacy_rows(*, UserSettings, ProviderConnection, using: str) -> No
     ).values_list("pk", "raw"):
         connection = (
             ProviderConnection.objects.using(using)
-            .filter(user_id=user_id, provider_id=PROVIDER_ID, auth_type="api", base_url="")
+            .filter(user_id=user_id, provider_id=LEGACY_PROVIDER_ID, auth_type="api", base_url="")
             .annotate(raw=ExpressionWrapper(F("api_key"), output_field=models.TextField()))
             .values_list("pk", "raw")
             .first()
@@ -176,15 +192,15 @@ def unmigrate_legacy_rows(*, UserSettings, ProviderConnection, using: str) -> No
 
 
 def legacy_keys_migrate(
-    *, dry_run: bool = False, username: str | None = None, actor_name: str
+    *,
+    actor_name: str,
+    dry_run: bool = False,
+    username: str | None = None,
+    user_ids: list[int] | None = None,
 ) -> list[LegacyOutcome]:
-    """The same as data migration 0004, for rows that appear later (a restored backup)."""
-    from django.contrib.auth import get_user_model
-
-    from doce.encrypted_fields import scrub_sqlite
-    from providers.models import AuditEvent, ProviderConnection, UserSettings
-
-    user_ids = None
+    """Data migration 0004's work, with the real models: for rows that appear later (a
+    restored backup; ``manage.py migrate_legacy_keys``), or for one user (the banner's
+    "migrate" button, ``user_ids=[user.pk]``)."""
     if username is not None:
         user_ids = list(
             get_user_model().objects.filter(username=username).values_list("pk", flat=True)
@@ -200,5 +216,5 @@ def legacy_keys_migrate(
         actor_name=actor_name,
     )
     if not dry_run and any(outcome.encrypted_plaintext for outcome in outcomes):
-        scrub_sqlite(using)
+        scrub_sqlite(using)  # a no-op inside a transaction
     return outcomes

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Any
 
 from django.conf import settings
 from django.core.validators import RegexValidator
@@ -17,7 +16,6 @@ from django.db import models
 from django.db.models import Q
 
 from doce.encrypted_fields import UNDECRYPTABLE_MESSAGE, EncryptedTextField, is_undecryptable
-from doce.keyring import UndecryptableError
 
 PROVIDER_ID_RE = r"^[a-z0-9][a-z0-9._-]{0,99}$"
 validate_provider_id = RegexValidator(
@@ -202,39 +200,6 @@ class ProviderConnection(models.Model):
         }.get(self.auth_type)
         if not is_undecryptable(primary):  # else keep the hint made when it was readable
             self.key_hint = key_hint(primary)
-
-    def auth_body(self) -> dict[str, Any]:
-        """The auth.json entry OpenCode takes on ``PUT /auth/{provider_id}``.
-
-        Raises ``UndecryptableError`` rather than sending a placeholder; ``credential_for``
-        checks first and reports it.
-        """
-        if self.undecryptable_fields():
-            raise UndecryptableError(UNDECRYPTABLE_MESSAGE)
-        if self.auth_type == self.AuthType.OAUTH:
-            body: dict[str, Any] = {
-                "type": "oauth",
-                "refresh": str(self.oauth_refresh_token or ""),
-                "access": str(self.oauth_access_token or ""),
-                "expires": int(self.oauth_expires_at.timestamp() * 1000)
-                if self.oauth_expires_at
-                else 0,
-            }
-            if self.oauth_account_id:
-                body["accountId"] = self.oauth_account_id
-            if self.oauth_enterprise_url:
-                body["enterpriseUrl"] = self.oauth_enterprise_url
-            return body
-        if self.auth_type == self.AuthType.WELLKNOWN:
-            return {
-                "type": "wellknown",
-                "key": str(self.wellknown_key or ""),
-                "token": str(self.wellknown_token or ""),
-            }
-        body = {"type": "api", "key": str(self.api_key or "")}
-        if self.metadata:
-            body["metadata"] = dict(self.metadata)
-        return body
 
 
 class AuditEvent(models.Model):

@@ -5,9 +5,10 @@ OpenCode keeps one pending authorization per provider per server, in memory, and
 throw-away data folder (``DOCE_DATA_DIR/oauth/<flow id>``):
 
 1. ``oauth_flow_start`` (web): a row in ``starting``; the ``providers.oauth_flow_run``
-   task starts the server, asks ``/provider/{id}/oauth/authorize`` and stores the URL and
-   instructions (``pending``). For an ``auto`` flow the same task then waits on the
-   blocking callback, while the page polls.
+   task (defined here, beside its body) starts the server, asks
+   ``/provider/{id}/oauth/authorize`` and stores the URL and instructions
+   (``pending``). For an ``auto`` flow the same task then waits on the blocking
+   callback, while the page polls.
 2. A ``code`` flow finishes when the user pastes the code (``oauth_flow_submit_code``).
 3. On success the tokens are read from that server's auth.json, stored encrypted as a
    connection, and the server and its folder are removed. Cancel, failure and expiry
@@ -25,23 +26,38 @@ import logging
 import secrets
 import shutil
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
+from celery import shared_task
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from doce.opencode import OAuthFlowError, OpenCodeError, OpenCodeTimeout
-from projects.runtimes import Layout, ProjectSpec, RuntimeFailure, RuntimeState, get_runtime
+from doce.opencode import (
+    Credential,
+    OAuthFlowError,
+    OpenCodeError,
+    OpenCodeTimeout,
+    WellKnownCredential,
+    credential_from_json,
+)
+from doce.opencode.runtimes import (
+    Layout,
+    LocalRuntime,
+    RuntimeFailure,
+    RuntimeState,
+    ServerSpec,
+    scratch_dir,
+)
 from providers import services
 from providers.audit import audit_record
 from providers.catalog import AuthMethod, CatalogEntry
-from providers.catalog.fetch import PLACEHOLDER_MODEL, scratch_root
+from providers.catalog.fetch import PLACEHOLDER_MODEL
 from providers.models import AuditEvent, OAuthFlow, ProviderConnection
+from providers.selectors import connection_for
 
 logger = logging.getLogger(__name__)
 
@@ -66,17 +82,17 @@ class OAuthBusy(Exception):
 
 
 def flow_root() -> Path:
-    return scratch_root("oauth")
+    return scratch_dir("oauth")
 
 
-def _runtime():
+def _runtime() -> LocalRuntime:
     # Always the local runtime: the tokens are read from the server's own auth.json.
-    return get_runtime("local")
+    return LocalRuntime()
 
 
-def _spec(flow: OAuthFlow) -> ProjectSpec:
-    return ProjectSpec(
-        project_id=f"oauth-{flow.pk.hex}",
+def _spec(flow: OAuthFlow) -> ServerSpec:
+    return ServerSpec(
+        name=f"oauth-{flow.pk.hex}",
         data_dir=Path(flow.data_dir),
         model=PLACEHOLDER_MODEL,
         password=str(flow.server_password),
@@ -110,9 +126,7 @@ def oauth_flow_start(
             provider_id=entry.id,
             detail={"method": method.label, "flow": str(flow.pk)},
         )
-    from providers.tasks import oauth_flow_run
-
-    transaction.on_commit(lambda: oauth_flow_run.delay(str(flow.pk)))
+    transaction.on_commit(lambda: oauth_flow_task.delay(str(flow.pk)))
     return flow
 
 
@@ -140,8 +154,8 @@ def oauth_flow_submit_code(*, flow: OAuthFlow, code: str) -> OAuthFlow:
     except OAuthFlowError as exc:
         _finish(flow, State.FAILED, _callback_failure(exc), allowed=(State.COMPLETING,))
     except (OpenCodeError, RuntimeFailure) as exc:
-        _finish(flow, State.FAILED, f"The sign-in server did not answer ({exc}).",
-                allowed=(State.COMPLETING,))  # fmt: skip
+        message = f"The sign-in server did not answer ({exc})."
+        _finish(flow, State.FAILED, message, allowed=(State.COMPLETING,))
     else:
         _complete(flow)
     flow.refresh_from_db()
@@ -155,6 +169,21 @@ def _callback_failure(exc: OAuthFlowError) -> str:
 
 
 # --- worker side --------------------------------------------------------------------------
+# acks_late: a flow whose worker died is picked up again and continues (the server it
+# started keeps running in its own process group; authorize is idempotent per server).
+@shared_task(name="providers.oauth_flow_run", acks_late=True, ignore_result=True)
+def oauth_flow_task(flow_id: str) -> str:
+    """Start an OAuth flow's server and authorize; wait for the approval of ``auto``
+    flows (up to DOCE_OAUTH_FLOW_TTL)."""
+    return oauth_flow_run(flow_id)
+
+
+@shared_task(name="providers.reap_oauth_flows", acks_late=False, ignore_result=True)
+def reap_oauth_flows() -> int:
+    """Expire abandoned OAuth flows and remove leftover servers and folders."""
+    return oauth_flows_reap()
+
+
 def oauth_flow_run(flow_id: str) -> str:
     """The task's body: start the server and authorize; for ``auto`` flows, then wait for
     the approval. Safe to run again for the same flow (a redelivered task)."""
@@ -247,14 +276,17 @@ def _complete(flow: OAuthFlow) -> None:
         connection = _store_tokens(flow, _read_tokens(flow))
     except (OSError, ValueError, KeyError, ValidationError) as exc:
         logger.warning("OAuth flow %s: could not store the tokens: %s", flow.pk, type(exc))
-        _finish(flow, State.FAILED, "The sign-in finished but its tokens could not be read.",
-                allowed=(State.COMPLETING,))  # fmt: skip
+        message = "The sign-in finished but its tokens could not be read."
+        _finish(flow, State.FAILED, message, allowed=(State.COMPLETING,))
         return
     now = timezone.now()
     OAuthFlow.objects.filter(pk=flow.pk, state=State.COMPLETING).update(
-        state=State.SUCCEEDED, connection=connection, finished_at=now, updated_at=now,
+        state=State.SUCCEEDED,
+        connection=connection,
+        finished_at=now,
+        updated_at=now,
         error_message="",
-    )  # fmt: skip
+    )
     audit_record(
         action=Action.OAUTH_COMPLETED,
         actor=flow.user,
@@ -264,55 +296,35 @@ def _complete(flow: OAuthFlow) -> None:
     _cleanup(flow)
 
 
-@sensitive_variables("data", "entry")
-def _read_tokens(flow: OAuthFlow) -> dict[str, Any]:
+@sensitive_variables("data")
+def _read_tokens(flow: OAuthFlow) -> Credential:
+    """The credential the sign-in left in its server's auth.json."""
     data = json.loads(Layout(Path(flow.data_dir)).auth_file.read_text())
     entry = data.get(flow.provider_id)
     if entry is None and len(data) == 1:  # a plugin that stores under another id
         entry = next(iter(data.values()))
-    if not isinstance(entry, dict) or entry.get("type") not in ("oauth", "api"):
-        raise ValueError("no usable credential in auth.json")
-    return entry
+    credential = credential_from_json(entry)
+    if isinstance(credential, WellKnownCredential):
+        raise ValueError("a sign-in does not leave a well-known entry")
+    return credential
 
 
-@sensitive_variables("tokens", "values")
-def _store_tokens(flow: OAuthFlow, tokens: dict[str, Any]) -> ProviderConnection:
-    if tokens["type"] == "api":
-        values: dict[str, Any] = {"auth_type": "api", "api_key": str(tokens["key"])}
-    else:
-        expires = int(tokens.get("expires") or 0)
-        values = {
-            "auth_type": "oauth",
-            "oauth_access_token": str(tokens.get("access") or ""),
-            "oauth_refresh_token": str(tokens.get("refresh") or ""),
-            "oauth_expires_at": datetime.fromtimestamp(expires / 1000, tz=UTC) if expires else None,
-            "oauth_account_id": str(tokens.get("accountId") or "")[:255],
-            "oauth_enterprise_url": _url(tokens.get("enterpriseUrl")),
-        }
+@sensitive_variables("credential", "values")
+def _store_tokens(flow: OAuthFlow, credential: Credential) -> ProviderConnection:
+    values = services.credential_fields(credential)
     metadata = {k: v for k, v in (flow.inputs or {}).items() if isinstance(v, str)}
     user = flow.user
-    existing = ProviderConnection.objects.filter(user=user, provider_id=flow.provider_id).first()
+    existing = connection_for(user=user, provider_id=flow.provider_id)
     if existing is None:
         try:
             return services.connection_create(
                 user=user, provider_id=flow.provider_id, metadata=metadata, **values
             )
         except ValidationError as error:
-            existing = ProviderConnection.objects.filter(
-                user=user, provider_id=flow.provider_id
-            ).first()
+            existing = connection_for(user=user, provider_id=flow.provider_id)
             if existing is None or set(error.message_dict) != {"provider_id"}:
                 raise
-    return services.connection_update(connection=existing, actor=user, metadata=metadata,
-                                      **values)  # fmt: skip
-
-
-def _url(value: Any) -> str:
-    """GitHub Enterprise answers a domain ("company.ghe.com"); the column takes a URL."""
-    value = str(value or "").strip()
-    if value and "://" not in value:
-        value = f"https://{value}"
-    return value[:500]
+    return services.connection_update(connection=existing, actor=user, metadata=metadata, **values)
 
 
 # --- finishing and cleaning up -----------------------------------------------------------
@@ -360,7 +372,7 @@ def _remove_folder(data_dir: Path, runtime_state: dict | None) -> None:
         except (RuntimeFailure, TypeError) as exc:
             logger.warning("could not stop the server of %s: %s", data_dir, exc)
     # Only folders under our roots, and only ones a runtime prepared.
-    if data_dir.exists() and data_dir.parent in (flow_root(), scratch_root("catalog")):
+    if data_dir.exists() and data_dir.parent in (flow_root(), scratch_dir("catalog")):
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
@@ -410,7 +422,7 @@ def oauth_flows_reap(*, now: datetime | None = None) -> int:
         if folder.name not in active:
             _remove_folder(folder, None)
             count += 1
-    for folder in _folders_older_than(scratch_root("catalog"), CATALOG_LEFTOVER_AGE):
+    for folder in _folders_older_than(scratch_dir("catalog"), CATALOG_LEFTOVER_AGE):
         _remove_folder(folder, None)
         count += 1
     OAuthFlow.objects.exclude(state__in=OAuthFlow.ACTIVE_STATES).filter(

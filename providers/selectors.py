@@ -8,9 +8,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Exists, OuterRef, QuerySet
 from django.utils import timezone
 
+from providers.legacy import LEGACY_PROVIDER_ID
 from providers.models import ProviderConnection, UserSettings
 
 
@@ -20,6 +21,43 @@ def connections_for_user(*, user: AbstractBaseUser | int) -> QuerySet[ProviderCo
     as the keys stop opening a secret, before anything has recorded it. (The secrets are
     loaded for that check, a few microseconds each; never render them.)"""
     return ProviderConnection.objects.filter(user_id=getattr(user, "pk", user))
+
+
+def connection_for(*, user: AbstractBaseUser | int, provider_id: str) -> ProviderConnection | None:
+    """The user's connection to ``provider_id``, or None (one per user and provider)."""
+    return ProviderConnection.objects.filter(
+        user_id=getattr(user, "pk", user), provider_id=provider_id
+    ).first()
+
+
+def custom_endpoints(*, user: AbstractBaseUser | int) -> QuerySet[ProviderConnection]:
+    """The user's custom OpenAI-compatible endpoints (connections with a base URL)."""
+    return ProviderConnection.objects.filter(user_id=getattr(user, "pk", user)).exclude(base_url="")
+
+
+def usable_provider_ids(*, user: AbstractBaseUser | int) -> set[str]:
+    """Providers the user can run a project with: connections that are not revoked,
+    plus the legacy OpenRouter key while it has not been migrated."""
+    user_id = getattr(user, "pk", user)
+    providers = set(
+        ProviderConnection.objects.filter(user_id=user_id)
+        .exclude(status=ProviderConnection.Status.REVOKED)
+        .values_list("provider_id", flat=True)
+    )
+    if legacy_keys_pending().filter(user_id=user_id).exists():
+        providers.add(LEGACY_PROVIDER_ID)
+    return providers
+
+
+def user_settings_for(*, user: AbstractBaseUser | int) -> UserSettings | None:
+    """The user's settings row (or None), with ``legacy_pending`` (see
+    ``legacy_keys_pending``) in the same query."""
+    pending = legacy_keys_pending().filter(pk=OuterRef("pk"))
+    return (
+        UserSettings.objects.filter(user_id=getattr(user, "pk", user))
+        .annotate(legacy_pending=Exists(pending))
+        .first()
+    )
 
 
 def connection_status_counts() -> dict[str, int]:
@@ -48,12 +86,9 @@ def oauth_connections_expiring(
 
 
 def legacy_keys_pending() -> QuerySet[UserSettings]:
-    """Users whose legacy OpenRouter key has not been moved into a connection."""
-    return (
-        UserSettings.objects.filter(
-            openrouter_api_key__isnull=False, migration_completed_at__isnull=True
-        )
-        .exclude(openrouter_api_key="")
-        .select_related("user")
-        .defer("openrouter_api_key")
-    )
+    """Users whose legacy OpenRouter key has not been moved into a connection: the one
+    definition of "legacy key not yet migrated" (data migration 0004 repeats it on
+    historical models, which cannot call this)."""
+    return UserSettings.objects.filter(
+        openrouter_api_key__isnull=False, migration_completed_at__isnull=True
+    ).exclude(openrouter_api_key="")

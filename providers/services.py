@@ -14,20 +14,25 @@ from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from doce.encrypted_fields import UNDECRYPTABLE_MESSAGE
 from doce.redaction import redact
 from providers import validation
 from providers.audit import audit_record
-from providers.credentials import (  # noqa: F401  (public here: the pipeline imports them)
-    LEGACY_PROVIDER_ID,
-    Credential,
+from providers.credentials import (  # noqa: F401  (the app's public surface)
+    PROVIDER_NOT_CONFIGURED,
     CredentialUnavailable,
+    UserCredential,
+    credential_fields,
     credential_for,
     credential_mark_injected,
     credential_mark_removed,
+    opencode_credential,
 )
+from providers.legacy import LEGACY_PROVIDER_ID  # noqa: F401
 from providers.models import AuditEvent, ProviderConnection, UserSettings
+from providers.selectors import connection_for
 from providers.signals import credential_changed, credential_removed, send_on_commit
 
 logger = logging.getLogger(__name__)
@@ -66,13 +71,20 @@ def connection_create(
     connection = ProviderConnection(user=user, provider_id=(provider_id or "").strip())
     _apply(
         connection,
-        auth_type=auth_type, api_key=api_key, oauth_access_token=oauth_access_token,
-        oauth_refresh_token=oauth_refresh_token, oauth_expires_at=oauth_expires_at,
-        oauth_account_id=oauth_account_id, oauth_enterprise_url=oauth_enterprise_url,
-        wellknown_key=wellknown_key, wellknown_token=wellknown_token,
-        metadata=metadata if metadata is not None else {}, name=name, base_url=base_url,
+        auth_type=auth_type,
+        api_key=api_key,
+        oauth_access_token=oauth_access_token,
+        oauth_refresh_token=oauth_refresh_token,
+        oauth_expires_at=oauth_expires_at,
+        oauth_account_id=oauth_account_id,
+        oauth_enterprise_url=oauth_enterprise_url,
+        wellknown_key=wellknown_key,
+        wellknown_token=wellknown_token,
+        metadata=metadata if metadata is not None else {},
+        name=name,
+        base_url=base_url,
         models=models if models is not None else [],
-    )  # fmt: skip
+    )
     try:
         with transaction.atomic():
             connection.save()
@@ -115,14 +127,22 @@ def connection_update(
     changes = {
         key: value
         for key, value in {
-            "auth_type": auth_type, "api_key": api_key, "oauth_access_token": oauth_access_token,
-            "oauth_refresh_token": oauth_refresh_token, "oauth_expires_at": oauth_expires_at,
-            "oauth_account_id": oauth_account_id, "oauth_enterprise_url": oauth_enterprise_url,
-            "wellknown_key": wellknown_key, "wellknown_token": wellknown_token,
-            "metadata": metadata, "name": name, "base_url": base_url, "models": models,
+            "auth_type": auth_type,
+            "api_key": api_key,
+            "oauth_access_token": oauth_access_token,
+            "oauth_refresh_token": oauth_refresh_token,
+            "oauth_expires_at": oauth_expires_at,
+            "oauth_account_id": oauth_account_id,
+            "oauth_enterprise_url": oauth_enterprise_url,
+            "wellknown_key": wellknown_key,
+            "wellknown_token": wellknown_token,
+            "metadata": metadata,
+            "name": name,
+            "base_url": base_url,
+            "models": models,
         }.items()
         if value is not _UNSET
-    }  # fmt: skip
+    }
     if not changes:
         return connection
     _apply(connection, **changes)
@@ -230,10 +250,8 @@ def connection_revalidate(
         connection.refresh_key_hint()  # e.g. blank while the key could not be decrypted
     with transaction.atomic():
         connection.save(
-            update_fields=[
-                "status", "error_message", "last_validated_at", "key_hint", "updated_at"
-            ]
-        )  # fmt: skip
+            update_fields=["status", "error_message", "last_validated_at", "key_hint", "updated_at"]
+        )
         audit_record(
             action=Action.VALIDATION_FAILED if problem else Action.VALIDATED,
             actor=actor,
@@ -361,16 +379,19 @@ def connection_set_api_key(
     connection (the Edit form, and the second request of a double submit). Returns the
     connection and whether it was created. The same key again changes nothing (no event,
     no re-injection) unless the connection is not ``connected``."""
-    existing = ProviderConnection.objects.filter(user=user, provider_id=provider_id).first()
+    existing = connection_for(user=user, provider_id=provider_id)
     if existing is None:
         try:
             connection = connection_create(
-                user=user, provider_id=provider_id, api_key=api_key,
-                metadata=metadata or {}, actor=actor,
-            )  # fmt: skip
+                user=user,
+                provider_id=provider_id,
+                api_key=api_key,
+                metadata=metadata or {},
+                actor=actor,
+            )
             return connection, True
         except ValidationError as error:
-            existing = ProviderConnection.objects.filter(user=user, provider_id=provider_id).first()
+            existing = connection_for(user=user, provider_id=provider_id)
             if existing is None or set(error.message_dict) != {"provider_id"}:
                 raise
     unchanged = (
@@ -386,6 +407,103 @@ def connection_set_api_key(
     if metadata is not None:
         changes["metadata"] = metadata
     return connection_update(connection=existing, actor=actor, **changes), False
+
+
+@sensitive_variables("api_key")
+def connection_connect_api_key(
+    *,
+    user: AbstractBaseUser,
+    provider_id: str,
+    api_key: str,
+    metadata: dict[str, str] | None = None,
+    actor: AbstractBaseUser | None = None,
+) -> tuple[ProviderConnection, bool, validation.KeyCheck]:
+    """The API-key form: check the key with the provider, save it (a new connection or
+    a new key for the existing one, a custom endpoint's included), record the check.
+    ValidationError on ``api_key`` when the provider rejects it (nothing saved).
+    Returns the connection, whether it was created, and the check."""
+    existing = connection_for(user=user, provider_id=provider_id)
+    base_url = existing.base_url if existing is not None and existing.is_custom else ""
+    check = _checked_key(
+        user=user,
+        provider_id=provider_id,
+        api_key=api_key,
+        base_url=base_url,
+        connection=existing,
+        actor=actor,
+    )
+    connection, created = connection_set_api_key(
+        user=user,
+        provider_id=provider_id,
+        api_key=api_key,
+        metadata=None if base_url else metadata,
+        actor=actor,
+    )
+    connection = connection_record_check(connection=connection, check=check, actor=actor)
+    return connection, created, check
+
+
+@sensitive_variables("api_key")
+def endpoint_save(
+    *,
+    user: AbstractBaseUser,
+    connection: ProviderConnection | None,
+    provider_id: str,
+    name: str,
+    base_url: str,
+    models: list[str],
+    api_key: str = "",
+    actor: AbstractBaseUser | None = None,
+) -> tuple[ProviderConnection, bool, validation.KeyCheck]:
+    """The custom-endpoint form: check the key against ``{base_url}/models``, create the
+    endpoint (``connection`` None) or change it, record the check. An empty ``api_key``
+    keeps the stored one on an edit. ValidationError on ``api_key`` when the endpoint
+    rejects it (nothing saved)."""
+    check = _checked_key(
+        user=user,
+        provider_id=provider_id,
+        api_key=api_key,
+        base_url=base_url,
+        connection=connection,
+        actor=actor,
+    )
+    fields: dict[str, Any] = {"name": name, "base_url": base_url, "models": models}
+    created = connection is None
+    if connection is None:
+        connection = connection_create(
+            user=user, provider_id=provider_id, api_key=api_key or None, actor=actor, **fields
+        )
+    else:
+        if api_key:
+            fields["api_key"] = api_key
+        connection = connection_update(connection=connection, actor=actor, **fields)
+    connection = connection_record_check(connection=connection, check=check, actor=actor)
+    return connection, created, check
+
+
+@sensitive_variables("api_key")
+def _checked_key(
+    *,
+    user: AbstractBaseUser,
+    provider_id: str,
+    api_key: str,
+    base_url: str,
+    connection: ProviderConnection | None,
+    actor: AbstractBaseUser | None,
+) -> validation.KeyCheck:
+    """Ask the provider; a rejected key is audited and refused (ValidationError)."""
+    check = validation.key_check(provider_id=provider_id, api_key=api_key, base_url=base_url)
+    if check.outcome == validation.REJECTED:
+        audit_record(
+            action=Action.VALIDATION_FAILED,
+            actor=actor or user,
+            user=user,
+            provider_id=provider_id,
+            connection=connection,
+            detail={"checks": "provider", "outcome": check.outcome, "message": check.message},
+        )
+        raise ValidationError({"api_key": check.message})
+    return check
 
 
 def connection_record_check(
@@ -415,8 +533,9 @@ def connection_record_check(
     if connection.status == Status.ERROR and check.outcome == validation.VALID:
         connection.status = Status.CONNECTED
     with transaction.atomic():
-        connection.save(update_fields=["status", "error_message", "last_validated_at",
-                                       "updated_at"])  # fmt: skip
+        connection.save(
+            update_fields=["status", "error_message", "last_validated_at", "updated_at"]
+        )
         audit_record(
             action=action,
             actor=actor,
@@ -454,23 +573,3 @@ def preferences_update(
     row.default_model = default_model or ""
     row.save(update_fields=["preferred_provider_id", "default_model", "updated_at"])
     return row
-
-
-def legacy_key_migrate(*, user: AbstractBaseUser):
-    """Move this user's old OpenRouter key into an ``openrouter`` connection (the
-    "migrate" button of the legacy banner); the same code as ``migrate_legacy_keys``.
-    Returns the ``LegacyOutcome``, or None when there was nothing to migrate."""
-    from doce.encrypted_fields import scrub_sqlite
-    from providers.legacy import migrate_legacy_rows
-
-    outcomes = migrate_legacy_rows(
-        UserSettings=UserSettings,
-        ProviderConnection=ProviderConnection,
-        AuditEvent=AuditEvent,
-        using=UserSettings.objects.db,
-        user_ids=[user.pk],
-        actor_name=user.get_username(),
-    )
-    if any(outcome.encrypted_plaintext for outcome in outcomes):
-        scrub_sqlite(UserSettings.objects.db)  # a no-op inside a transaction
-    return outcomes[0] if outcomes else None

@@ -36,10 +36,6 @@ class KeyCheck:
     outcome: str
     message: str = ""
 
-    @property
-    def saved(self) -> bool:
-        return self.outcome != REJECTED
-
 
 @dataclass(frozen=True)
 class _Probe:
@@ -57,14 +53,15 @@ def _bearer(key: str) -> dict[str, str]:
 PROBES: dict[str, _Probe] = {
     "openrouter": _Probe("/api/v1/auth/key", _bearer, "OpenRouter"),
     "anthropic": _Probe(
-        "/v1/models", lambda key: {"x-api-key": key, "anthropic-version": "2023-06-01"},
+        "/v1/models",
+        lambda key: {"x-api-key": key, "anthropic-version": "2023-06-01"},
         "Anthropic",
     ),
     "openai": _Probe("/v1/models", _bearer, "OpenAI"),
     # The key goes in a header, not in ?key=: URLs end up in logs.
     "google": _Probe("/v1beta/models", lambda key: {"x-goog-api-key": key}, "Google"),
     "groq": _Probe("/openai/v1/models", _bearer, "Groq"),
-}  # fmt: skip
+}
 
 
 def checks_enabled() -> bool:

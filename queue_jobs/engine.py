@@ -1,4 +1,4 @@
-"""Run one Job: claim it atomically, call its step, record the outcome.
+"""Run one Job: claim it atomically, call its registered step, record the outcome.
 
 The Celery task (queue_jobs.tasks.run_job) only translates the outcome into Celery terms
 (retry with a countdown, or stop the chain); everything a user or operator sees is
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.db import transaction
@@ -18,6 +17,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from doce.redaction import redact
+from queue_jobs import registry
 from queue_jobs.models import ACTIVE_STATES, Job, JobState
 
 logger = logging.getLogger(__name__)
@@ -50,27 +50,6 @@ class Outcome:
     detail: str = ""
 
 
-Step = Callable[[Job], None]
-_STEPS: dict[str, Step] = {}
-_FAILURE_HANDLERS: list[Callable[[Job, StepError], None]] = []
-
-
-def step(job_type: str) -> Callable[[Step], Step]:
-    """Register the function that performs jobs of ``job_type``."""
-
-    def register(function: Step) -> Step:
-        _STEPS[job_type] = function
-        return function
-
-    return register
-
-
-def on_failure(handler: Callable[[Job, StepError], None]) -> Callable[[Job, StepError], None]:
-    """Register a handler called once when a job fails for good (e.g. mark the project)."""
-    _FAILURE_HANDLERS.append(handler)
-    return handler
-
-
 def backoff(attempt: int) -> float:
     return min(BACKOFF_BASE_SECONDS * 2 ** max(attempt - 1, 0), BACKOFF_CAP_SECONDS)
 
@@ -96,7 +75,7 @@ def claim(job_id: int, task_id: str) -> Job | None:
     )
     if not claimed:
         return None
-    return Job.objects.select_related("project", "project__owner").get(id=job_id)
+    return Job.objects.select_related("subject").get(id=job_id)
 
 
 def execute(job_id: int, *, task_id: str) -> Outcome:
@@ -106,21 +85,21 @@ def execute(job_id: int, *, task_id: str) -> Outcome:
     if _earlier_step_unfinished(job):
         _finish(job, JobState.CANCELLED, "an earlier step did not succeed")
         return Outcome(detail="cancelled: an earlier step did not succeed")
-    perform = _STEPS[job.type]
+    definition = registry.get(job.type)
     started = time.monotonic()
     try:
-        perform(job)
+        definition.run(job)
     except StepError as exc:
         return _handle_error(job, exc)
     except Exception as exc:  # a bug or an unexpected failure: stop, say so, keep the trace
         logger.exception("job %s (%s) crashed", job.pk, job.type)
         return _handle_error(
-            job, StepError(f"Unexpected error in {job.get_type_display().lower()}: {exc}")
+            job, StepError(f"Unexpected error in {definition.label.lower()}: {exc}")
         )
     if not _finish(job, JobState.SUCCEEDED, ""):
         return Outcome(detail="cancelled while running")
-    logger.info("job %s (%s) succeeded in %.0f ms", job.pk, job.type,
-                (time.monotonic() - started) * 1000)  # fmt: skip
+    elapsed_ms = (time.monotonic() - started) * 1000
+    logger.info("job %s (%s) succeeded in %.0f ms", job.pk, job.type, elapsed_ms)
     return Outcome(done=True)
 
 
@@ -140,16 +119,19 @@ def _handle_error(job: Job, exc: StepError) -> Outcome:
             state=JobState.RETRYING, last_error=message, updated_at=timezone.now()
         )
         delay = backoff(job.attempts)
-        logger.warning("job %s (%s) attempt %s failed, retrying in %.1f s: %s",
-                       job.pk, job.type, job.attempts, delay, message)  # fmt: skip
+        logger.warning(
+            "job %s (%s) attempt %s failed, retrying in %.1f s: %s",
+            *(job.pk, job.type, job.attempts, delay, message),
+        )
         return Outcome(retry_in=delay, detail=message)
     logger.warning("job %s (%s) failed: %s", job.pk, job.type, message)
     with transaction.atomic():
         if _finish(job, JobState.FAILED, message):
-            cancel_pipeline_rest(job, reason=f"stopped: {job.get_type_display().lower()} failed")
+            cancel_pipeline_rest(job, reason=f"stopped: {job.label.lower()} failed")
             job.last_error = message
-            for handler in _FAILURE_HANDLERS:
-                handler(job, exc)
+            on_failure = registry.get(job.type).on_failure
+            if on_failure is not None:
+                on_failure(job, exc)
     return Outcome(detail=message)
 
 

@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from queue_jobs.models import ACTIVE_STATES, Job, JobState
+from queue_jobs.runner import enqueue_jobs
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +30,6 @@ def jobs_recover(*, running_before=None) -> int:
     time (None: every unfinished pipeline, for a worker start on the embedded broker).
     Returns the number of pipelines re-enqueued.
     """
-    from queue_jobs.tasks import enqueue_jobs
-
     unfinished = Job.objects.filter(state__in=ACTIVE_STATES)
     if running_before is not None:
         stale = unfinished.filter(state=JobState.RUNNING, updated_at__lt=running_before)

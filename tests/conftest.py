@@ -1,4 +1,5 @@
-"""Shared fixtures: named users, a real Celery worker, a real browser."""
+"""Shared fixtures: named users, a real Celery worker, a real browser, the job engine
+with fake steps."""
 
 from __future__ import annotations
 
@@ -8,12 +9,16 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 from django.conf import settings
 
+from doce.celery import app
+from projects.models import Project
+from queue_jobs import engine, registry
 from tests.factories import UserFactory
 
 CHROMIUM = os.environ.get("DOCE_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -54,6 +59,34 @@ def database_url(settings_dict: dict) -> str:
     )
 
 
+def run_manage(tmp_path, *args, **env) -> subprocess.CompletedProcess:
+    """Run manage.py in a clean environment (no key, no database from this run)."""
+    base = {
+        key: value
+        for key, value in os.environ.items()
+        if key
+        not in {
+            "SECRET_KEY",
+            "DOCE_ENCRYPTION_KEYS",
+            "DEBUG",
+            "DATABASE_URL",
+            "CELERY_BROKER_URL",
+            "DJANGO_SETTINGS_MODULE",
+            "DOCE_RUNTIME",
+            "DJANGO_ALLOW_ASYNC_UNSAFE",
+        }
+    }
+    base.update({"DOCE_DATA_DIR": str(tmp_path), "DOCE_ENV_FILE": ""})
+    base.update(env)
+    return subprocess.run(
+        [sys.executable, str(settings.BASE_DIR / "manage.py"), *args],
+        env=base,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def subprocess_env(**extra: str) -> dict[str, str]:
     """This test run's environment for a doce subprocess, on the test database."""
     from django.db import connection
@@ -84,12 +117,25 @@ def start_celery_worker(log_path: Path, **extra_env: str) -> subprocess.Popen:
     log = open(log_path, "w")  # noqa: SIM115 (the child keeps writing to it)
     process = subprocess.Popen(
         [
-            sys.executable, "-m", "celery", "-A", "doce", "worker", "--loglevel", "INFO",
-            "--concurrency", "2", "--hostname", f"test-{uuid.uuid4().hex[:8]}@%h",
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "doce",
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--concurrency",
+            "2",
+            "--hostname",
+            f"test-{uuid.uuid4().hex[:8]}@%h",
         ],
-        env=subprocess_env(**extra_env), stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True, cwd=settings.BASE_DIR,
-    )  # fmt: skip
+        env=subprocess_env(**extra_env),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=settings.BASE_DIR,
+    )
     log.close()
     process.log_path = log_path
     deadline = time.monotonic() + 90
@@ -144,3 +190,44 @@ def page(browser):
     context.set_default_timeout(15_000)
     yield context.new_page()
     context.close()
+
+
+# --- the job engine, run eagerly with fake steps (tests/queue_jobs, tests/projects) ---------
+@pytest.fixture
+def eager(monkeypatch):
+    monkeypatch.setitem(app.conf, "task_always_eager", True)
+    monkeypatch.setitem(app.conf, "task_eager_propagates", False)
+
+
+@pytest.fixture
+def fake_steps(monkeypatch):
+    """Replace every step with a recorder; tests set ``behaviour[type]`` to a callable."""
+    calls: list[str] = []
+    behaviour: dict[str, object] = {}
+
+    def make(job_type):
+        def perform(job):
+            calls.append(job_type)
+            action = behaviour.get(job_type)
+            if action is not None:
+                action(job)
+
+        return perform
+
+    for job_type, step in list(registry._STEPS.items()):
+        monkeypatch.setitem(registry._STEPS, job_type, replace(step, run=make(job_type)))
+    monkeypatch.setattr(engine, "backoff", lambda attempt: 0)
+    return calls, behaviour
+
+
+@pytest.fixture
+def project(alice):
+    """A project with no server: the subject of pipeline unit tests."""
+    return Project.objects.create(
+        owner=alice,
+        name="Bakery",
+        prompt="Build a site for my bakery",
+        current_model_provider_id="stub",
+        current_model_id="stub-model",
+        server_password="pw-" + "x" * 30,
+    )

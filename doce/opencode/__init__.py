@@ -2,7 +2,7 @@
 
     from doce.opencode import OpenCodeClient, ApiKeyCredential, errors
 
-The client is the only code that talks to an OpenCode server; projects.runtimes starts
+The client is the only code that talks to an OpenCode server; doce.opencode.runtimes starts
 and stops the servers themselves.
 """
 
@@ -33,6 +33,7 @@ from doce.opencode.types import (
     OAuthAuthorization,
     OAuthCredential,
     WellKnownCredential,
+    credential_from_json,
 )
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "ServerError",
     "Unauthorized",
     "WellKnownCredential",
+    "credential_from_json",
     "errors",
     "message_error",
     "raise_for_message",

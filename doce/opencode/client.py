@@ -3,7 +3,7 @@
 One ``OpenCodeClient`` talks to one server (HTTP Basic, user ``opencode``) and, for
 instance routes, one project directory. Every call has a timeout; failures become the
 typed exceptions of ``doce.opencode.errors``. Facts about the server this relies on are
-in shared/opencode/OPENCODE.md.
+in docs/opencode.md.
 """
 
 from __future__ import annotations
@@ -132,10 +132,6 @@ class OpenCodeClient:
                 )
             time.sleep(interval)
 
-    def dispose_global(self) -> bool:
-        """Dispose every instance of the server (all directories)."""
-        return self._json("POST", "/global/dispose", instance=False)
-
     # --- instance -------------------------------------------------------------------
     def dispose(self) -> bool:
         """Dispose this directory's instance so it rebuilds with the current credentials
@@ -151,11 +147,6 @@ class OpenCodeClient:
         """``{providerID: [{"type": "oauth"|"api", "label", "prompts"?}]}``; a provider
         absent here takes a plain API key."""
         return self._json("GET", "/provider/auth")
-
-    def config_providers(self) -> dict[str, Any]:
-        """The providers active in this instance. Holds stored keys in plain text: never
-        log or render the answer."""
-        return self._json("GET", "/config/providers")
 
     # --- credentials ----------------------------------------------------------------
     def set_auth(self, provider_id: str, credential: Credential) -> None:
@@ -220,10 +211,6 @@ class OpenCodeClient:
     def session_list(self) -> list[dict[str, Any]]:
         return self._json("GET", "/session")
 
-    def session_status(self) -> dict[str, dict[str, Any]]:
-        """``{sessionID: {"type": "idle"|"busy"|"retry", ...}}`` for sessions not idle."""
-        return self._json("GET", "/session/status")
-
     def prompt(
         self,
         session_id: str,
@@ -270,9 +257,6 @@ class OpenCodeClient:
         """``[{"info", "parts"}]``, oldest first."""
         params = {"limit": limit} if limit else None
         return self._json("GET", f"/session/{_segment(session_id)}/message", params=params)
-
-    def abort(self, session_id: str) -> bool:
-        return self._json("POST", f"/session/{_segment(session_id)}/abort")
 
     # --- events ---------------------------------------------------------------------
     def events(

@@ -72,6 +72,28 @@ class WellKnownCredential:
 Credential = ApiKeyCredential | OAuthCredential | WellKnownCredential
 
 
+def credential_from_json(body: Mapping[str, Any]) -> Credential:
+    """The inverse of ``to_json``: one auth.json entry as the typed credential.
+    ValueError for an entry that is none of the three."""
+    if not isinstance(body, Mapping):
+        raise ValueError("an auth.json entry is a JSON object")
+    kind = body.get("type")
+    if kind == "api" and isinstance(body.get("key"), str):
+        metadata = body.get("metadata")
+        return ApiKeyCredential(key=body["key"], metadata=dict(metadata) if metadata else None)
+    if kind == "oauth" and isinstance(body.get("access"), str):
+        return OAuthCredential(
+            access=body["access"],
+            refresh=str(body.get("refresh") or ""),
+            expires=int(body.get("expires") or 0),
+            account_id=body.get("accountId") or None,
+            enterprise_url=body.get("enterpriseUrl") or None,
+        )
+    if kind == "wellknown" and isinstance(body.get("token"), str):
+        return WellKnownCredential(url=str(body.get("key") or ""), token=body["token"])
+    raise ValueError(f"not a credential OpenCode stores (type {kind!r})")
+
+
 @dataclass(frozen=True)
 class ModelRef:
     provider_id: str

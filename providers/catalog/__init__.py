@@ -22,9 +22,20 @@ from providers.models import CatalogProvider
 
 # Shown first in the picker, in this order; the rest follow by name.
 POPULAR = (
-    "openrouter", "anthropic", "openai", "google", "github-copilot", "groq", "xai",
-    "deepseek", "mistral", "amazon-bedrock", "azure", "togetherai", "fireworks-ai",
-)  # fmt: skip
+    "openrouter",
+    "anthropic",
+    "openai",
+    "google",
+    "github-copilot",
+    "groq",
+    "xai",
+    "deepseek",
+    "mistral",
+    "amazon-bedrock",
+    "azure",
+    "togetherai",
+    "fireworks-ai",
+)
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,10 @@ import re
 import secrets
 import shutil
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from django.conf import settings
-
 from doce.opencode import OpenCodeError
-from projects.runtimes import ProjectSpec, RuntimeFailure, get_runtime
+from doce.opencode.runtimes import LocalRuntime, RuntimeFailure, ServerSpec, scratch_dir
 from providers.catalog import catalog_store
 from providers.models import PROVIDER_ID_RE
 
@@ -34,19 +31,14 @@ class CatalogUnavailable(Exception):
     """OpenCode could not be started or asked; the stored catalog stays as it was."""
 
 
-def scratch_root(kind: str) -> Path:
-    """Where throw-away servers live: DOCE_DATA_DIR/<kind> ("catalog", "oauth")."""
-    return Path(settings.DOCE_DATA_DIR) / kind
-
-
 def catalog_fetch() -> tuple[list[dict[str, Any]], str]:
     """The trimmed catalog and the OpenCode version that gave it. Always the local
     runtime: the server only lives for the two requests."""
     token = secrets.token_hex(8)
-    runtime = get_runtime("local")
-    spec = ProjectSpec(
-        project_id=f"catalog-{token}",
-        data_dir=scratch_root("catalog") / token,
+    runtime = LocalRuntime()
+    spec = ServerSpec(
+        name=f"catalog-{token}",
+        data_dir=scratch_dir("catalog") / token,
         model=PLACEHOLDER_MODEL,
         password=secrets.token_urlsafe(24),
     )
@@ -122,8 +114,13 @@ def _trim_models(models: Mapping[str, Any]) -> list[tuple[str, str]]:
         capabilities = model.get("capabilities") or {}
         if capabilities.get("toolcall") is False:
             continue
-        kept.append((str(model.get("release_date") or ""), str(model_id),
-                     str(model.get("name") or model_id)))  # fmt: skip
+        kept.append(
+            (
+                str(model.get("release_date") or ""),
+                str(model_id),
+                str(model.get("name") or model_id),
+            )
+        )
     kept.sort(key=lambda item: (item[0], item[2]), reverse=True)
     return [(model_id, name) for _, model_id, name in kept]
 

@@ -18,17 +18,15 @@ from providers import services, validation
 from providers.catalog import catalog_names
 from providers.models import OAuthFlow, ProviderConnection, UserSettings
 from providers.ratelimit import RateLimited, attempt_register
+from providers.selectors import connection_for
 
 Status = ProviderConnection.Status
 EXPIRY_WARNING = timedelta(hours=1)
-DOUBLE_SUBMIT_WINDOW = timedelta(seconds=30)
 
 
 # --- helpers ------------------------------------------------------------------------------
 def connection_or_404(request, provider_id: str) -> ProviderConnection:
-    connection = ProviderConnection.objects.filter(
-        user=request.user, provider_id=provider_id
-    ).first()
+    connection = connection_for(user=request.user, provider_id=provider_id)
     if connection is None:
         raise Http404("No such provider connection.")
     return connection
@@ -132,11 +130,11 @@ def rows_for(connections: list[ProviderConnection]) -> list[Row]:
 
 
 def legacy_pending(row: UserSettings | None, connections: list[ProviderConnection]) -> bool:
-    """Only the old OpenRouter key: set, not migrated, and no openrouter connection."""
+    """The legacy banner: an old OpenRouter key waits to be migrated (``row`` from
+    ``user_settings_for``) and no openrouter connection has taken its place."""
     return (
         row is not None
-        and bool(row.openrouter_api_key)
-        and row.migration_completed_at is None
+        and row.legacy_pending
         and not any(c.provider_id == services.LEGACY_PROVIDER_ID for c in connections)
     )
 

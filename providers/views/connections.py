@@ -11,14 +11,13 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_POST
 
+from doce.inputs import DOUBLE_SUBMIT_WINDOW
 from providers import services, validation
-from providers.audit import audit_record
 from providers.catalog import catalog_entries, catalog_entry, catalog_names, catalog_status
 from providers.forms import ApiKeyForm, CustomProviderForm, prompt_field_name
-from providers.models import AuditEvent, OAuthFlow, ProviderConnection, UserSettings
-from providers.selectors import connections_for_user
+from providers.models import AuditEvent, OAuthFlow, ProviderConnection
+from providers.selectors import connection_for, connections_for_user, user_settings_for
 from providers.views.common import (
-    DOUBLE_SUBMIT_WINDOW,
     Status,
     add_service_errors,
     check_message,
@@ -37,7 +36,7 @@ from providers.views.common import (
 def provider_list(request):
     """The user's connections, in a constant number of queries."""
     connections = list(connections_for_user(user=request.user))
-    settings_row = UserSettings.objects.filter(user=request.user).first()
+    settings_row = user_settings_for(user=request.user)
     flows = list(
         OAuthFlow.objects.filter(
             user=request.user,
@@ -77,9 +76,7 @@ def provider_methods(request, provider_id: str):
     entry = catalog_entry(provider_id)
     if entry is None:
         raise Http404("OpenCode does not know this provider.")
-    connected = ProviderConnection.objects.filter(
-        user=request.user, provider_id=provider_id
-    ).exists()
+    connected = connection_for(user=request.user, provider_id=provider_id) is not None
     context = {"entry": entry, "connected": connected}
     return render_page(request, "providers/methods.html", "providers/_methods.html", context)
 
@@ -89,9 +86,7 @@ def provider_methods(request, provider_id: str):
 @sensitive_variables("api_key")
 def provider_api_key(request, provider_id: str):
     """Connect with an API key, or re-enter the key of an existing connection."""
-    connection = ProviderConnection.objects.filter(
-        user=request.user, provider_id=provider_id
-    ).first()
+    connection = connection_for(user=request.user, provider_id=provider_id)
     entry = catalog_entry(provider_id)
     if connection is None and entry is None:
         raise Http404("OpenCode does not know this provider.")
@@ -107,47 +102,22 @@ def provider_api_key(request, provider_id: str):
     form = ApiKeyForm(form_data(request), method=method, initial=initial)
     name = (connection.name if custom else None) or (entry.name if entry else provider_id)
     if request.method == "POST" and form.is_valid() and not rate_limited(request, form):
-        api_key = form.cleaned_data["api_key"]
-        check = validation.key_check(
-            provider_id=provider_id,
-            api_key=api_key,
-            base_url=connection.base_url if custom else "",
-        )
-        if check.outcome == validation.REJECTED:
-            form.add_error("api_key", check.message)
-            audit_record(
-                action=AuditEvent.Action.VALIDATION_FAILED,
-                actor=request.user,
+        try:
+            connection, created, check = services.connection_connect_api_key(
                 user=request.user,
                 provider_id=provider_id,
-                connection=connection,
-                detail={
-                    "checks": "provider",
-                    "outcome": check.outcome,
-                    "message": check.message,
-                    "saved": False,
-                },
+                api_key=form.cleaned_data["api_key"],
+                metadata=form.metadata,
+                actor=request.user,
             )
+        except ValidationError as error:
+            add_service_errors(form, error)
         else:
-            try:
-                connection, created = services.connection_set_api_key(
-                    user=request.user,
-                    provider_id=provider_id,
-                    api_key=api_key,
-                    metadata=None if custom else form.metadata,
-                    actor=request.user,
-                )
-            except ValidationError as error:
-                add_service_errors(form, error)
-            else:
-                services.connection_record_check(
-                    connection=connection, check=check, actor=request.user
-                )
-                messages.success(
-                    request, f"Connected {name}." if created else f"Saved the new key for {name}."
-                )
-                check_message(request, name, check)
-                return done(request, list_url())
+            messages.success(
+                request, f"Connected {name}." if created else f"Saved the new key for {name}."
+            )
+            check_message(request, name, check)
+            return done(request, list_url())
     context = {
         "form": form,
         "entry": entry,
@@ -185,45 +155,27 @@ def provider_custom(request, provider_id: str | None = None):
         if form.duplicate_of is not None:
             messages.success(request, f"Connected {data['name']}.")
             return done(request, list_url())
-        api_key = data.get("api_key") or ""
-        check = validation.key_check(
-            provider_id=data["provider_id"], api_key=api_key, base_url=data["base_url"]
-        )
-        if check.outcome == validation.REJECTED:
-            form.add_error("api_key", check.message)
+        try:
+            connection, created, check = services.endpoint_save(
+                user=request.user,
+                connection=connection,
+                provider_id=data["provider_id"],
+                name=data["name"],
+                base_url=data["base_url"],
+                models=data["models"],
+                api_key=data.get("api_key") or "",
+                actor=request.user,
+            )
+        except ValidationError as error:
+            add_service_errors(form, error)
         else:
-            fields = {"name": data["name"], "base_url": data["base_url"], "models": data["models"]}
-            try:
-                if connection is None:
-                    connection = services.connection_create(
-                        user=request.user,
-                        provider_id=data["provider_id"],
-                        api_key=api_key or None,
-                        actor=request.user,
-                        **fields,
-                    )
-                    note = f"Connected {data['name']}."
-                else:
-                    if api_key:
-                        fields["api_key"] = api_key
-                    connection = services.connection_update(
-                        connection=connection, actor=request.user, **fields
-                    )
-                    note = f"Saved {data['name']}."
-            except ValidationError as error:
-                add_service_errors(form, error)
-            else:
-                services.connection_record_check(
-                    connection=connection, check=check, actor=request.user
-                )
-                messages.success(request, note)
-                check_message(request, data["name"], check)
-                return done(request, list_url())
+            messages.success(
+                request, f"Connected {data['name']}." if created else f"Saved {data['name']}."
+            )
+            check_message(request, data["name"], check)
+            return done(request, list_url())
     context = {"form": form, "connection": connection}
     return render_page(request, "providers/custom.html", "providers/_custom_form.html", context)
-
-
-# --- test and disconnect ------------------------------------------------------------------
 
 
 # --- test and disconnect ------------------------------------------------------------------
@@ -252,9 +204,7 @@ def provider_test(request, provider_id: str):
 
 def provider_disconnect(request, provider_id: str):
     """GET: the confirmation (a dialog with htmx); POST: disconnect."""
-    connection = ProviderConnection.objects.filter(
-        user=request.user, provider_id=provider_id
-    ).first()
+    connection = connection_for(user=request.user, provider_id=provider_id)
     if connection is None:
         if request.method == "POST" and _recently_disconnected(request.user, provider_id):
             return done(request, list_url())  # a double submit: done by the first one

@@ -10,12 +10,12 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_POST
 
+from doce.inputs import DOUBLE_SUBMIT_WINDOW
 from providers import oauth
 from providers.catalog import CatalogEntry, catalog_entry, catalog_names
 from providers.forms import OAuthStartForm
 from providers.models import OAuthFlow
 from providers.views.common import (
-    DOUBLE_SUBMIT_WINDOW,
     done,
     flow_or_404,
     form_data,

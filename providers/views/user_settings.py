@@ -9,14 +9,19 @@ from django.views.decorators.http import require_POST
 from providers import services
 from providers.catalog import catalog_models, catalog_names
 from providers.forms import PreferencesForm
+from providers.legacy import legacy_keys_migrate
 from providers.models import ProviderConnection, UserSettings
-from providers.views.common import Status, form_data, legacy_pending, list_url
+from providers.selectors import usable_provider_ids
+from providers.views.common import Status, form_data, list_url
 
 
 # --- legacy key and preferences -----------------------------------------------------------
 @require_POST
 def legacy_migrate(request):
-    outcome = services.legacy_key_migrate(user=request.user)
+    outcomes = legacy_keys_migrate(
+        user_ids=[request.user.pk], actor_name=request.user.get_username()
+    )
+    outcome = outcomes[0] if outcomes else None
     if outcome is None:
         messages.info(request, "There was no old key to migrate.")
     elif outcome.result == "undecryptable":
@@ -33,9 +38,7 @@ def preferences(request):
         .only("provider_id", "name", "base_url", "models", "user_id")
     )
     settings_row = UserSettings.objects.filter(user=request.user).first()
-    ids = [c.provider_id for c in connections]
-    if legacy_pending(settings_row, connections):
-        ids.append(services.LEGACY_PROVIDER_ID)
+    ids = list(usable_provider_ids(user=request.user))
     names = catalog_names(ids)
     known_models = catalog_models(ids)
     providers, models = [], []

@@ -27,9 +27,28 @@ ENTRYPOINT = ROOT / "docker" / "entrypoint.sh"
 HEALTHCHECK = ROOT / "docker" / "healthcheck.py"
 SETTINGS = ROOT / "doce" / "settings.py"
 
-ENV_METHODS = {"str", "bool", "int", "float", "list", "tuple", "dict", "json", "url", "db",
-               "db_url", "cache", "cache_url", "email", "email_url", "search_url", "path",
-               "bytes", "get_value", "parse_value"}  # fmt: skip
+ENV_METHODS = {
+    "str",
+    "bool",
+    "int",
+    "float",
+    "list",
+    "tuple",
+    "dict",
+    "json",
+    "url",
+    "db",
+    "db_url",
+    "cache",
+    "cache_url",
+    "email",
+    "email_url",
+    "search_url",
+    "path",
+    "bytes",
+    "get_value",
+    "parse_value",
+}
 
 
 def load_compose() -> dict[str, Any]:

@@ -217,20 +217,36 @@ def is_ignored(path: str, patterns: list[str]) -> bool:
 
 @pytest.mark.parametrize(
     "path",
-    [".env", ".venv/bin/python", "node_modules/opencode-ai/package.json", "var/doce.sqlite3",
-     ".git/HEAD", ".pytest_cache/README.md", ".ruff_cache/CACHEDIR.TAG",
-     "doce/__pycache__/settings.cpython-311.pyc"],
-)  # fmt: skip
+    [
+        ".env",
+        ".venv/bin/python",
+        "node_modules/opencode-ai/package.json",
+        "var/doce.sqlite3",
+        ".git/HEAD",
+        ".pytest_cache/README.md",
+        ".ruff_cache/CACHEDIR.TAG",
+        "doce/__pycache__/settings.cpython-311.pyc",
+    ],
+)
 def test_dockerignore_keeps_local_state_and_secrets_out(path):
     assert is_ignored(path, ignore_patterns())
 
 
 @pytest.mark.parametrize(
     "path",
-    ["package.json", "package-lock.json", ".npmrc", "pyproject.toml", "manage.py",
-     "doce/settings.py", "doce/static/vendor/htmx.min.js", "templates/base.html",
-     "docker/entrypoint.sh", "docker/healthcheck.py"],
-)  # fmt: skip
+    [
+        "package.json",
+        "package-lock.json",
+        ".npmrc",
+        "pyproject.toml",
+        "manage.py",
+        "doce/settings.py",
+        "doce/static/vendor/htmx.min.js",
+        "templates/base.html",
+        "docker/entrypoint.sh",
+        "docker/healthcheck.py",
+    ],
+)
 def test_dockerignore_keeps_what_the_build_needs(path):
     assert not is_ignored(path, ignore_patterns())
 

@@ -20,8 +20,12 @@ def test_filesystem_urls_use_the_atomic_transport():
 
 def test_a_fast_consumer_reads_only_whole_messages(tmp_path):
     folder = str(tmp_path)
-    options = {"data_folder_in": folder, "data_folder_out": folder, "polling_interval": 0,
-               "control_folder": str(tmp_path / "control")}  # fmt: skip
+    options = {
+        "data_folder_in": folder,
+        "data_folder_out": folder,
+        "polling_interval": 0,
+        "control_folder": str(tmp_path / "control"),
+    }
     payload = {"body": "x" * 200_000}  # large enough that a torn read would show
     received, errors = [], []
 

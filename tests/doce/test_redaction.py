@@ -38,8 +38,13 @@ def test_known_key_shapes_are_redacted(secret):
 def test_labelled_values_are_redacted(text):
     cleaned = redact(text)
     assert REDACTED in cleaned
-    for secret in ("abcdefghijklmnop", "b3BlbmNvZGU6c2VjcmV0cGFzcw", "my-self-hosted-key-123",
-                   "plain-looking-value-999", "hunter2hunter2"):  # fmt: skip
+    for secret in (
+        "abcdefghijklmnop",
+        "b3BlbmNvZGU6c2VjcmV0cGFzcw",
+        "my-self-hosted-key-123",
+        "plain-looking-value-999",
+        "hunter2hunter2",
+    ):
         assert secret not in cleaned
 
 

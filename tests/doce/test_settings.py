@@ -1,52 +1,48 @@
 """The settings module refuses unsafe production configuration, clearly, and makes its
 first-run keys once. Each case loads doce.settings in a fresh interpreter."""
 
-import os
 import secrets
 import stat
-import subprocess
-import sys
 
 import pytest
-from django.conf import settings as django_settings
 
 from doce import keyring
+from tests.conftest import run_manage
 
 STRONG_SECRET = secrets.token_urlsafe(50)
-
-
-def run_manage(tmp_path, *args, **env):
-    base = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in {"SECRET_KEY", "DOCE_ENCRYPTION_KEYS", "DEBUG", "DATABASE_URL",
-                       "CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE", "DOCE_RUNTIME",
-                       "DJANGO_ALLOW_ASYNC_UNSAFE"}
-    }  # fmt: skip
-    base.update({"DOCE_DATA_DIR": str(tmp_path), "DOCE_ENV_FILE": ""})
-    base.update(env)
-    return subprocess.run(
-        [sys.executable, str(django_settings.BASE_DIR / "manage.py"), *args],
-        env=base, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
 
 
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
-        ({"DEBUG": "false", "DOCE_ENCRYPTION_KEYS": keyring.generate_key()},
-         "SECRET_KEY is not set"),
+        (
+            {"DEBUG": "false", "DOCE_ENCRYPTION_KEYS": keyring.generate_key()},
+            "SECRET_KEY is not set",
+        ),
         ({"DEBUG": "false", "SECRET_KEY": STRONG_SECRET}, "DOCE_ENCRYPTION_KEYS is not set"),
-        ({"DEBUG": "false", "SECRET_KEY": "django-insecure-abc",
-          "DOCE_ENCRYPTION_KEYS": keyring.generate_key()}, "SECRET_KEY is too weak"),
-        ({"DEBUG": "false", "SECRET_KEY": STRONG_SECRET, "DOCE_ENCRYPTION_KEYS": "not-a-key"},
-         "key #1 is not a Fernet key"),
-        ({"DEBUG": "false", "SECRET_KEY": STRONG_SECRET,
-          "DOCE_ENCRYPTION_KEYS": f"{keyring.generate_key()},short"},
-         "key #2 is not a Fernet key"),
+        (
+            {
+                "DEBUG": "false",
+                "SECRET_KEY": "django-insecure-abc",
+                "DOCE_ENCRYPTION_KEYS": keyring.generate_key(),
+            },
+            "SECRET_KEY is too weak",
+        ),
+        (
+            {"DEBUG": "false", "SECRET_KEY": STRONG_SECRET, "DOCE_ENCRYPTION_KEYS": "not-a-key"},
+            "key #1 is not a Fernet key",
+        ),
+        (
+            {
+                "DEBUG": "false",
+                "SECRET_KEY": STRONG_SECRET,
+                "DOCE_ENCRYPTION_KEYS": f"{keyring.generate_key()},short",
+            },
+            "key #2 is not a Fernet key",
+        ),
         ({"DEBUG": "true", "DOCE_RUNTIME": "kubernetes"}, "DOCE_RUNTIME='kubernetes'"),
     ],
-)  # fmt: skip
+)
 def test_unsafe_configuration_stops_start_up_with_one_clear_line(tmp_path, env, expected):
     result = run_manage(tmp_path, "check", **env)
     assert result.returncode == 2
@@ -57,9 +53,15 @@ def test_unsafe_configuration_stops_start_up_with_one_clear_line(tmp_path, env, 
 
 def test_a_complete_production_configuration_starts(tmp_path):
     result = run_manage(
-        tmp_path, "check", "--deploy", "--fail-level", "ERROR",
-        DEBUG="false", SECRET_KEY=STRONG_SECRET, DOCE_ENCRYPTION_KEYS=keyring.generate_key(),
-    )  # fmt: skip
+        tmp_path,
+        "check",
+        "--deploy",
+        "--fail-level",
+        "ERROR",
+        DEBUG="false",
+        SECRET_KEY=STRONG_SECRET,
+        DOCE_ENCRYPTION_KEYS=keyring.generate_key(),
+    )
     assert result.returncode == 0, result.stderr
     assert not (tmp_path / "secret_key").exists()
     assert not (tmp_path / "encryption_keys").exists()
@@ -85,9 +87,12 @@ def test_existing_key_files_are_never_overwritten(tmp_path):
     existing = keyring.generate_key()
     (tmp_path / "encryption_keys").write_text(existing + "\n")
     result = run_manage(
-        tmp_path, "shell", "-c", "from django.conf import settings; "
-        "print(settings.DOCE_ENCRYPTION_KEYS[0])", DEBUG="true",
-    )  # fmt: skip
+        tmp_path,
+        "shell",
+        "-c",
+        "from django.conf import settings; print(settings.DOCE_ENCRYPTION_KEYS[0])",
+        DEBUG="true",
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == existing
     assert (tmp_path / "encryption_keys").read_text() == existing + "\n"
@@ -115,10 +120,14 @@ def test_celery_is_configured_for_safe_delivery():
 
 def test_embedded_defaults_need_no_server_and_poll_fast(tmp_path):
     result = run_manage(
-        tmp_path, "shell", "-c", "from django.conf import settings as s; "
+        tmp_path,
+        "shell",
+        "-c",
+        "from django.conf import settings as s; "
         "print(s.DATABASES['default']['NAME'], s.CELERY_BROKER_URL, s.CELERY_RESULT_BACKEND, "
-        "s.CELERY_BROKER_TRANSPORT_OPTIONS['polling_interval'])", DEBUG="true",
-    )  # fmt: skip
+        "s.CELERY_BROKER_TRANSPORT_OPTIONS['polling_interval'])",
+        DEBUG="true",
+    )
     assert result.returncode == 0, result.stderr
     database, broker, backend, interval = result.stdout.strip().splitlines()[-1].split()
     assert database == str(tmp_path / "doce.sqlite3")
@@ -145,10 +154,12 @@ def test_key_files_of_a_first_run_are_read_with_debug_off(tmp_path):
     keys = (tmp_path / "encryption_keys").read_text().strip()
     # e.g. `manage.py createsuperuser` after `make run`, without DEBUG in the environment
     result = run_manage(
-        tmp_path, "shell", "-c",
+        tmp_path,
+        "shell",
+        "-c",
         "from django.conf import settings; print(settings.DOCE_ENCRYPTION_KEYS[0])",
         DEBUG="false",
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == keys
     assert "Generated" not in result.stderr

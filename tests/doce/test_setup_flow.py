@@ -74,8 +74,12 @@ def test_setup_creates_a_logged_in_superuser_then_disappears(client):
     assert user.check_password(GOOD_PASSWORD)
     assert client.get("/projects/").status_code == 200  # logged in
     assert client.get("/setup/").status_code == 404
-    assert client.post("/setup/", {"username": "evil", "password1": GOOD_PASSWORD,
-                                   "password2": GOOD_PASSWORD}).status_code == 404  # fmt: skip
+    assert (
+        client.post(
+            "/setup/", {"username": "evil", "password1": GOOD_PASSWORD, "password2": GOOD_PASSWORD}
+        ).status_code
+        == 404
+    )
     assert User.objects.count() == 1
 
 

@@ -9,8 +9,8 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from tests.opencode.fakes import processes_in
-from tests.opencode.servers import require_binary
+from tests.doce.opencode.fakes import processes_in
+from tests.doce.opencode.servers import require_binary
 
 pytestmark = pytest.mark.integration
 
@@ -22,10 +22,17 @@ def test_bench_opencode_reports_every_figure(tmp_path, monkeypatch):
     call_command("bench_opencode", iterations=1, json=True, stdout=out)
     figures = json.loads(out.getvalue())
     for key in (
-        "start_to_healthy_ms", "put_auth_opencode_ms", "inject_through_doce_ms",
-        "inject_doce_overhead_no_network_ms", "first_prompt_ms", "warm_prompt_ms",
-        "dispose_opencode_ms", "prompt_after_dispose_ms", "rss_healthy_mb", "stop_ms",
-    ):  # fmt: skip
+        "start_to_healthy_ms",
+        "put_auth_opencode_ms",
+        "inject_through_doce_ms",
+        "inject_doce_overhead_no_network_ms",
+        "first_prompt_ms",
+        "warm_prompt_ms",
+        "dispose_opencode_ms",
+        "prompt_after_dispose_ms",
+        "rss_healthy_mb",
+        "stop_ms",
+    ):
         assert figures[key] > 0, key
     assert figures["inject_doce_overhead_no_network_ms"] < 50  # doce's own cost stays small
     assert list(tmp_path.iterdir()) == [], "the benchmark left its folder behind"

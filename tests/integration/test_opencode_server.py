@@ -25,9 +25,9 @@ from doce.opencode import (
     OpenCodeClient,
     Unauthorized,
 )
-from tests.opencode.fakes import FIXTURES
-from tests.opencode.servers import running_server, stub_spec, text_of
-from tests.stub_llm import StubLLM
+from doce.stub_llm import StubLLM
+from tests.doce.opencode.fakes import FIXTURES
+from tests.doce.opencode.servers import running_server, stub_spec, text_of
 
 pytestmark = pytest.mark.integration
 
@@ -101,8 +101,9 @@ def test_two_projects_never_see_each_others_credentials(alice, stub, tmp_path):
         with bob.client() as client:
             assert ask(client, bob_session, stub) == ["Bearer sk-bob-only"]
 
-        files = {name: server.spec.layout.auth_file for name, server in
-                 (("alice", alice), ("bob", bob))}  # fmt: skip
+        files = {
+            name: server.spec.layout.auth_file for name, server in (("alice", alice), ("bob", bob))
+        }
         assert files["alice"] != files["bob"]
         for name, path in files.items():
             assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -125,8 +126,12 @@ def test_an_oauth_code_flow_stores_the_tokens_in_the_servers_auth_json(alice):
         client.oauth_authorize(provider, 0)
         assert client.oauth_callback(provider, 0, code="good-code") is True
         stored = json.loads(alice.spec.layout.auth_file.read_text())[provider]
-        assert stored == {"type": "oauth", "access": "test-access-token",
-                          "refresh": "test-refresh-token", "expires": 4102444800000}  # fmt: skip
+        assert stored == {
+            "type": "oauth",
+            "access": "test-access-token",
+            "refresh": "test-refresh-token",
+            "expires": 4102444800000,
+        }
         assert client.oauth_authorize(provider, 1) is None  # the API-key method
         client.remove_auth(provider)
     assert provider not in json.loads(alice.spec.layout.auth_file.read_text())
@@ -185,8 +190,11 @@ def test_the_event_stream_yields_events_and_reconnects_after_a_dispose(alice, st
                 lambda e: e.type == "session.idle" and e.session_id == session,
                 seen=streamed,
             )
-            deltas = [e.properties.get("delta", "") for e in streamed
-                      if e.type == "message.part.delta" and e.session_id == session]  # fmt: skip
+            deltas = [
+                e.properties.get("delta", "")
+                for e in streamed
+                if e.type == "message.part.delta" and e.session_id == session
+            ]
             assert "".join(deltas) == REPLY  # the reply arrived as it was written
         finally:
             stream.close()

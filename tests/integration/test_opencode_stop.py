@@ -7,11 +7,11 @@ import os
 
 import pytest
 
-from projects.runtimes import RuntimeStatus
-from projects.runtimes.local import LocalRuntime
-from tests.opencode.fakes import StallingNpmRegistry, processes_in
-from tests.opencode.servers import require_binary, running_server, stub_spec
-from tests.stub_llm import StubLLM
+from doce.opencode.runtimes import RuntimeStatus
+from doce.opencode.runtimes.local import LocalRuntime
+from doce.stub_llm import StubLLM
+from tests.doce.opencode.fakes import StallingNpmRegistry, processes_in
+from tests.doce.opencode.servers import require_binary, running_server, stub_spec
 
 pytestmark = pytest.mark.integration
 
@@ -53,9 +53,9 @@ def test_stop_during_the_background_npm_install(stub, tmp_path, settings, caplog
         spec = stub_spec("npm", tmp_path / "npm", stub)
         with running_server(spec) as server:
             with server.client() as client:
-                client.config_providers()  # builds the instance: npm starts
+                client.session_list()  # builds the instance: npm starts
             assert registry.tarball_requested.wait(30), "npm never reached its install step"
-            with caplog.at_level(logging.WARNING, logger="projects.runtimes.local"):
+            with caplog.at_level(logging.WARNING, logger="doce.opencode.runtimes.local"):
                 server.runtime.stop(server.state)
             # Proof that this test still exercises the pitfall it is about.
             assert "outlived SIGTERM" in caplog.text

@@ -8,19 +8,20 @@ import json
 
 import pytest
 
+from doce.stub_llm import StubLLM
 from projects import services as project_services
+from projects.jobs import JobType
 from projects.models import Project
 from providers.models import ProviderConnection
 from providers.services import connection_create, connection_delete, connection_update
-from queue_jobs.models import Job, JobState, JobType
-from tests.integration.test_pipeline import (
+from queue_jobs.models import Job, JobState
+from tests.integration.conftest import (
     FIRST_KEY,
     REPLY,
-    _settled,
     pipeline_report,
+    settled,
     wait_for,
 )
-from tests.stub_llm import StubLLM
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -37,15 +38,22 @@ def stub():
 @pytest.fixture
 def running_project(alice, stub, celery_worker_process):
     connection = connection_create(
-        user=alice, provider_id="stub", name="Stub", base_url=stub.base_url,
-        models=["stub-model"], api_key=FIRST_KEY,
-    )  # fmt: skip
+        user=alice,
+        provider_id="stub",
+        name="Stub",
+        base_url=stub.base_url,
+        models=["stub-model"],
+        api_key=FIRST_KEY,
+    )
     project = project_services.project_create(
         owner=alice, prompt="Build a site for my bakery", model="stub/stub-model"
     )
     try:
-        wait_for(lambda: _settled(project), what="the pipeline",
-                 explain=lambda: pipeline_report(project, celery_worker_process))  # fmt: skip
+        wait_for(
+            lambda: settled(project),
+            what="the pipeline",
+            explain=lambda: pipeline_report(project, celery_worker_process),
+        )
         assert project.status == Project.Status.RUNNING, pipeline_report(project)
         wait_for(stub.completions, what="the initial prompt")
         wait_for(lambda: _reply_count(project) >= 1, what="the first reply")
@@ -64,7 +72,7 @@ def _reply_count(project) -> int:
 
 
 def _job_done(project, job_type):
-    return Job.objects.filter(project=project, type=job_type, state=JobState.SUCCEEDED).exists()
+    return Job.objects.filter(subject=project, type=job_type, state=JobState.SUCCEEDED).exists()
 
 
 def _auth_json(project) -> dict:

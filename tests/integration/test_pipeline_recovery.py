@@ -9,20 +9,21 @@ import signal
 
 import pytest
 
+from doce.stub_llm import StubLLM
 from projects import services as project_services
+from projects import steps
+from projects.jobs import JobType
 from projects.models import Project
 from providers.services import connection_create
-from queue_jobs import steps
-from queue_jobs.models import Job, JobState, JobType
+from queue_jobs.models import Job, JobState
 from tests.conftest import purge_broker, start_celery_worker, stop_process_group
-from tests.integration.test_pipeline import (
+from tests.integration.conftest import (
     FIRST_KEY,
     REPLY,
-    _settled,
     pipeline_report,
+    settled,
     wait_for,
 )
-from tests.stub_llm import StubLLM
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -38,15 +39,19 @@ def test_a_pipeline_survives_a_killed_worker(alice, tmp_path):
     with StubLLM(reply=REPLY) as stub:
         try:
             connection_create(
-                user=alice, provider_id="stub", name="Stub", base_url=stub.base_url,
-                models=["stub-model"], api_key=FIRST_KEY,
-            )  # fmt: skip
+                user=alice,
+                provider_id="stub",
+                name="Stub",
+                base_url=stub.base_url,
+                models=["stub-model"],
+                api_key=FIRST_KEY,
+            )
             project = project_services.project_create(
                 owner=alice, prompt="Build a site for my bakery", model="stub/stub-model"
             )
             wait_for(
                 lambda: Job.objects.filter(
-                    project=project, type=JobType.WAIT_HEALTHY, state=JobState.RUNNING
+                    subject=project, type=JobType.WAIT_HEALTHY, state=JobState.RUNNING
                 ).exists(),
                 what="the wait-for-health step to run",
             )
@@ -54,26 +59,31 @@ def test_a_pipeline_survives_a_killed_worker(alice, tmp_path):
             first.wait()
 
             second = start_celery_worker(tmp_path / "second.log", **WORKER_ENV)
-            wait_for(lambda: _settled(project), timeout=120, what="the pipeline after the kill",
-                     explain=lambda: pipeline_report(project, second))  # fmt: skip
+            wait_for(
+                lambda: settled(project),
+                timeout=120,
+                what="the pipeline after the kill",
+                explain=lambda: pipeline_report(project, second),
+            )
             assert project.status == Project.Status.RUNNING, pipeline_report(project)
             wait_for(stub.completions, what="the initial prompt to reach the LLM")
 
             with project_services.project_client(project) as client:
                 assert len(client.session_list()) == 1
                 user_messages = [
-                    m for m in client.messages(project.bootstrap_session_id)
+                    m
+                    for m in client.messages(project.bootstrap_session_id)
                     if m["info"]["role"] == "user"
-                ]  # fmt: skip
+                ]
             assert len(user_messages) == 1
 
             # Redelivered once more (as acks_late may do): still one session, one prompt.
             Project.objects.filter(pk=project.pk).update(
                 bootstrap_session_id="", initial_prompt_sent=False
             )
-            job = Job.objects.get(project=project, type=JobType.SESSION_CREATE)
+            job = Job.objects.get(subject=project, type=JobType.SESSION_CREATE)
             steps.session_create(job)
-            job.project.refresh_from_db()
+            job.subject.refresh_from_db()
             steps.send_initial_prompt(job)
             project.refresh_from_db()
             with project_services.project_client(project) as client:

@@ -8,9 +8,9 @@ import re
 
 import pytest
 
+from doce.stub_llm import StubLLM
 from providers.models import AuditEvent, ProviderConnection
 from tests.factories import DEFAULT_PASSWORD
-from tests.stub_llm import StubLLM
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

@@ -2,7 +2,7 @@
 sign-ins run end to end offline, on real per-flow OpenCode servers started by a real
 Celery worker, with fake OAuth methods from plugins loaded through DOCE_OPENCODE_CONFIG:
 tests/fixtures/oauth_plugin.js (a "code" flow) and
-tests/providers_ui/fixtures/oauth_auto_plugin.js (an "auto" flow the test approves)."""
+tests/fixtures/oauth_auto_plugin.js (an "auto" flow the test approves)."""
 
 from __future__ import annotations
 
@@ -20,14 +20,12 @@ from providers.catalog import catalog_entry, catalog_status, catalog_store
 from providers.catalog.fetch import catalog_fetch
 from providers.models import OAuthFlow, ProviderConnection
 from tests.conftest import purge_broker, start_celery_worker, stop_process_group
-from tests.opencode.fakes import FIXTURES, processes_in
-from tests.opencode.servers import require_binary
+from tests.doce.opencode.fakes import FIXTURES, processes_in
+from tests.doce.opencode.servers import require_binary
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-AUTO_PLUGIN = (
-    Path(__file__).resolve().parent.parent / "providers_ui" / "fixtures" / ("oauth_auto_plugin.js")
-)
+AUTO_PLUGIN = FIXTURES / "oauth_auto_plugin.js"
 
 
 @pytest.fixture(scope="module")

@@ -28,24 +28,39 @@ def first_run_env(tmp_path):
     env = {
         key: value
         for key, value in os.environ.items()
-        if key not in {"DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND",
-                       "SECRET_KEY", "DOCE_ENCRYPTION_KEYS", "DJANGO_SETTINGS_MODULE"}
-    }  # fmt: skip
+        if key
+        not in {
+            "DATABASE_URL",
+            "CELERY_BROKER_URL",
+            "CELERY_RESULT_BACKEND",
+            "SECRET_KEY",
+            "DOCE_ENCRYPTION_KEYS",
+            "DJANGO_SETTINGS_MODULE",
+        }
+    }
     env.update({"DEBUG": "true", "DOCE_DATA_DIR": str(tmp_path / "var"), "DOCE_ENV_FILE": ""})
     return env
 
 
 def test_rundoce_serves_web_and_worker_and_stops_both_on_ctrl_c(first_run_env, tmp_path):
     manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
-    migrate = subprocess.run([*manage, "migrate", "--noinput"], env=first_run_env,
-                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    migrate = subprocess.run(
+        [*manage, "migrate", "--noinput"],
+        env=first_run_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert migrate.returncode == 0, migrate.stderr
     port = _free_port()
     log = open(tmp_path / "rundoce.log", "w+")  # noqa: SIM115
     process = subprocess.Popen(
         [*manage, "rundoce", "--port", str(port), "--concurrency", "1"],
-        env=first_run_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+        env=first_run_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 60
         url = None

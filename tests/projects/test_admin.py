@@ -1,7 +1,8 @@
 import pytest
 
+from projects.jobs import JobType
 from projects.models import Project
-from queue_jobs.models import Job, JobState, JobType
+from queue_jobs.models import Job, JobState
 
 pytestmark = pytest.mark.django_db
 
@@ -13,8 +14,12 @@ def staff_client(client, admin_user):
 
 
 def test_project_and_job_pages_never_show_the_server_password(staff_client, alice_project):
-    job = Job.objects.create(project=alice_project, type=JobType.RUNTIME_UP,
-                             state=JobState.FAILED, last_error="did not start")  # fmt: skip
+    job = Job.objects.create(
+        subject=alice_project,
+        type=JobType.RUNTIME_UP,
+        state=JobState.FAILED,
+        last_error="did not start",
+    )
     pages = [
         "/admin/projects/project/",
         f"/admin/projects/project/{alice_project.pk}/change/",
@@ -31,18 +36,18 @@ def test_project_and_job_pages_never_show_the_server_password(staff_client, alic
 
 
 def test_retry_action_restarts_the_failed_pipeline(staff_client, alice_project):
-    job = Job.objects.create(project=alice_project, type=JobType.RUNTIME_UP, state=JobState.FAILED)
+    job = Job.objects.create(subject=alice_project, type=JobType.RUNTIME_UP, state=JobState.FAILED)
     response = staff_client.post(
         "/admin/queue_jobs/job/", {"action": "retry_pipeline", "_selected_action": [job.pk]}
     )
     assert response.status_code == 302
-    assert Job.objects.filter(project=alice_project, state=JobState.QUEUED).count() == 5
+    assert Job.objects.filter(subject=alice_project, state=JobState.QUEUED).count() == 5
     alice_project.refresh_from_db()
     assert alice_project.status == Project.Status.STARTING
 
 
 def test_cancel_action_cancels_active_jobs(staff_client, alice_project):
-    job = Job.objects.create(project=alice_project, type=JobType.RUNTIME_UP, state=JobState.QUEUED)
+    job = Job.objects.create(subject=alice_project, type=JobType.RUNTIME_UP, state=JobState.QUEUED)
     staff_client.post(
         "/admin/queue_jobs/job/", {"action": "cancel_jobs", "_selected_action": [job.pk]}
     )

@@ -1,7 +1,8 @@
 import pytest
 
+from projects.jobs import START_PIPELINE
 from projects.models import Project
-from queue_jobs.models import START_PIPELINE, Job
+from queue_jobs.models import Job
 
 pytestmark = pytest.mark.django_db
 
@@ -24,12 +25,14 @@ def test_a_project_is_created_with_its_pipeline(alice_client, alice, alice_stub)
     assert response.status_code == 302
     assert response["Location"] == f"/projects/{project.pk}/"
     assert (project.owner, project.current_model_provider_id, project.current_model_id) == (
-        alice, "stub", "stub-model",
-    )  # fmt: skip
+        alice,
+        "stub",
+        "stub-model",
+    )
     assert project.status == Project.Status.STARTING
     assert project.name == "Build a site for my bakery"
     assert len(str(project.server_password)) >= 32
-    assert list(Job.objects.filter(project=project).values_list("type", flat=True)) == (
+    assert list(Job.objects.filter(subject=project).values_list("type", flat=True)) == (
         START_PIPELINE
     )
 
@@ -82,8 +85,9 @@ def test_the_legacy_openrouter_key_still_works(alice_client, alice):
     assert Project.objects.get().current_model_id == "anthropic/claude-sonnet-4"
 
 
-def test_the_model_picker_offers_models_of_connected_providers_only(alice_client, alice,
-                                                                   alice_stub):  # fmt: skip
+def test_the_model_picker_offers_models_of_connected_providers_only(
+    alice_client, alice, alice_stub
+):
     from tests.factories import ProviderConnectionFactory
 
     ProviderConnectionFactory(user=alice, provider_id="anthropic")

@@ -1,14 +1,19 @@
 import pytest
 
+from projects.jobs import JobType
 from projects.models import Project
-from queue_jobs.models import Job, JobState, JobType
+from queue_jobs.models import Job, JobState
 
 pytestmark = pytest.mark.django_db
 
 
 def test_the_page_shows_status_steps_and_the_prompt(alice_client, alice_project):
-    Job.objects.create(project=alice_project, type=JobType.RUNTIME_UP, state=JobState.FAILED,
-                       last_error="OpenCode did not become healthy")  # fmt: skip
+    Job.objects.create(
+        subject=alice_project,
+        type=JobType.RUNTIME_UP,
+        state=JobState.FAILED,
+        last_error="OpenCode did not become healthy",
+    )
     html = alice_client.get(f"/projects/{alice_project.pk}/").content.decode()
     assert 'data-project-status="error"' in html
     assert 'data-step="runtime.up"' in html and 'data-state="failed"' in html
@@ -38,21 +43,23 @@ def test_the_status_fragment_polls_only_while_work_is_active(alice_client, alice
 def test_retry_starts_a_new_pipeline_once(alice_client, alice_project):
     alice_client.post(f"/projects/{alice_project.pk}/start/")
     alice_client.post(f"/projects/{alice_project.pk}/start/")
-    assert Job.objects.filter(project=alice_project).count() == 5
+    assert Job.objects.filter(subject=alice_project).count() == 5
     alice_project.refresh_from_db()
     assert alice_project.status == Project.Status.STARTING
     assert alice_project.error_message == ""
 
 
 def test_messages_to_a_project_that_is_not_running_say_so(alice_client, alice_project):
-    response = alice_client.post(f"/projects/{alice_project.pk}/messages/", {"text": "more"},
-                                 follow=True)  # fmt: skip
+    response = alice_client.post(
+        f"/projects/{alice_project.pk}/messages/", {"text": "more"}, follow=True
+    )
     assert "not running" in response.content.decode()
 
 
 def test_an_empty_message_is_refused(alice_client, alice_project):
-    response = alice_client.post(f"/projects/{alice_project.pk}/messages/", {"text": ""},
-                                 follow=True)  # fmt: skip
+    response = alice_client.post(
+        f"/projects/{alice_project.pk}/messages/", {"text": ""}, follow=True
+    )
     assert "This field is required." in response.content.decode()
 
 
@@ -65,8 +72,9 @@ def test_delete_hands_the_project_to_the_pipeline(alice_client, alice_project):
 
 
 def test_changing_to_an_unconnected_model_is_refused(alice_client, alice_project, alice_stub):
-    response = alice_client.post(f"/projects/{alice_project.pk}/model/",
-                                 {"model": "openai/gpt-4o"}, follow=True)  # fmt: skip
+    response = alice_client.post(
+        f"/projects/{alice_project.pk}/model/", {"model": "openai/gpt-4o"}, follow=True
+    )
     assert "is not connected" in response.content.decode()
     alice_project.refresh_from_db()
     assert alice_project.current_model_provider_id == "stub"

@@ -7,8 +7,13 @@ from projects.models import Project
 pytestmark = pytest.mark.django_db
 
 GETS = ["", "status/", "transcript/"]
-POSTS = {"messages/": {"text": "hi"}, "start/": {}, "stop/": {}, "delete/": {},
-         "model/": {"model": "stub/stub-model"}}  # fmt: skip
+POSTS = {
+    "messages/": {"text": "hi"},
+    "start/": {},
+    "stop/": {},
+    "delete/": {},
+    "model/": {"model": "stub/stub-model"},
+}
 
 
 @pytest.mark.parametrize("suffix", GETS)
@@ -40,11 +45,21 @@ def test_actions_need_post(alice_client, alice_project, suffix):
 def test_the_list_shows_only_your_projects_in_constant_queries(
     alice_client, alice, bob, alice_project, django_assert_max_num_queries
 ):
-    Project.objects.create(owner=bob, name="Bob's shop", prompt="p",
-                           current_model_provider_id="stub", current_model_id="m")  # fmt: skip
+    Project.objects.create(
+        owner=bob,
+        name="Bob's shop",
+        prompt="p",
+        current_model_provider_id="stub",
+        current_model_id="m",
+    )
     for i in range(20):
-        Project.objects.create(owner=alice, name=f"site {i}", prompt="p",
-                               current_model_provider_id="stub", current_model_id="m")  # fmt: skip
+        Project.objects.create(
+            owner=alice,
+            name=f"site {i}",
+            prompt="p",
+            current_model_provider_id="stub",
+            current_model_id="m",
+        )
     with django_assert_max_num_queries(6):
         html = alice_client.get("/projects/").content.decode()
     assert "Bob&#x27;s shop" not in html and "Bob's shop" not in html

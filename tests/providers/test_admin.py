@@ -28,19 +28,29 @@ def world(alice, bob):
     UserSettingsFactory(user=alice, openrouter_api_key=LEGACY_KEY)
     api = services.connection_create(user=alice, provider_id="anthropic", api_key=API_KEY)
     oauth = services.connection_create(
-        user=alice, provider_id="github-copilot", auth_type="oauth", oauth_access_token=ACCESS,
-        oauth_refresh_token=REFRESH, oauth_expires_at=timezone.now() + timedelta(minutes=30),
-    )  # fmt: skip
+        user=alice,
+        provider_id="github-copilot",
+        auth_type="oauth",
+        oauth_access_token=ACCESS,
+        oauth_refresh_token=REFRESH,
+        oauth_expires_at=timezone.now() + timedelta(minutes=30),
+    )
     wellknown = services.connection_create(
-        user=bob, provider_id="corp", auth_type="wellknown", wellknown_key=WK_URL,
+        user=bob,
+        provider_id="corp",
+        auth_type="wellknown",
+        wellknown_key=WK_URL,
         wellknown_token=WK_TOKEN,
-    )  # fmt: skip
+    )
     return {"api": api, "oauth": oauth, "wellknown": wellknown}
 
 
 def secrets_in(html: str) -> list[str]:
-    found = [s for s in (API_KEY, NEW_API_KEY, ACCESS, REFRESH, WK_URL, WK_TOKEN, LEGACY_KEY)
-             if s in html]  # fmt: skip
+    found = [
+        s
+        for s in (API_KEY, NEW_API_KEY, ACCESS, REFRESH, WK_URL, WK_TOKEN, LEGACY_KEY)
+        if s in html
+    ]
     if "gAAAAA" in html:
         found.append("a Fernet token")
     return found
@@ -129,13 +139,21 @@ def test_undecryptable_values_show_a_clear_message_and_no_page_breaks(
 
 def change_form_data(connection: ProviderConnection, **overrides) -> dict:
     data = {
-        "status": connection.status, "error_message": connection.error_message,
-        "name": connection.name, "base_url": connection.base_url, "models": "[]",
-        "metadata": "{}", "oauth_expires_at_0": "", "oauth_expires_at_1": "",
-        "oauth_account_id": "", "oauth_enterprise_url": "", "new_api_key": "",
+        "status": connection.status,
+        "error_message": connection.error_message,
+        "name": connection.name,
+        "base_url": connection.base_url,
+        "models": "[]",
+        "metadata": "{}",
+        "oauth_expires_at_0": "",
+        "oauth_expires_at_1": "",
+        "oauth_account_id": "",
+        "oauth_enterprise_url": "",
+        "new_api_key": "",
         # What the browser sends back for fields with a callable default.
-        "initial-models": "[]", "initial-metadata": "{}",
-    }  # fmt: skip
+        "initial-models": "[]",
+        "initial-metadata": "{}",
+    }
     data.update(overrides)
     return data
 
@@ -160,11 +178,23 @@ def test_a_key_typed_in_the_admin_is_stored_encrypted_and_audited(admin_client, 
 def test_an_operator_adds_an_api_key_connection(admin_client, admin_user, bob):
     response = admin_client.post(
         reverse("admin:providers_providerconnection_add"),
-        {"user": bob.pk, "provider_id": "groq", "auth_type": "api", "status": "connected",
-         "error_message": "", "name": "", "base_url": "", "models": "[]", "metadata": "{}",
-         "oauth_expires_at_0": "", "oauth_expires_at_1": "", "oauth_account_id": "",
-         "oauth_enterprise_url": "", "new_api_key": "gsk_" + "g" * 40},
-    )  # fmt: skip
+        {
+            "user": bob.pk,
+            "provider_id": "groq",
+            "auth_type": "api",
+            "status": "connected",
+            "error_message": "",
+            "name": "",
+            "base_url": "",
+            "models": "[]",
+            "metadata": "{}",
+            "oauth_expires_at_0": "",
+            "oauth_expires_at_1": "",
+            "oauth_account_id": "",
+            "oauth_enterprise_url": "",
+            "new_api_key": "gsk_" + "g" * 40,
+        },
+    )
     assert response.status_code == 302, response.content.decode()[:3000]
     connection = ProviderConnection.objects.get(user=bob, provider_id="groq")
     assert connection.api_key == "gsk_" + "g" * 40 and connection.key_hint == "gsk_…gggg"
@@ -211,9 +241,14 @@ def test_legacy_key_stays_encrypted_when_settings_are_edited(admin_client, alice
     token = raw_legacy_value(alice.pk)
     url = reverse("admin:providers_usersettings_change", args=[alice.pk])
     response = admin_client.post(
-        url, {"user": alice.pk, "default_model": "openrouter/auto", "preferred_provider_id": "x",
-              "provider_auth_initialized": "on"},
-    )  # fmt: skip
+        url,
+        {
+            "user": alice.pk,
+            "default_model": "openrouter/auto",
+            "preferred_provider_id": "x",
+            "provider_auth_initialized": "on",
+        },
+    )
     assert response.status_code == 302, response.content.decode()[:2000]
     assert raw_legacy_value(alice.pk) == token
 
@@ -222,18 +257,29 @@ def test_legacy_key_stays_encrypted_when_settings_are_edited(admin_client, alice
     ("overrides", "message"),
     [
         ({"new_api_key": ""}, "This API key connection needs a value."),
-        ({"base_url": "http://127.0.0.1:9/v1", "models": '["m"]', "new_api_key": "k" * 20},
-         "A custom provider needs a name."),
+        (
+            {"base_url": "http://127.0.0.1:9/v1", "models": '["m"]', "new_api_key": "k" * 20},
+            "A custom provider needs a name.",
+        ),
         ({"auth_type": "oauth", "new_api_key": "k" * 20}, "the admin can only add API-key"),
     ],
-)  # fmt: skip
+)
 def test_adding_reports_what_the_services_would_refuse(admin_client, bob, overrides, message):
     data = {
-        "user": bob.pk, "provider_id": "groq", "auth_type": "api", "status": "connected",
-        "error_message": "", "name": "", "base_url": "", "models": "[]", "metadata": "{}",
-        "oauth_expires_at_0": "", "oauth_expires_at_1": "", "oauth_account_id": "",
+        "user": bob.pk,
+        "provider_id": "groq",
+        "auth_type": "api",
+        "status": "connected",
+        "error_message": "",
+        "name": "",
+        "base_url": "",
+        "models": "[]",
+        "metadata": "{}",
+        "oauth_expires_at_0": "",
+        "oauth_expires_at_1": "",
+        "oauth_account_id": "",
         "oauth_enterprise_url": "",
-    }  # fmt: skip
+    }
     data.update(overrides)
     response = admin_client.post(reverse("admin:providers_providerconnection_add"), data)
     assert response.status_code == 200

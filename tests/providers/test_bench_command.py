@@ -14,9 +14,17 @@ from providers.models import ProviderConnection
 def test_bench_credentials_runs_and_leaves_nothing_behind(database):
     out = io.StringIO()
     call_command(
-        "bench_credentials", "--connections", "25", "--samples", "5", "--batch-size", "10",
-        "--database", database, stdout=out,
-    )  # fmt: skip
+        "bench_credentials",
+        "--connections",
+        "25",
+        "--samples",
+        "5",
+        "--batch-size",
+        "10",
+        "--database",
+        database,
+        stdout=out,
+    )
     output = out.getvalue()
     assert "encrypt" in output and "µs" in output
     assert "rotate old -> new (25 rotated)" in output

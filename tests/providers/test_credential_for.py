@@ -20,41 +20,57 @@ LEGACY_KEY = "sk-or-v1-" + "1" * 56 + "cafe"
 
 def test_an_api_connection_gives_the_api_body_with_its_metadata(alice, django_assert_num_queries):
     services.connection_create(
-        user=alice, provider_id="cloudflare-workers-ai", api_key="cf-token-0123456789abcdef",
+        user=alice,
+        provider_id="cloudflare-workers-ai",
+        api_key="cf-token-0123456789abcdef",
         metadata={"accountId": "acc-1"},
-    )  # fmt: skip
+    )
     with django_assert_num_queries(1):
         credential = credential_for(user=alice, provider_id="cloudflare-workers-ai")
-    assert credential.body == {
-        "type": "api", "key": "cf-token-0123456789abcdef", "metadata": {"accountId": "acc-1"},
-    }  # fmt: skip
-    assert type(credential.body["key"]) is str  # plain text, no token attached
+    assert credential.credential.to_json() == {
+        "type": "api",
+        "key": "cf-token-0123456789abcdef",
+        "metadata": {"accountId": "acc-1"},
+    }
+    assert type(credential.credential.to_json()["key"]) is str  # plain text, no token attached
     assert (credential.source, credential.user_id) == ("connection", alice.pk)
 
 
 def test_an_oauth_connection_gives_the_oauth_body(alice):
     expires = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
     services.connection_create(
-        user=alice, provider_id="github-copilot", auth_type="oauth",
-        oauth_access_token="access-0123456789", oauth_refresh_token="refresh-0123456789",
-        oauth_expires_at=expires, oauth_account_id="acct-7",
+        user=alice,
+        provider_id="github-copilot",
+        auth_type="oauth",
+        oauth_access_token="access-0123456789",
+        oauth_refresh_token="refresh-0123456789",
+        oauth_expires_at=expires,
+        oauth_account_id="acct-7",
         oauth_enterprise_url="https://ghe.example.test",
-    )  # fmt: skip
-    assert credential_for(user=alice.pk, provider_id="github-copilot").body == {
-        "type": "oauth", "refresh": "refresh-0123456789", "access": "access-0123456789",
-        "expires": int(expires.timestamp() * 1000), "accountId": "acct-7",
+    )
+    assert credential_for(user=alice.pk, provider_id="github-copilot").credential.to_json() == {
+        "type": "oauth",
+        "refresh": "refresh-0123456789",
+        "access": "access-0123456789",
+        "expires": int(expires.timestamp() * 1000),
+        "accountId": "acct-7",
         "enterpriseUrl": "https://ghe.example.test",
-    }  # fmt: skip
+    }
 
 
 def test_a_wellknown_connection_gives_the_wellknown_body(alice):
     services.connection_create(
-        user=alice, provider_id="corp", auth_type="wellknown",
-        wellknown_key="https://ai.example.test", wellknown_token="wk-token-0123456789",
-    )  # fmt: skip
-    assert credential_for(user=alice, provider_id="corp").body == {
-        "type": "wellknown", "key": "https://ai.example.test", "token": "wk-token-0123456789",
-    }  # fmt: skip
+        user=alice,
+        provider_id="corp",
+        auth_type="wellknown",
+        wellknown_key="https://ai.example.test",
+        wellknown_token="wk-token-0123456789",
+    )
+    assert credential_for(user=alice, provider_id="corp").credential.to_json() == {
+        "type": "wellknown",
+        "key": "https://ai.example.test",
+        "token": "wk-token-0123456789",
+    }
 
 
 def test_another_users_connection_is_not_yours(alice, bob):
@@ -68,7 +84,7 @@ def test_another_users_connection_is_not_yours(alice, bob):
 def test_openrouter_falls_back_to_the_legacy_key_until_it_is_migrated(alice, bob):
     UserSettingsFactory(user=alice, openrouter_api_key=LEGACY_KEY)
     credential = credential_for(user=alice, provider_id="openrouter")
-    assert credential.body == {"type": "api", "key": LEGACY_KEY}
+    assert credential.credential.to_json() == {"type": "api", "key": LEGACY_KEY}
     assert (credential.source, credential.connection_id) == ("legacy", None)
     assert credential.key_hint == "sk-or-…cafe"
     with pytest.raises(CredentialUnavailable):
@@ -81,7 +97,10 @@ def test_a_connection_wins_over_the_legacy_key(alice):
     UserSettingsFactory(user=alice, openrouter_api_key=LEGACY_KEY)
     services.connection_create(user=alice, provider_id="openrouter", api_key="sk-or-v1-newer-01")
     credential = credential_for(user=alice, provider_id="openrouter")
-    assert credential.source == "connection" and credential.body["key"] == "sk-or-v1-newer-01"
+    assert (
+        credential.source == "connection"
+        and credential.credential.to_json()["key"] == "sk-or-v1-newer-01"
+    )
 
 
 def test_after_migration_a_deleted_connection_does_not_bring_the_legacy_key_back(alice):
@@ -123,7 +142,10 @@ def test_an_undecryptable_key_marks_the_connection_error_once_and_keeps_the_ciph
     assert AuditEvent.objects.filter(action="validation_failed").count() == 1
 
     use_keys(WRONG_KEY, TEST_KEY)  # the key that made it is back
-    assert credential_for(user=alice, provider_id="anthropic").body["key"] == "sk-ant-0123456789"
+    assert (
+        credential_for(user=alice, provider_id="anthropic").credential.to_json()["key"]
+        == "sk-ant-0123456789"
+    )
     connection.refresh_from_db()
     assert (connection.status, connection.error_message) == ("connected", "")
 

@@ -14,6 +14,7 @@ from django.db import connection
 
 from doce import keyring
 from doce.encrypted_fields import EncryptedTextField, Secret, Undecryptable
+from providers.credentials import opencode_credential
 from providers.models import ProviderConnection
 from tests.factories import ProviderConnectionFactory
 from tests.providers.conftest import WRONG_KEY, raw_connection_value
@@ -87,7 +88,7 @@ def test_an_undecryptable_value_loads_as_a_marker_and_is_written_back_untouched(
     with pytest.raises(TypeError):
         json.dumps({"key": fresh.api_key})  # never sent as garbage
     with pytest.raises(keyring.UndecryptableError):
-        fresh.auth_body()
+        opencode_credential(fresh).to_json()
 
     fresh.status = "error"
     fresh.save()

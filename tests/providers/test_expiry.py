@@ -20,10 +20,14 @@ pytestmark = pytest.mark.django_db
 
 def oauth(user, provider_id, expires_in, **extra):
     return services.connection_create(
-        user=user, provider_id=provider_id, auth_type="oauth",
-        oauth_access_token="access-0123456789", oauth_refresh_token="refresh-0123456789",
-        oauth_expires_at=timezone.now() + expires_in, **extra,
-    )  # fmt: skip
+        user=user,
+        provider_id=provider_id,
+        auth_type="oauth",
+        oauth_access_token="access-0123456789",
+        oauth_refresh_token="refresh-0123456789",
+        oauth_expires_at=timezone.now() + expires_in,
+        **extra,
+    )
 
 
 def test_the_task_marks_only_connected_oauth_connections_past_expiry(alice, bob):
@@ -35,8 +39,11 @@ def test_the_task_marks_only_connected_oauth_connections_past_expiry(alice, bob)
     assert expire_oauth_connections.apply().get() == 1  # eager: the task's own code path
     statuses = dict(ProviderConnection.objects.values_list("pk", "status"))
     assert statuses == {
-        past.pk: "expired", future.pk: "connected", revoked.pk: "revoked", api.pk: "connected",
-    }  # fmt: skip
+        past.pk: "expired",
+        future.pk: "connected",
+        revoked.pk: "revoked",
+        api.pk: "connected",
+    }
     event = AuditEvent.objects.get(action="expired")
     assert (event.connection_id, event.user) == (past.pk, alice)
     assert expire_oauth_connections.apply().get() == 0  # nothing twice
@@ -67,8 +74,9 @@ def test_credentials_status_prints_counts_legacy_and_expiring_tokens(alice, bob)
     assert "OAuth tokens expired or expiring within an hour: 2" in out.getvalue()
     expiring = [line for line in lines if line and line[-1] in ("ago", "min")]
     assert [(line[0], line[1], line[4]) for line in expiring] == [
-        ("alice", "github-copilot", "expired"), ("bob", "github-copilot", "connected"),
-    ]  # fmt: skip
+        ("alice", "github-copilot", "expired"),
+        ("bob", "github-copilot", "connected"),
+    ]
     assert ("sk-or-v1-" + "pending-legacy-key") not in out.getvalue() and carol.username not in str(
         expiring
     )

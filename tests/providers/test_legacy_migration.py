@@ -82,8 +82,10 @@ def test_upgrading_a_0001_database_encrypts_and_migrates_every_legacy_key(
         assert keyring.looks_encrypted(stored) and keyring.decrypt(stored) == key  # in place
         connection_ = ProviderConnection.objects.get(user_id=user.pk)
         assert (connection_.provider_id, connection_.auth_type, connection_.status) == (
-            "openrouter", "api", "connected",
-        )  # fmt: skip
+            "openrouter",
+            "api",
+            "connected",
+        )
         assert connection_.api_key == key and connection_.key_hint == f"sk-or-…{key[-4:]}"
         row = UserSettings.objects.get(pk=user.pk)
         assert row.provider_auth_initialized and row.migration_completed_at is not None

@@ -29,13 +29,20 @@ def test_no_secret_is_stored_in_plaintext(alice, bob):
     )
     api = services.connection_create(user=alice, provider_id="anthropic", api_key=api_key)
     services.connection_create(
-        user=alice, provider_id="github-copilot", auth_type="oauth", oauth_access_token=access,
-        oauth_refresh_token=refresh, oauth_expires_at=timezone.now(),
-    )  # fmt: skip
+        user=alice,
+        provider_id="github-copilot",
+        auth_type="oauth",
+        oauth_access_token=access,
+        oauth_refresh_token=refresh,
+        oauth_expires_at=timezone.now(),
+    )
     services.connection_create(
-        user=bob, provider_id="corp", auth_type="wellknown", wellknown_key=wk_url,
+        user=bob,
+        provider_id="corp",
+        auth_type="wellknown",
+        wellknown_key=wk_url,
         wellknown_token=wk_token,
-    )  # fmt: skip
+    )
     with connection.cursor() as cursor:  # bob's row, restored in plaintext from a backup
         cursor.execute(
             "UPDATE user_settings SET openrouter_api_key = %s WHERE user_id = %s", [legacy, bob.pk]

@@ -1,16 +1,18 @@
 import pytest
 
+from projects.jobs import START_PIPELINE, JobType
 from projects.models import Project
+from projects.services import pipeline_start
 from queue_jobs import engine
 from queue_jobs.engine import StepError
-from queue_jobs.models import START_PIPELINE, Job, JobState, JobType
-from queue_jobs.pipeline import PipelineBusy, pipeline_start
+from queue_jobs.models import Job, JobState
+from queue_jobs.pipeline import PipelineBusy
 
 pytestmark = pytest.mark.django_db
 
 
 def _states(project):
-    return [job.state for job in Job.objects.filter(project=project).order_by("position")]
+    return [job.state for job in Job.objects.filter(subject=project).order_by("position")]
 
 
 def test_the_chain_runs_every_step_in_order(
@@ -38,7 +40,7 @@ def test_a_double_click_starts_one_pipeline(project, django_capture_on_commit_ca
         pipeline_start(project=project)
         with pytest.raises(PipelineBusy):
             pipeline_start(project=project)
-    assert Job.objects.filter(project=project).count() == 5
+    assert Job.objects.filter(subject=project).count() == 5
     assert len(callbacks) == 1
 
 
@@ -56,7 +58,7 @@ def test_transient_failures_are_retried_then_succeed(
     with django_capture_on_commit_callbacks(execute=True):
         pipeline_start(project=project)
     assert calls.count(JobType.WAIT_HEALTHY) == 3
-    assert Job.objects.get(project=project, type=JobType.WAIT_HEALTHY).attempts == 3
+    assert Job.objects.get(subject=project, type=JobType.WAIT_HEALTHY).attempts == 3
     assert _states(project) == [JobState.SUCCEEDED] * 5
 
 
@@ -72,8 +74,13 @@ def test_credentials_get_three_attempts_then_the_project_shows_the_error(
     with django_capture_on_commit_callbacks(execute=True):
         pipeline_start(project=project)
     assert calls.count(JobType.SET_CREDENTIALS) == 3
-    assert _states(project) == [JobState.SUCCEEDED, JobState.SUCCEEDED, JobState.FAILED,
-                                JobState.CANCELLED, JobState.CANCELLED]  # fmt: skip
+    assert _states(project) == [
+        JobState.SUCCEEDED,
+        JobState.SUCCEEDED,
+        JobState.FAILED,
+        JobState.CANCELLED,
+        JobState.CANCELLED,
+    ]
     project.refresh_from_db()
     assert project.status == Project.Status.ERROR
     assert project.error_message == "OpenCode answered 503"
@@ -107,7 +114,7 @@ def test_an_unexpected_exception_fails_the_step_with_a_message(
     behaviour[JobType.SESSION_CREATE] = bug
     with django_capture_on_commit_callbacks(execute=True):
         pipeline_start(project=project)
-    job = Job.objects.get(project=project, type=JobType.SESSION_CREATE)
+    job = Job.objects.get(subject=project, type=JobType.SESSION_CREATE)
     assert job.state == JobState.FAILED
     assert "Unexpected error" in job.last_error
 
@@ -130,7 +137,7 @@ def test_secrets_in_error_messages_are_redacted(
 
 
 def test_a_running_job_is_not_taken_by_another_task(project):
-    job = Job.objects.create(project=project, type=JobType.RUNTIME_UP)
+    job = Job.objects.create(subject=project, type=JobType.RUNTIME_UP)
     assert engine.claim(job.pk, "task-a") is not None
     assert engine.claim(job.pk, "task-b") is None  # a duplicate message
     assert engine.claim(job.pk, "task-a") is not None  # the same message, redelivered
@@ -141,6 +148,6 @@ def test_cancelled_jobs_do_not_run(project, eager, fake_steps, django_capture_on
     calls, _ = fake_steps
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         pipeline_start(project=project)
-    Job.objects.filter(project=project).update(state=JobState.CANCELLED)
+    Job.objects.filter(subject=project).update(state=JobState.CANCELLED)
     callbacks[0]()
     assert calls == []

@@ -3,8 +3,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from queue_jobs.models import Job, JobState, JobType
-from queue_jobs.pipeline import pipeline_start
+from projects.jobs import JobType
+from projects.services import pipeline_start
+from queue_jobs.models import Job, JobState
 from queue_jobs.recovery import jobs_recover, jobs_recover_stale
 
 pytestmark = pytest.mark.django_db
@@ -25,7 +26,7 @@ def test_an_interrupted_pipeline_resumes_from_its_first_unfinished_step(
 
 
 def test_only_jobs_running_past_the_time_limit_are_stale(project, settings):
-    job = Job.objects.create(project=project, type=JobType.RUNTIME_UP, state=JobState.RUNNING)
+    job = Job.objects.create(subject=project, type=JobType.RUNTIME_UP, state=JobState.RUNNING)
     assert jobs_recover_stale() == 0
     Job.objects.filter(pk=job.pk).update(
         updated_at=timezone.now() - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 120)

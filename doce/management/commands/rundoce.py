@@ -45,11 +45,21 @@ class Command(BaseCommand):
         commands = {
             "web": [python, manage, "runserver", f"{host}:{port}", "--noreload"],
             "worker": [
-                python, "-m", "celery", "-A", "doce", "worker", "--beat",
-                "--loglevel", "INFO", "--concurrency", str(concurrency),
-                "--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME,
+                python,
+                "-m",
+                "celery",
+                "-A",
+                "doce",
+                "worker",
+                "--beat",
+                "--loglevel",
+                "INFO",
+                "--concurrency",
+                str(concurrency),
+                "--schedule",
+                settings.CELERY_BEAT_SCHEDULE_FILENAME,
             ],
-        }  # fmt: skip
+        }
         children: dict[str, subprocess.Popen] = {}
         stopping = False
 

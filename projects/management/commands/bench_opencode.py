@@ -25,8 +25,9 @@ import psutil
 from django.core.management.base import BaseCommand, CommandError
 
 from doce.opencode import ApiKeyCredential, OpenCodeClient, binary
-from projects.runtimes import CustomProvider, ProjectSpec, RuntimeState
-from projects.runtimes.local import LocalRuntime
+from doce.opencode.runtimes import CustomProvider, RuntimeState, ServerSpec
+from doce.opencode.runtimes.local import LocalRuntime
+from doce.stub_llm import StubLLM
 
 
 def _ms(seconds: float) -> float:
@@ -64,16 +65,9 @@ class Command(BaseCommand):
             raise CommandError("--iterations must be at least 1.")
         if binary.find() is None:
             raise CommandError("The OpenCode binary is missing: run `make setup`.")
-        try:
-            from tests.stub_llm import StubLLM
-        except ImportError:
-            raise CommandError(
-                "bench_opencode needs tests/stub_llm.py (a source checkout)."
-            ) from None
-
         with StubLLM(reply="ok") as stub, tempfile.TemporaryDirectory() as folder:
-            spec = ProjectSpec(
-                project_id="bench",
+            spec = ServerSpec(
+                name="bench",
                 data_dir=Path(folder) / "bench",
                 model=f"stub/{stub.model}",
                 password=secrets.token_urlsafe(24),
@@ -86,7 +80,7 @@ class Command(BaseCommand):
         else:
             self._print(figures)
 
-    def _run(self, runtime: LocalRuntime, spec: ProjectSpec, n: int) -> dict:
+    def _run(self, runtime: LocalRuntime, spec: ServerSpec, n: int) -> dict:
         figures: dict = {}
         started = time.perf_counter()
         state = runtime.start(spec)
@@ -185,8 +179,11 @@ class Command(BaseCommand):
             ("PUT /auth, OpenCode's own (bare http.client)", "put_auth_opencode_ms", "ms"),
             ("PUT /auth through doce's client", "inject_through_doce_ms", "ms"),
             ("  doce's overhead on top", "inject_doce_overhead_ms", "ms"),
-            ("  doce's overhead, no network (client+PUT+dispose)",
-             "inject_doce_overhead_no_network_ms", "ms"),
+            (
+                "  doce's overhead, no network (client+PUT+dispose)",
+                "inject_doce_overhead_no_network_ms",
+                "ms",
+            ),
             ("first session (builds the instance)", "first_session_create_ms", "ms"),
             ("first prompt round trip (stub LLM)", "first_prompt_ms", "ms"),
             ("warm prompt round trip", "warm_prompt_ms", "ms"),
@@ -196,7 +193,7 @@ class Command(BaseCommand):
             ("resident memory, idle after health", "rss_healthy_mb", "MB"),
             ("resident memory, after prompts", "rss_after_prompts_mb", "MB"),
             ("stop", "stop_ms", "ms"),
-        ]  # fmt: skip
+        ]
         self.stdout.write(f"OpenCode benchmark (medians of {figures['iterations']} samples)")
         for label, key, unit in rows:
             self.stdout.write(f"  {label:<52} {figures[key]:>10} {unit}")

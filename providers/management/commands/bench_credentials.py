@@ -98,8 +98,11 @@ class Command(BaseCommand):
 
     def _rotation(self, alias, count, batch_size, keys, *, where):
         old_key, new_key, newer_key = keys
-        names = [f.attname for f in ProviderConnection._meta.local_concrete_fields
-                 if isinstance(f, EncryptedTextField)]  # fmt: skip
+        names = [
+            f.attname
+            for f in ProviderConnection._meta.local_concrete_fields
+            if isinstance(f, EncryptedTextField)
+        ]
         self.stdout.write(f"Rotation of {count} connections ({where}, batches of {batch_size}):")
         with override_settings(DOCE_ENCRYPTION_KEYS=[old_key]):
             first_pk, seconds = _timed(lambda: _create_connections(alias, count))
@@ -107,8 +110,14 @@ class Command(BaseCommand):
         rows = ProviderConnection.objects.using(alias).filter(pk__gt=first_pk)
 
         def rotate(dry_run=False):
-            return rotate_model(ProviderConnection, names, dry_run=dry_run,
-                                batch_size=batch_size, using=alias, queryset=rows)  # fmt: skip
+            return rotate_model(
+                ProviderConnection,
+                names,
+                dry_run=dry_run,
+                batch_size=batch_size,
+                using=alias,
+                queryset=rows,
+            )
 
         with override_settings(DOCE_ENCRYPTION_KEYS=[new_key, old_key]):
             counts, seconds = _timed(lambda: rotate(dry_run=True))

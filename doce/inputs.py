@@ -1,0 +1,26 @@
+"""Input rules every app's forms share: control characters, and how long a repeated
+submit counts as a double click rather than a second request."""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import timedelta
+
+#: A submit repeated within this window (same values) answers what the first one did.
+DOUBLE_SUBMIT_WINDOW = timedelta(seconds=30)
+
+# One-line values (keys, names, ids) take no line break, tab or invisible format
+# character (zero-width spaces, direction marks) that a paste can smuggle in.
+_ONE_LINE_FORBIDDEN = frozenset({"Cc", "Cf", "Zl", "Zp"})
+# Free text (prompts, messages) keeps line breaks and tabs, and format characters such
+# as the zero-width joiner inside emoji.
+_TEXT_ALLOWED_CONTROLS = frozenset("\n\r\t")
+
+
+def has_control_characters(value: str, *, multiline: bool = False) -> bool:
+    if multiline:
+        return any(
+            unicodedata.category(char) == "Cc" and char not in _TEXT_ALLOWED_CONTROLS
+            for char in value
+        )
+    return any(unicodedata.category(char) in _ONE_LINE_FORBIDDEN for char in value)

@@ -1,0 +1,221 @@
+"""The Docker Compose runtime: each project's OpenCode server is a compose project.
+
+``docker compose -p doce_<id> -f <data>/compose.yaml up -d / stop / down -v``. The
+container runs the same ``opencode serve`` with the same environment as the local
+runtime, listens on 0.0.0.0 inside the container (a port mapping cannot reach a
+loopback-only server) and is published on 127.0.0.1 only. The workspace is a bind mount
+(doce reads the site's files); the OpenCode home, with auth.json, is a named volume that
+``down -v`` deletes. The server password is passed to ``docker compose`` in its
+environment and referenced by name in the file, so it is never written to disk.
+
+The image defaults to doce's own (it carries the pinned binary). The workspace folder
+must be writable by the image's user (uid 1000 in doce's image). A custom provider
+whose base URL is on the host must use ``host.docker.internal`` (mapped to the host).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import subprocess
+from typing import Any
+
+import yaml
+from django.conf import settings
+
+from doce.opencode.runtimes.base import (
+    MARKER,
+    Runtime,
+    RuntimeFailure,
+    RuntimeState,
+    ServerSpec,
+    free_port,
+    server_env,
+)
+from doce.opencode.runtimes.config import write_opencode_config, write_private
+
+logger = logging.getLogger(__name__)
+
+CONTAINER_PORT = 4096
+CONTAINER_WORKSPACE = "/workspace"
+SERVICE = "opencode"
+COMPOSE_FILE = "compose.yaml"
+# What the docker CLI needs from doce's environment to find its daemon; nothing else.
+_CLI_ENV = (
+    "PATH",
+    "HOME",
+    "XDG_RUNTIME_DIR",
+    "DOCKER_HOST",
+    "DOCKER_CONTEXT",
+    "DOCKER_CONFIG",
+    "DOCKER_CERT_PATH",
+    "DOCKER_TLS_VERIFY",
+)
+_UP_TIMEOUT = 600  # may pull the image
+_COMMAND_TIMEOUT = 120
+
+
+def compose_project_name(name: str) -> str:
+    """``doce_<id>``; compose project names are lower case letters, digits, ``_-``."""
+    return "doce_" + re.sub(r"[^a-z0-9_-]", "-", name.lower())
+
+
+def render_compose(spec: ServerSpec, *, port: int) -> dict[str, Any]:
+    name = compose_project_name(spec.name)
+    home = settings.DOCE_OPENCODE_IMAGE_HOME
+    env = server_env(home=home, password=None)
+    env.pop("TMPDIR")  # the volume starts empty: let the image's /tmp serve
+    environment = [f"{key}={value}" for key, value in sorted(env.items())]
+    # Bare name: compose takes the value from its own environment (see _run).
+    environment.append("OPENCODE_SERVER_PASSWORD")
+    stop_grace = max(1, int(settings.DOCE_OPENCODE_STOP_GRACE * 2))
+    return {
+        "name": name,
+        "services": {
+            SERVICE: {
+                "image": settings.DOCE_OPENCODE_IMAGE,
+                "container_name": f"{name}_{SERVICE}",
+                "entrypoint": [settings.DOCE_OPENCODE_IMAGE_BIN],
+                # All interfaces of the container only; published on the host's loopback.
+                "command": ["serve", "--hostname", "0.0.0.0", "--port", str(CONTAINER_PORT)],  # noqa: S104
+                "working_dir": CONTAINER_WORKSPACE,
+                "environment": environment,
+                "volumes": [
+                    {
+                        "type": "bind",
+                        "source": str(spec.layout.workspace.resolve()),
+                        "target": CONTAINER_WORKSPACE,
+                    },
+                    {"type": "volume", "source": "opencode_home", "target": home},
+                ],
+                "ports": [
+                    {
+                        "target": CONTAINER_PORT,
+                        "published": str(port),
+                        "host_ip": "127.0.0.1",
+                        "protocol": "tcp",
+                    }
+                ],
+                "extra_hosts": ["host.docker.internal:host-gateway"],
+                # Reaps the helpers OpenCode starts (its npm install).
+                "init": True,
+                # OpenCode ignores SIGTERM during its npm install: docker kills after this.
+                "stop_grace_period": f"{stop_grace}s",
+                # doce's reconciler restarts projects; docker must not do it behind its back.
+                "restart": "no",
+                "cap_drop": ["ALL"],
+                "security_opt": ["no-new-privileges:true"],
+                "labels": {
+                    "org.doce.server": spec.name,
+                },
+            }
+        },
+        "volumes": {"opencode_home": {}},
+    }
+
+
+class DockerComposeRuntime(Runtime):
+    name = "docker"
+    alive_check_interval = 2.0  # each check runs `docker inspect`
+
+    def start(self, spec: ServerSpec) -> RuntimeState:
+        layout = spec.layout
+        layout.prepare()
+        write_opencode_config(spec)
+        port = free_port()
+        compose = render_compose(spec, port=port)
+        compose_file = layout.data_dir / COMPOSE_FILE
+        write_private(compose_file, yaml.safe_dump(compose, sort_keys=False))
+        project = compose["name"]
+        state = RuntimeState(
+            runtime=self.name,
+            data_dir=str(layout.data_dir),
+            port=port,
+            directory=CONTAINER_WORKSPACE,
+            container_name=compose["services"][SERVICE]["container_name"],
+            compose_project=project,
+        )
+        # `up` recreates the container when the file changed (a new port, model...).
+        self._compose(
+            state, ["up", "-d", "--remove-orphans"], password=spec.password, timeout=_UP_TIMEOUT
+        )
+        logger.info(
+            "started OpenCode for project %s: compose project %s, port %s", spec.name, project, port
+        )
+        return state
+
+    def stop(self, state: RuntimeState) -> RuntimeState:
+        if state.compose_project:
+            self._compose(state, ["stop"])
+        return RuntimeState(
+            runtime=state.runtime,
+            data_dir=state.data_dir,
+            port=state.port,
+            directory=state.directory,
+            active=False,
+            container_name=state.container_name,
+            compose_project=state.compose_project,
+        )
+
+    def remove(self, state: RuntimeState) -> None:
+        if state.compose_project:
+            self._compose(state, ["down", "-v", "--remove-orphans"])
+        data_dir = state.layout.data_dir
+        if (data_dir / MARKER).is_file():
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+    def is_alive(self, state: RuntimeState) -> bool:
+        if not state.container_name:
+            return False
+        result = _run(
+            [_docker(), "inspect", "--format", "{{.State.Running}}", state.container_name],
+            timeout=_COMMAND_TIMEOUT,
+            check=False,
+        )
+        return result.returncode == 0 and result.stdout.strip() == "true"
+
+    def _compose(
+        self,
+        state: RuntimeState,
+        args: list[str],
+        *,
+        password: str | None = None,
+        timeout: float = _COMMAND_TIMEOUT,
+    ) -> None:
+        compose_file = str(state.layout.data_dir / COMPOSE_FILE)
+        command = [_docker(), "compose", "-p", state.compose_project, "-f", compose_file, *args]
+        _run(command, timeout=timeout, password=password)
+
+
+def _docker() -> str:
+    found = shutil.which(settings.DOCE_DOCKER_BIN)
+    if found is None:
+        raise RuntimeFailure(
+            f"{settings.DOCE_DOCKER_BIN!r} was not found: install Docker or use DOCE_RUNTIME=local",
+            retryable=False,
+        )
+    return found
+
+
+def _run(
+    command: list[str], *, timeout: float, password: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    env = {name: os.environ[name] for name in _CLI_ENV if name in os.environ}
+    if password is not None:
+        env["OPENCODE_SERVER_PASSWORD"] = password
+    try:
+        result = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise RuntimeFailure(
+            f"`{' '.join(command[1:4])}` timed out after {timeout:.0f} s"
+        ) from None
+    if check and result.returncode != 0:
+        raise RuntimeFailure(
+            f"`docker {' '.join(command[1:])}` failed ({result.returncode}): "
+            f"{result.stderr.strip()[-500:]}"
+        )
+    return result

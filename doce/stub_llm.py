@@ -1,0 +1,238 @@
+"""A stub OpenAI-compatible LLM server that records what it is sent.
+
+OpenCode reaches a provider declared with ``"npm": "@ai-sdk/openai-compatible"`` and
+``options.baseURL = stub.base_url``; it calls ``POST /v1/chat/completions`` with
+``stream: true`` and sends ``Authorization: Bearer <key>`` for the key set through
+``PUT /auth/<provider>`` (no header when none is set). That header is the proof that a
+credential reached the provider, so every request is recorded with its headers.
+
+    with StubLLM(reply="Hello") as stub:
+        config = stub.provider_config("stub")   # for opencode.json
+        ...
+        assert stub.authorizations() == ["Bearer sk-1"]
+
+``status`` (e.g. 401) makes every completion fail the way a provider rejecting a key does.
+Used by the benchmark commands (``bench_opencode``, ``bench_pipeline``) and the tests.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+DEFAULT_MODEL = "stub-model"
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-cased names
+    body: Any  # parsed JSON, or the raw text when it is not JSON
+    at: float = field(default_factory=time.monotonic)
+
+    @property
+    def authorization(self) -> str | None:
+        return self.headers.get("authorization")
+
+
+class StubLLM:
+    """Serves ``/v1/chat/completions`` and ``/v1/models`` on 127.0.0.1 in a thread."""
+
+    def __init__(
+        self,
+        *,
+        reply: str = "Hello from the stub LLM.",
+        status: int = 200,
+        model: str = DEFAULT_MODEL,
+        delay: float = 0.0,
+    ) -> None:
+        self.reply = reply
+        self.status = status
+        self.model = model
+        self.delay = delay
+        self._requests: list[RecordedRequest] = []
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle -------------------------------------------------------------------
+    def start(self) -> StubLLM:
+        handler = type("Handler", (_Handler,), {"stub": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="stub-llm", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> StubLLM:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- what callers read -----------------------------------------------------------
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "StubLLM is not started"
+        return self._server.server_address[1]
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI-style base URL, ``http://127.0.0.1:PORT/v1``."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    def completions(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path.endswith("/chat/completions")]
+
+    def authorizations(self) -> list[str | None]:
+        """The Authorization header of every completion request, in order."""
+        return [r.authorization for r in self.completions()]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._requests.clear()
+
+    def provider_config(self, provider_id: str = "stub", name: str = "Stub") -> dict:
+        """The opencode.json ``provider`` entry that points OpenCode at this stub."""
+        return {
+            provider_id: {
+                "npm": "@ai-sdk/openai-compatible",
+                "name": name,
+                "options": {"baseURL": self.base_url},
+                "models": {self.model: {"name": "Stub Model"}},
+            }
+        }
+
+    def _record(self, request: RecordedRequest) -> None:
+        with self._lock:
+            self._requests.append(request)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    stub: StubLLM
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib name)
+        pass  # keep test output clean
+
+    def _read_body(self) -> Any:
+        length = int(self.headers.get("content-length") or 0)
+        raw = self.rfile.read(length).decode() if length else ""
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError:
+            return raw
+
+    def _send_json(self, status: int, payload: Any) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:  # noqa: N802 (stdlib name)
+        self.stub._record(RecordedRequest("GET", self.path, _lower(self.headers.items()), None))
+        if self.path.rstrip("/").endswith("/models"):
+            self._send_json(200, {"object": "list", "data": [{"id": self.stub.model}]})
+        else:
+            self._send_json(404, {"error": {"message": "not found"}})
+
+    def do_POST(self) -> None:  # noqa: N802 (stdlib name)
+        body = self._read_body()
+        self.stub._record(RecordedRequest("POST", self.path, _lower(self.headers.items()), body))
+        if not self.path.endswith("/chat/completions"):
+            self._send_json(404, {"error": {"message": "not found"}})
+            return
+        if self.stub.delay:
+            time.sleep(self.stub.delay)
+        if self.stub.status != 200:
+            self._send_json(
+                self.stub.status,
+                {
+                    "error": {
+                        "message": "Incorrect API key provided.",
+                        "type": "invalid_request_error",
+                        "code": "invalid_api_key",
+                    }
+                },
+            )
+            return
+        stream = isinstance(body, dict) and body.get("stream")
+        if stream:
+            self._stream_reply()
+        else:
+            self._send_json(200, _completion(self.stub.model, self.stub.reply))
+
+    def _stream_reply(self) -> None:
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("cache-control", "no-cache")
+        self.send_header("connection", "close")
+        self.end_headers()
+        model = self.stub.model
+        chunks = [
+            _chunk(model, {"role": "assistant", "content": ""}),
+            _chunk(model, {"content": self.stub.reply}),
+            _chunk(model, {}, finish_reason="stop"),
+        ]
+        for chunk in chunks:
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()
+        self.close_connection = True
+
+
+def _lower(items: Any) -> dict[str, str]:
+    return {name.lower(): value for name, value in items}
+
+
+_USAGE = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+
+
+def _chunk(model: str, delta: dict, finish_reason: str | None = None) -> dict:
+    chunk = {
+        "id": "chatcmpl-stub",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+    }
+    if finish_reason:
+        chunk["usage"] = _USAGE
+    return chunk
+
+
+def _completion(model: str, text: str) -> dict:
+    return {
+        "id": "chatcmpl-stub",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": _USAGE,
+    }

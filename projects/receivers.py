@@ -1,0 +1,18 @@
+"""Connection changes (providers.signals) reach running projects through the pipeline."""
+
+from __future__ import annotations
+
+from django.dispatch import receiver
+
+from projects.propagation import credentials_propagate
+from providers.signals import credential_changed, credential_removed
+
+
+@receiver(credential_changed, dispatch_uid="projects.reinject")
+def _reinject(sender, *, user_id: int, provider_id: str, **kwargs) -> None:
+    credentials_propagate(user_id=user_id, provider_id=provider_id, removed=False)
+
+
+@receiver(credential_removed, dispatch_uid="projects.remove")
+def _remove(sender, *, user_id: int, provider_id: str, **kwargs) -> None:
+    credentials_propagate(user_id=user_id, provider_id=provider_id, removed=True)

@@ -1,0 +1,177 @@
+"""The project's pipeline steps, registered with the job engine (queue_jobs).
+
+Each is idempotent, so a task redelivered after its worker died (acks_late) does no
+harm: a live server is kept, a session the server still has is reused, and the initial
+prompt is never sent twice."""
+
+from __future__ import annotations
+
+import logging
+
+from django.utils import timezone
+
+from doce.opencode import ModelRef, NotFound, OpenCodeError
+from doce.opencode.runtimes import RuntimeFailure
+from doce.opencode.runtimes.config import write_opencode_config
+from projects import credentials
+from projects import services as project_services
+from projects.jobs import CREDENTIAL_ATTEMPTS, JobType
+from projects.models import Project
+from queue_jobs.engine import StepError
+from queue_jobs.models import Job
+from queue_jobs.registry import step
+
+logger = logging.getLogger(__name__)
+
+
+def mark_project_failed(job: Job, exc: StepError) -> None:
+    """A start-up, stop or delete step failed for good: the project shows why. (Work on
+    a running project, such as a re-injection, leaves it running; its job row says.)"""
+    kind = exc.kind or Project.ErrorKind.PIPELINE
+    Project.objects.filter(pk=job.subject_id).exclude(status=Project.Status.DELETING).update(
+        status=Project.Status.ERROR,
+        error_kind=kind,
+        error_message=exc.user_message[:2000],
+        updated_at=timezone.now(),
+    )
+
+
+def _opencode_error(exc: OpenCodeError, doing: str) -> StepError:
+    return StepError(f"OpenCode could not {doing}: {exc.message}", retryable=exc.retryable)
+
+
+@step(JobType.RUNTIME_UP, on_failure=mark_project_failed)
+def runtime_up(job: Job) -> None:
+    project = job.subject
+    runtime = project_services.project_runtime(project)
+    try:
+        state = runtime.ensure_started(
+            project_services.project_spec(project), project_services.runtime_state(project)
+        )
+    except RuntimeFailure as exc:
+        raise StepError(
+            f"The project's server did not start: {exc.message}",
+            retryable=exc.retryable,
+            kind=Project.ErrorKind.RUNTIME,
+        ) from exc
+    except ValueError as exc:  # a spec that can never start (bad model, bad id)
+        raise StepError(f"The project cannot start: {exc}", retryable=False) from exc
+    Project.objects.filter(pk=project.pk).update(
+        runtime=runtime.name,
+        runtime_state=state.to_dict(),
+        data_dir=state.data_dir,
+        status=Project.Status.STARTING,
+        updated_at=timezone.now(),
+    )
+
+
+@step(JobType.WAIT_HEALTHY, on_failure=mark_project_failed)
+def wait_healthy(job: Job) -> None:
+    project = job.subject
+    state = project_services.runtime_state(project)
+    if state is None:
+        raise StepError("The project's server was never started.", retryable=False)
+    runtime = project_services.project_runtime(project)
+    try:
+        runtime.wait_healthy(state, str(project.server_password))
+    except RuntimeFailure as exc:
+        raise StepError(
+            f"The project's server did not come up: {exc.message}",
+            retryable=exc.retryable,
+            kind=Project.ErrorKind.RUNTIME,
+        ) from exc
+
+
+@step(JobType.SET_CREDENTIALS, max_attempts=CREDENTIAL_ATTEMPTS, on_failure=mark_project_failed)
+def set_provider_credentials(job: Job) -> None:
+    project = job.subject
+    # Right after health and before the first session the server has no instance yet,
+    # so the credential applies at once. A project that already had a session may have
+    # a live instance caching the old one: dispose (5 ms) so the next request rebuilds.
+    credentials.inject(project=project, dispose=bool(project.bootstrap_session_id))
+
+
+@step(JobType.REINJECT_CREDENTIALS, max_attempts=CREDENTIAL_ATTEMPTS)
+def reinject_credentials(job: Job) -> None:
+    project = job.subject
+    if not project_services.is_running(project):
+        return  # a stopped project gets the current credential at its next start
+    provider_id = job.params.get("provider_id") or project.current_model_provider_id
+    # The project's opencode.json names its model and the user's custom providers, which
+    # may have changed too (a model change, a new endpoint); the dispose that follows the
+    # injection makes OpenCode read it again.
+    try:
+        write_opencode_config(project_services.project_spec(project))
+    except (RuntimeFailure, ValueError) as exc:
+        raise StepError(f"The project's OpenCode config could not be written: {exc}") from exc
+    credentials.inject(project=project, provider_id=provider_id, dispose=True)
+
+
+@step(JobType.REMOVE_CREDENTIALS)
+def remove_credentials(job: Job) -> None:
+    project = job.subject
+    if not project_services.is_running(project):
+        return
+    credentials.remove(project=project, provider_id=job.params["provider_id"])
+
+
+@step(JobType.SESSION_CREATE, on_failure=mark_project_failed)
+def session_create(job: Job) -> None:
+    project = job.subject
+    title = project_services.session_title(project)
+    with project_services.project_client(project) as client:
+        try:
+            if project.bootstrap_session_id:
+                try:
+                    client.session_get(project.bootstrap_session_id)
+                    return
+                except NotFound:
+                    pass
+            # A worker may have died after creating the session but before saving its
+            # id: the title says which session is ours.
+            existing = [s for s in client.session_list() if s.get("title") == title]
+            session = existing[0] if existing else client.session_create(title=title)
+        except OpenCodeError as exc:
+            raise _opencode_error(exc, "open a session") from exc
+    Project.objects.filter(pk=project.pk).update(
+        bootstrap_session_id=session["id"], updated_at=timezone.now()
+    )
+
+
+@step(JobType.SEND_INITIAL_PROMPT, on_failure=mark_project_failed)
+def send_initial_prompt(job: Job) -> None:
+    project = job.subject
+    if not project.initial_prompt_sent:
+        with project_services.project_client(project) as client:
+            try:
+                sent_before = any(
+                    message["info"].get("role") == "user"
+                    for message in client.messages(project.bootstrap_session_id)
+                )
+                if not sent_before:
+                    client.prompt_async(
+                        project.bootstrap_session_id,
+                        project.prompt,
+                        model=ModelRef(project.current_model_provider_id, project.current_model_id),
+                    )
+            except OpenCodeError as exc:
+                raise _opencode_error(exc, "take your prompt") from exc
+    now = timezone.now()
+    Project.objects.filter(pk=project.pk).update(
+        initial_prompt_sent=True,
+        status=Project.Status.RUNNING,
+        error_kind="",
+        error_message="",
+        last_activity_at=now,
+        updated_at=now,
+    )
+
+
+@step(JobType.RUNTIME_DOWN, on_failure=mark_project_failed)
+def runtime_down(job: Job) -> None:
+    project_services.server_stop(project=job.subject)
+
+
+@step(JobType.PROJECT_DELETE, on_failure=mark_project_failed)
+def project_delete(job: Job) -> None:
+    project_services.project_destroy(project=job.subject)

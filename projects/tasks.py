@@ -1,0 +1,14 @@
+"""Periodic housekeeping of projects (scheduled by beat): notice servers that died,
+stop projects left idle. Takes and returns no secret."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from projects.reconcile import projects_reconcile, projects_stop_idle
+
+
+@shared_task(name="projects.reconcile", ignore_result=True)
+def reconcile() -> None:
+    projects_reconcile()
+    projects_stop_idle()

@@ -1,0 +1,126 @@
+"""The Docker Compose runtime against a fake ``docker`` CLI that records its calls."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+import yaml
+
+from doce.opencode.runtimes import RuntimeFailure, RuntimeStatus, get_runtime
+from doce.opencode.runtimes.docker import DockerComposeRuntime, render_compose
+
+
+@pytest.fixture
+def runtime(settings) -> DockerComposeRuntime:
+    settings.DOCE_OPENCODE_IMAGE = "registry.example.com/doce:1.2.3"
+    return DockerComposeRuntime()
+
+
+def test_get_runtime_follows_the_setting(settings):
+    settings.DOCE_RUNTIME = "docker"
+    assert isinstance(get_runtime(), DockerComposeRuntime)
+
+
+def test_up_renders_a_valid_compose_file_and_runs_compose(
+    runtime, fake_docker, make_spec, monkeypatch
+):
+    monkeypatch.setenv("SECRET_KEY", "django-secret-key-value-0123456789")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-proj-parent-env-key")
+    spec = make_spec(42)
+    state = runtime.start(spec)
+
+    compose_file = spec.layout.data_dir / "compose.yaml"
+    assert [call["argv"] for call in fake_docker.calls] == [
+        ["compose", "-p", "doce_42", "-f", str(compose_file), "up", "-d", "--remove-orphans"]
+    ]
+    call = fake_docker.calls[0]
+    # The password reaches compose through its environment, nothing else of doce's does.
+    assert call["env"]["OPENCODE_SERVER_PASSWORD"] == spec.password
+    assert not {"SECRET_KEY", "OPENAI_API_KEY", "DATABASE_URL"} & set(call["env_names"])
+
+    assert stat.S_IMODE(compose_file.stat().st_mode) == 0o600
+    text = compose_file.read_text()
+    assert spec.password not in text
+    compose = yaml.safe_load(text)
+    assert compose["name"] == "doce_42"
+    service = compose["services"]["opencode"]
+    assert service["image"] == "registry.example.com/doce:1.2.3"
+    assert service["entrypoint"] == ["/app/node_modules/opencode-linux-x64/bin/opencode"]
+    assert service["command"] == ["serve", "--hostname", "0.0.0.0", "--port", "4096"]
+    assert service["ports"] == [
+        {"target": 4096, "published": str(state.port), "host_ip": "127.0.0.1", "protocol": "tcp"}
+    ]
+    assert service["working_dir"] == "/workspace"
+    volumes = {volume["target"]: volume for volume in service["volumes"]}
+    assert volumes["/workspace"] == {
+        "type": "bind",
+        "source": str(spec.layout.workspace.resolve()),
+        "target": "/workspace",
+    }
+    assert volumes["/home/doce"]["type"] == "volume"
+    assert compose["volumes"] == {"opencode_home": {}}
+    assert volumes["/home/doce"]["source"] == "opencode_home"
+    environment = dict(item.partition("=")[::2] for item in service["environment"])
+    assert environment["OPENCODE_SERVER_PASSWORD"] == ""  # bare name: value from compose's env
+    assert "OPENCODE_SERVER_PASSWORD=" not in text
+    assert environment["HOME"] == "/home/doce"
+    assert environment["XDG_DATA_HOME"] == "/home/doce/.local/share"
+    assert environment["OPENCODE_DISABLE_MODELS_FETCH"] == "1"
+    assert environment["OPENCODE_DISABLE_AUTOUPDATE"] == "1"
+    assert environment["npm_config_offline"] == "true"
+    assert service["restart"] == "no" and service["init"] is True
+
+    # The workspace opencode.json is written as for the local runtime.
+    config = json.loads((spec.layout.workspace / "opencode.json").read_text())
+    assert config["model"] == "stub/stub-model"
+    assert state.container_name == "doce_42_opencode" and state.directory == "/workspace"
+    assert state.base_url == f"http://127.0.0.1:{state.port}"
+
+
+def test_status_stop_and_down(runtime, fake_docker, make_spec):
+    spec = make_spec(5)
+    state = runtime.start(spec)
+    assert runtime.status(state) is RuntimeStatus.RUNNING
+    assert fake_docker.calls[-1]["argv"] == [
+        "inspect",
+        "--format",
+        "{{.State.Running}}",
+        "doce_5_opencode",
+    ]
+
+    fake_docker.crash_container()
+    assert runtime.status(state) is RuntimeStatus.CRASHED
+
+    stopped = runtime.stop(state)
+    assert fake_docker.calls[-1]["argv"][-1] == "stop"
+    assert fake_docker.calls[-1]["argv"][:3] == ["compose", "-p", "doce_5"]
+    assert runtime.status(stopped) is RuntimeStatus.STOPPED
+
+    runtime.remove(stopped)
+    assert fake_docker.calls[-1]["argv"][-3:] == ["down", "-v", "--remove-orphans"]
+    assert not spec.layout.data_dir.exists()
+    assert runtime.status(state) is RuntimeStatus.CRASHED  # no such container any more
+
+
+def test_compose_failures_are_reported(runtime, fake_docker, make_spec):
+    fake_docker.fail_next()
+    with pytest.raises(RuntimeFailure, match="no such image") as info:
+        runtime.start(make_spec())
+    assert info.value.retryable is True
+
+
+def test_a_missing_docker_cli_is_a_permanent_failure(runtime, settings, make_spec):
+    settings.DOCE_DOCKER_BIN = "docker-that-does-not-exist"
+    with pytest.raises(RuntimeFailure, match="was not found") as info:
+        runtime.start(make_spec())
+    assert info.value.retryable is False
+
+
+def test_names_are_safe_for_compose(make_spec):
+    compose = render_compose(make_spec("Proj_7-A"), port=4100)
+    assert compose["name"] == "doce_proj_7-a"
+    assert yaml.safe_load(yaml.safe_dump(compose)) == compose
+    assert os.sep not in compose["services"]["opencode"]["container_name"]

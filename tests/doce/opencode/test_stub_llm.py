@@ -1,0 +1,45 @@
+"""The stub LLM other tests rely on: it must record headers and speak OpenAI's format."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from doce.stub_llm import StubLLM
+
+
+def test_it_streams_a_reply_and_records_the_authorization():
+    with StubLLM(reply="Bonjour") as stub:
+        messages = [{"role": "user", "content": "hi"}]
+        body = {"model": "stub-model", "stream": True, "messages": messages}
+        with httpx.stream(
+            "POST",
+            f"{stub.base_url}/chat/completions",
+            json=body,
+            headers={"Authorization": "Bearer sk-test-1"},
+        ) as response:
+            lines = [line for line in response.iter_lines() if line.startswith("data: ")]
+        assert response.headers["content-type"] == "text/event-stream"
+        assert lines[-1] == "data: [DONE]"
+        chunks = [json.loads(line[6:]) for line in lines[:-1]]
+        text = "".join(chunk["choices"][0]["delta"].get("content", "") for chunk in chunks)
+        assert text == "Bonjour"
+        assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+
+        plain = httpx.post(f"{stub.base_url}/chat/completions", json={"stream": False})
+        assert plain.json()["choices"][0]["message"]["content"] == "Bonjour"
+
+        assert stub.authorizations() == ["Bearer sk-test-1", None]
+        assert stub.completions()[0].body["messages"][0]["content"] == "hi"
+        assert stub.provider_config("stub")["stub"]["options"]["baseURL"] == stub.base_url
+        stub.clear()
+        assert stub.requests == []
+
+
+def test_it_can_reject_keys_like_a_provider():
+    with StubLLM(status=401) as stub:
+        response = httpx.post(f"{stub.base_url}/chat/completions", json={"stream": True})
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "invalid_api_key"
+        assert len(stub.completions()) == 1
