@@ -39,9 +39,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_ROOT_USER_ACTION=ignore
 
 # OpenCode's agent uses git (snapshots) and ripgrep (file search); without rg on PATH it
-# would download one at run time.
+# would download one at run time. Every OpenCode server runs in a sandbox made with
+# bubblewrap and pasta (passt), whose routes are set with iproute2 and nsenter.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends git ripgrep \
+       bubblewrap passt iproute2 util-linux \
     && rm -rf /var/lib/apt/lists/*
 
 ARG DOCE_UID=1000

@@ -17,7 +17,7 @@ UV_COMPILE = $(UV) pip compile --quiet --generate-hashes --python-version 3.11 \
 # editable install needs no build isolation, which would fetch it unhashed) and pip itself.
 LOCK_EXTRAS = $(PY) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], "pip", sep="\n")'
 
-.PHONY: run test setup setup-dev lock browser migrate lint check clean
+.PHONY: run test setup setup-dev lock browser sandbox migrate lint check clean
 
 ## make run: install everything (first time), migrate, start web + worker; Ctrl-C stops both
 run: setup migrate
@@ -27,7 +27,7 @@ run: setup migrate
 test: setup-dev browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-setup: $(VENV)/.installed node_modules/.installed
+setup: $(VENV)/.installed node_modules/.installed sandbox
 
 setup-dev: setup $(VENV)/.installed-dev
 
@@ -57,6 +57,16 @@ lock:
 node_modules/.installed: package.json package-lock.json
 	npm install --no-audit --no-fund
 	touch $@
+
+# Every OpenCode server runs sandboxed: bubblewrap (namespaces) and pasta (from passt: its
+# network), with iproute2 and nsenter (util-linux) to set the sandbox's routes.
+sandbox:
+	@command -v bwrap >/dev/null && command -v pasta >/dev/null && command -v ip >/dev/null \
+	  && command -v nsenter >/dev/null || { \
+	  echo "Installing the sandbox tools (bubblewrap, passt)..."; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	    bubblewrap passt iproute2 util-linux; }
 
 # UI tests drive Debian's Chromium (Playwright's own browser download is not used).
 browser:

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 
 from doce.opencode import binary as opencode_bin
+from doce.opencode.runtimes import sandbox_plan
 
 
 @register(Tags.security, deploy=False)
@@ -84,4 +85,22 @@ def check_operator_opencode_config(app_configs, **kwargs):
         ]
     if not isinstance(value, dict):
         return [Error(f"DOCE_OPENCODE_CONFIG={path} must hold a JSON object.", id="doce.E003")]
+    return []
+
+
+@register()
+def check_sandbox(app_configs, **kwargs):
+    """Say it at start-up: servers unsandboxed on purpose, or not startable at all."""
+    if not sandbox_plan.enabled():
+        return [Warning(sandbox_plan.OFF_WARNING, id="doce.W010")]
+    reason = sandbox_plan.problem()
+    if reason:
+        return [
+            Warning(
+                f"OpenCode servers cannot be sandboxed ({reason}): projects, sign-ins and "
+                "the provider catalog will not start.",
+                hint=sandbox_plan.INSTALL_HINT,
+                id="doce.W011",
+            )
+        ]
     return []

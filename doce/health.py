@@ -1,4 +1,5 @@
-"""GET /healthz: can doce reach its database, its broker (round trip) and OpenCode?"""
+"""GET /healthz: can doce reach its database, its broker (round trip) and OpenCode, and
+can it sandbox OpenCode servers?"""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from django.views.decorators.http import require_GET
 
 from doce.celery import app
 from doce.opencode import binary as opencode_bin
+from doce.opencode.runtimes import sandbox_plan
 from doce.tasks import ping
 
 BROKER_ROUND_TRIP_TIMEOUT = 5.0
@@ -54,7 +56,23 @@ def check_opencode() -> dict:
     return {"ok": True, "path": str(path), "version": opencode_bin.version(path)}
 
 
-CHECKS = {"database": check_database, "broker": check_broker, "opencode": check_opencode}
+def check_sandbox() -> dict:
+    """Down when servers cannot be sandboxed (they are then refused); ok but flagged
+    when the operator turned the sandbox off."""
+    if not sandbox_plan.enabled():
+        return {"ok": True, "enabled": False, "warning": sandbox_plan.OFF_WARNING}
+    reason = sandbox_plan.problem()
+    if reason:
+        raise RuntimeError(f"the sandbox cannot be set up: {reason}; {sandbox_plan.INSTALL_HINT}")
+    return {"ok": True, "enabled": True}
+
+
+CHECKS = {
+    "database": check_database,
+    "broker": check_broker,
+    "opencode": check_opencode,
+    "sandbox": check_sandbox,
+}
 
 
 def _describe(exc: Exception) -> str:

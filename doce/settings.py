@@ -7,6 +7,7 @@ a message that says what to set.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from pathlib import Path
@@ -32,7 +33,13 @@ def _path_setting(name: str, default: str) -> Path:
 
 DEBUG = env.bool("DEBUG", default=False)
 DOCE_DATA_DIR = _path_setting("DOCE_DATA_DIR", "./var")
+# The data folder holds the database, the key files, the broker and every project: doce's
+# alone, also when the operator created it beforehand (with a looser mode). Everything
+# doce creates from here on is private too (files 0600, folders 0700).
+os.umask(0o077)
 DOCE_DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+with contextlib.suppress(PermissionError):  # not ours to change: the check reports it
+    DOCE_DATA_DIR.chmod(0o700)
 
 # --- secrets ---------------------------------------------------------------------------
 _SETUP_HINT = (
@@ -127,6 +134,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "doce.context_processors.sandbox",
             ],
         },
     },
@@ -248,6 +256,26 @@ if DOCE_RUNTIME not in {"local", "docker"}:
     )
 DOCE_OPENCODE_BIN = env.str("DOCE_OPENCODE_BIN", default="")
 DOCE_OPENCODE_CONFIG = env.str("DOCE_OPENCODE_CONFIG", default="")
+
+# --- the sandbox every OpenCode server runs in (docs/sandbox.md) ------------------------
+# "on" (default): the local runtime starts each server inside bubblewrap with its own
+# network namespace (pasta), and refuses to start servers when that cannot be set up.
+# "off": plain processes, for a single trusted user only; doce warns about it.
+DOCE_SANDBOX = env.str("DOCE_SANDBOX", default="on").strip().lower()
+if DOCE_SANDBOX not in {"on", "off"}:
+    raise ImproperlyConfigured(f"DOCE_SANDBOX={DOCE_SANDBOX!r}: use 'on' or 'off'.")
+# Host-side services (host:port) every sandboxed server may reach, beyond the user's own
+# connected endpoints: an operator's OAuth token endpoint, a shared model server.
+DOCE_SANDBOX_ALLOW = env.list("DOCE_SANDBOX_ALLOW", default=[])
+for _entry in DOCE_SANDBOX_ALLOW:
+    _host, _sep, _port = _entry.rpartition(":")
+    if not _sep or not _host or not _port.isdigit() or not 0 < int(_port) < 65536:
+        raise ImproperlyConfigured(
+            f"DOCE_SANDBOX_ALLOW entry {_entry!r} is not host:port (e.g. 127.0.0.1:11434)."
+        )
+# The sandbox tools (Debian packages bubblewrap and passt); found on PATH by default.
+DOCE_BWRAP_BIN = env.str("DOCE_BWRAP_BIN", default="bwrap")
+DOCE_PASTA_BIN = env.str("DOCE_PASTA_BIN", default="pasta")
 
 # --- OpenCode client and project runtimes ---------------------------------------------
 # Each project gets a folder here (workspace, OpenCode home with its auth.json, log).

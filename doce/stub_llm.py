@@ -12,6 +12,11 @@ credential reached the provider, so every request is recorded with its headers.
         assert stub.authorizations() == ["Bearer sk-1"]
 
 ``status`` (e.g. 401) makes every completion fail the way a provider rejecting a key does.
+
+``commands`` makes it act like an agent's model: a user message that contains
+``[[name]]`` is answered with a ``bash`` tool call running ``commands[name]``; the
+output OpenCode sends back is recorded (``tool_outputs()``), and the model then replies
+with ``reply``. The sandbox tests attack from inside a project this way.
 Used by the benchmark commands (``bench_opencode``, ``bench_pipeline``) and the tests.
 """
 
@@ -50,8 +55,10 @@ class StubLLM:
         status: int = 200,
         model: str = DEFAULT_MODEL,
         delay: float = 0.0,
+        commands: dict[str, str] | None = None,
     ) -> None:
         self.reply = reply
+        self.commands = dict(commands or {})
         self.status = status
         self.model = model
         self.delay = delay
@@ -106,6 +113,15 @@ class StubLLM:
         """The Authorization header of every completion request, in order."""
         return [r.authorization for r in self.completions()]
 
+    def tool_outputs(self) -> list[str]:
+        """What came back from every tool call, in order (OpenCode's ``tool`` messages)."""
+        outputs = []
+        for request in self.completions():
+            messages = request.body.get("messages", []) if isinstance(request.body, dict) else []
+            if messages and messages[-1].get("role") == "tool":
+                outputs.append(_text(messages[-1].get("content")))
+        return outputs
+
     def clear(self) -> None:
         with self._lock:
             self._requests.clear()
@@ -120,6 +136,20 @@ class StubLLM:
                 "models": {self.model: {"name": "Stub Model"}},
             }
         }
+
+    def _command_for(self, body: Any) -> str | None:
+        """The command to run when the conversation ends in a marked user message (and
+        the request offers tools: OpenCode's title request does not)."""
+        if not self.commands or not isinstance(body, dict) or not body.get("tools"):
+            return None
+        messages = body.get("messages") or []
+        if not messages or messages[-1].get("role") != "user":
+            return None
+        text = _text(messages[-1].get("content"))
+        for name, command in self.commands.items():
+            if f"[[{name}]]" in text:
+                return command
+        return None
 
     def _record(self, request: RecordedRequest) -> None:
         with self._lock:
@@ -177,28 +207,62 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return
         stream = isinstance(body, dict) and body.get("stream")
-        if stream:
+        command = self.stub._command_for(body)
+        if stream and command is not None:
+            self._stream_tool_call(command)
+        elif stream:
             self._stream_reply()
         else:
             self._send_json(200, _completion(self.stub.model, self.stub.reply))
 
     def _stream_reply(self) -> None:
+        model = self.stub.model
+        self._stream(
+            [
+                _chunk(model, {"role": "assistant", "content": ""}),
+                _chunk(model, {"content": self.stub.reply}),
+                _chunk(model, {}, finish_reason="stop"),
+            ]
+        )
+
+    def _stream_tool_call(self, command: str) -> None:
+        model = self.stub.model
+        call = {
+            "index": 0,
+            "id": f"call_{int(time.monotonic() * 1000)}",
+            "type": "function",
+            "function": {
+                "name": "bash",
+                "arguments": json.dumps({"command": command, "description": "Run a command"}),
+            },
+        }
+        self._stream(
+            [
+                _chunk(model, {"role": "assistant", "tool_calls": [call]}),
+                _chunk(model, {}, finish_reason="tool_calls"),
+            ]
+        )
+
+    def _stream(self, chunks: list[dict]) -> None:
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
         self.send_header("cache-control", "no-cache")
         self.send_header("connection", "close")
         self.end_headers()
-        model = self.stub.model
-        chunks = [
-            _chunk(model, {"role": "assistant", "content": ""}),
-            _chunk(model, {"content": self.stub.reply}),
-            _chunk(model, {}, finish_reason="stop"),
-        ]
         for chunk in chunks:
             self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
         self.wfile.write(b"data: [DONE]\n\n")
         self.wfile.flush()
         self.close_connection = True
+
+
+def _text(content: Any) -> str:
+    """A message's content: a string, or a list of parts with ``text``."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return ""
 
 
 def _lower(items: Any) -> dict[str, str]:

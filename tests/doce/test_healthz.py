@@ -21,7 +21,8 @@ def quick_round_trip(monkeypatch):
 def test_healthz_needs_no_login_and_reports_each_part(client, alice, quick_round_trip):
     response = client.get("/healthz")
     body = response.json()
-    assert set(body) == {"status", "database", "broker", "opencode"}
+    assert set(body) == {"status", "database", "broker", "opencode", "sandbox"}
+    assert body["sandbox"] == {"ok": True, "enabled": True}
     assert body["database"]["ok"] is True
     assert body["opencode"] == {
         "ok": True,
@@ -41,6 +42,35 @@ def test_healthz_reports_a_missing_opencode_binary(client, settings, quick_round
     body = client.get("/healthz").json()
     assert body["opencode"]["ok"] is False
     assert "binary not found" in body["opencode"]["error"]
+
+
+@pytest.mark.django_db
+def test_healthz_reports_the_sandbox_down_when_it_cannot_be_set_up(
+    client, settings, quick_round_trip
+):
+    settings.DOCE_PASTA_BIN = "/nonexistent/pasta"
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["sandbox"]["ok"] is False
+    assert "pasta not found" in response.json()["sandbox"]["error"]
+    assert "apt-get install bubblewrap passt" in response.json()["sandbox"]["error"]
+
+
+@pytest.mark.django_db
+def test_healthz_flags_a_sandbox_turned_off(client, settings, quick_round_trip):
+    settings.DOCE_SANDBOX = "off"
+    sandbox = client.get("/healthz").json()["sandbox"]
+    assert sandbox["ok"] is True and sandbox["enabled"] is False
+    assert "unsandboxed" in sandbox["warning"]
+
+
+@pytest.mark.django_db
+def test_the_admin_index_warns_while_the_sandbox_is_off(client, admin_user, settings):
+    client.force_login(admin_user)
+    assert b"data-sandbox-warning" not in client.get("/admin/").content
+    settings.DOCE_SANDBOX = "off"
+    page = client.get("/admin/").content.decode()
+    assert "data-sandbox-warning" in page and "unsandboxed" in page
 
 
 @pytest.mark.django_db

@@ -41,6 +41,11 @@ STRONG_SECRET = secrets.token_urlsafe(50)
             "key #2 is not a Fernet key",
         ),
         ({"DEBUG": "true", "DOCE_RUNTIME": "kubernetes"}, "DOCE_RUNTIME='kubernetes'"),
+        ({"DEBUG": "true", "DOCE_SANDBOX": "maybe"}, "DOCE_SANDBOX='maybe': use 'on' or 'off'"),
+        (
+            {"DEBUG": "true", "DOCE_SANDBOX_ALLOW": "127.0.0.1:11434,ollama"},
+            "DOCE_SANDBOX_ALLOW entry 'ollama' is not host:port",
+        ),
     ],
 )
 def test_unsafe_configuration_stops_start_up_with_one_clear_line(tmp_path, env, expected):
@@ -163,3 +168,23 @@ def test_key_files_of_a_first_run_are_read_with_debug_off(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == keys
     assert "Generated" not in result.stderr
+
+
+def test_a_data_folder_the_operator_made_is_made_private(tmp_path):
+    """0700 for the folder and whatever doce creates in it, also when the operator
+    created DOCE_DATA_DIR beforehand with a looser mode."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(mode=0o755)
+    data_dir.chmod(0o755)
+    result = run_manage(data_dir, "check", DEBUG="true")
+    assert result.returncode == 0, result.stderr
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+    for path in data_dir.rglob("*"):
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode & 0o077 == 0, f"{path} is {oct(mode)}"
+
+
+def test_a_sandbox_turned_off_is_said_at_start_up(tmp_path):
+    result = run_manage(tmp_path, "check", DEBUG="true", DOCE_SANDBOX="off")
+    assert result.returncode == 0, result.stderr
+    assert "doce.W010" in result.stderr and "unsandboxed" in result.stderr

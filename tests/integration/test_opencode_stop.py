@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 import pytest
 
@@ -42,11 +43,14 @@ def test_stop_right_after_start(stub, tmp_path):
     assert runtime.status(state) is RuntimeStatus.CRASHED  # the old state: not running
 
 
-def test_stop_during_the_background_npm_install(stub, tmp_path, settings, caplog):
+@pytest.mark.parametrize("sandbox", ["off", "on"])
+def test_stop_during_the_background_npm_install(stub, tmp_path, settings, caplog, sandbox):
     """OpenCode installs @opencode-ai/plugin with npm when it builds an instance; while
     npm is in its install step the server ignores SIGTERM. A local registry that never
-    delivers the tarball holds npm in that step."""
+    delivers the tarball holds npm in that step. Unsandboxed, the stop ladder escalates;
+    sandboxed, ending the sandbox ends everything in it at once."""
     settings.DOCE_OPENCODE_STOP_GRACE = 1.5
+    settings.DOCE_SANDBOX = sandbox
     with StallingNpmRegistry() as registry:
         settings.DOCE_OPENCODE_NPM_OFFLINE = False
         settings.DOCE_OPENCODE_NPM_REGISTRY = registry.url
@@ -55,8 +59,12 @@ def test_stop_during_the_background_npm_install(stub, tmp_path, settings, caplog
             with server.client() as client:
                 client.session_list()  # builds the instance: npm starts
             assert registry.tarball_requested.wait(30), "npm never reached its install step"
+            began = time.monotonic()
             with caplog.at_level(logging.WARNING, logger="doce.opencode.runtimes.local"):
                 server.runtime.stop(server.state)
-            # Proof that this test still exercises the pitfall it is about.
-            assert "outlived SIGTERM" in caplog.text
+            if sandbox == "off":
+                # Proof that this test still exercises the pitfall it is about.
+                assert "outlived SIGTERM" in caplog.text
+            else:
+                assert time.monotonic() - began < settings.DOCE_OPENCODE_STOP_GRACE * 2
             assert_gone(server.state.pid, tmp_path)

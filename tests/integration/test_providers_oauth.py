@@ -53,18 +53,28 @@ def catalog(fetched_catalog):
 
 
 @pytest.fixture(scope="module")
-def worker(operator_config, django_db_setup, django_db_blocker, tmp_path_factory):
-    """A real worker that starts the flows' servers with the test plugins."""
+def worker(operator_config, approval_server, django_db_setup, django_db_blocker, tmp_path_factory):
+    """A real worker that starts the flows' servers with the test plugins. The fake
+    provider's approval endpoint runs on this machine: as an operator's own OAuth
+    endpoint would, it is let into the sandboxes by DOCE_SANDBOX_ALLOW."""
     purge_broker()
     process = start_celery_worker(
-        tmp_path_factory.mktemp("worker") / "worker.log", DOCE_OPENCODE_CONFIG=str(operator_config)
+        tmp_path_factory.mktemp("worker") / "worker.log",
+        DOCE_OPENCODE_CONFIG=str(operator_config),
+        DOCE_SANDBOX_ALLOW=approval_server.url.split("/")[2],
     )
     yield process
     stop_process_group(process)
 
 
 @pytest.fixture
-def approval():
+def approval(approval_server):
+    approval_server.state = "waiting"
+    return approval_server
+
+
+@pytest.fixture(scope="module")
+def approval_server():
     """What the auto plugin's callback polls: {"state": "waiting" | "approved" | ...}."""
 
     class Approval:

@@ -23,7 +23,37 @@ logger = logging.getLogger(__name__)
 
 SCHEMA = "https://opencode.ai/config.json"
 # Defaults an operator may override: no public share links, no self-update.
-BASE_CONFIG: dict[str, Any] = {"$schema": SCHEMA, "share": "disabled", "autoupdate": False}
+# The agent never asks: nobody would answer (doce shows no permission requests), so a
+# session that asked would wait forever. What the agent can reach is bounded by the
+# sandbox, not by these rules (OpenCode's own path checks stop `cat`, not a script).
+PERMISSIONS = {
+    **dict.fromkeys(
+        (
+            "read",
+            "edit",
+            "glob",
+            "grep",
+            "list",
+            "bash",
+            "task",
+            "external_directory",
+            "todowrite",
+            "webfetch",
+            "websearch",
+            "lsp",
+            "skill",
+            "doom_loop",
+        ),
+        "allow",
+    ),
+    "question": "deny",  # a question to the user would wait forever too
+}
+BASE_CONFIG: dict[str, Any] = {
+    "$schema": SCHEMA,
+    "share": "disabled",
+    "autoupdate": False,
+    "permission": PERMISSIONS,
+}
 
 
 def load_operator_config(path: str | None = None) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The local runtime: each project's OpenCode server is a child process on 127.0.0.1.
+"""The local runtime: each OpenCode server is a child process on 127.0.0.1, inside the
+sandbox of ``sandbox.py`` (bubblewrap + pasta) unless the operator turned it off.
 
 The server runs in its own process group (so its helpers stop with it) with a minimal
 environment of its own. Before signalling anything the runtime checks that the pid is
@@ -22,6 +23,7 @@ import psutil
 from django.conf import settings
 
 from doce.opencode import binary as opencode_binary
+from doce.opencode.runtimes import sandbox_plan
 from doce.opencode.runtimes.base import (
     MARKER,
     Layout,
@@ -68,9 +70,12 @@ class LocalRuntime(Runtime):
         extra = {name: os.environ[name] for name in _PASSED_THROUGH if name in os.environ}
         extra.setdefault("PATH", os.defpath)
         env = server_env(home=str(layout.home.resolve()), password=spec.password, extra=extra)
+        command = [str(binary), "serve", "--hostname", "127.0.0.1", "--port", str(port)]
+        if sandbox_plan.enabled():
+            command = sandbox_plan.command(spec, binary=binary, port=port, serve=command)
         with _open_log(layout.log_file) as log:
             process = subprocess.Popen(
-                [str(binary), "serve", "--hostname", "127.0.0.1", "--port", str(port)],
+                command,
                 cwd=workspace,
                 env=env,
                 stdin=subprocess.DEVNULL,

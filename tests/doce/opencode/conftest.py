@@ -20,6 +20,9 @@ from tests.doce.opencode.fakes import FakeDocker, FakeOpenCode, processes_in
 def fake_opencode(tmp_path: Path, settings) -> FakeOpenCode:
     fake = FakeOpenCode(tmp_path / "bin")
     settings.DOCE_OPENCODE_BIN = str(fake.path)
+    # A Python script of this checkout: it cannot run inside the sandbox, which sees
+    # neither the checkout nor its virtualenv (the real binary is sandboxed in tests/integration).
+    settings.DOCE_SANDBOX = "off"
     settings.DOCE_OPENCODE_STOP_GRACE = 0.5
     settings.DOCE_OPENCODE_START_TIMEOUT = 15
     return fake

@@ -1,0 +1,254 @@
+"""One user's agent can never reach another user's secrets, nor doce's.
+
+Everything real: a Celery worker, the pinned OpenCode binary in its sandbox, and stub
+LLMs that answer a marked message with a ``bash`` tool call, the way a prompt-injected
+agent would run a script. Alice's project runs with her key; Bob's agent then tries, from
+inside his project, to read her auth.json and every auth.json it can find, doce's key
+files and database, every process's environment, and to connect to Alice's OpenCode
+port, doce's web server, PostgreSQL and Redis (on loopback, the gateway and the host's
+own address). Every attempt fails and none of the secrets shows up in what his tool
+calls return; his agent can still write in its own project and talk to its own LLM.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import psutil
+import pytest
+from django.conf import settings
+
+from doce.opencode.runtimes import LocalRuntime, RuntimeFailure, ServerSpec
+from doce.stub_llm import StubLLM
+from projects import services as project_services
+from projects.models import Project
+from providers.services import connection_create
+from tests.integration.conftest import pipeline_report, settled, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+ALICE_KEY = "sk-alice-" + "a1" * 16
+BOB_KEY = "sk-bob-" + "b2" * 16
+WEB_PORT_FILE = "web-port"
+
+
+def _host_address() -> str:
+    """This machine's own IPv4 address on a network (not loopback)."""
+    for addresses in psutil.net_if_addrs().values():
+        for address in addresses:
+            if address.family == socket.AF_INET and not address.address.startswith("127."):
+                return address.address
+    return "127.0.0.1"
+
+
+def _attack_script(*, alice: Project, targets: dict[str, tuple[str, int]]) -> str:
+    """A bash command running a python3 script (as an injected agent would) that prints
+    what it could read and which ports answered."""
+    alice_home = Path(alice.data_dir) / "home"
+    data_dir = Path(settings.DOCE_DATA_DIR)
+    program = f"""
+import glob, os, socket, subprocess
+def read(path):
+    try:
+        with open(path, "rb") as f: return f.read(4000).decode("latin-1")
+    except Exception as e: return "DENIED " + type(e).__name__
+print("alice auth:", read({str(alice_home / ".local/share/opencode/auth.json")!r}))
+for name in ("encryption_keys", "secret_key", "doce.sqlite3", "test.sqlite3"):
+    print("data", name, read({str(data_dir)!r} + "/" + name))
+print("env of every process:")
+for path in glob.glob("/proc/[0-9]*/environ"):
+    print(path, read(path).replace(chr(0), " "))
+found = subprocess.run(["find", "/", "-name", "auth.json", "-not", "-path", "/proc/*"],
+                       capture_output=True, text=True).stdout.split()
+print("auth files found:", found)
+for path in found:
+    print("auth file", path, read(path))
+for label, (host, port) in {targets!r}.items():
+    s = socket.socket(); s.settimeout(2)
+    try:
+        s.connect((host, port)); print("CONNECT", label, host, port, "OPEN")
+    except Exception as e:
+        print("CONNECT", label, host, port, "CLOSED", type(e).__name__)
+    finally:
+        s.close()
+with open("written-by-bob.txt", "w") as f: f.write("bob was here")
+print("wrote in own workspace")
+"""
+    return "python3 - <<'PYEOF'\n" + program + "\nPYEOF"
+
+
+def _connect_endpoint(user, stub: StubLLM, key: str) -> None:
+    connection_create(
+        user=user,
+        provider_id="stub",
+        name="Stub",
+        base_url=stub.base_url,
+        models=[stub.model],
+        api_key=key,
+    )
+
+
+def _run_project(owner, prompt: str, worker) -> Project:
+    project = project_services.project_create(owner=owner, prompt=prompt, model="stub/stub-model")
+    wait_for(
+        lambda: settled(project),
+        what="the pipeline",
+        explain=lambda: pipeline_report(project, worker),
+    )
+    assert project.status == Project.Status.RUNNING, pipeline_report(project, worker)
+    return project
+
+
+@pytest.fixture
+def key_files():
+    """Key files as a first run (`make run`) leaves them in the data folder."""
+    data_dir = Path(settings.DOCE_DATA_DIR)
+    written = []
+    for name, value in (
+        ("encryption_keys", ",".join(settings.DOCE_ENCRYPTION_KEYS)),
+        ("secret_key", settings.SECRET_KEY),
+    ):
+        path = data_dir / name
+        if not path.exists():
+            path.write_text(value + "\n")
+            written.append(path)
+    yield
+    for path in written:
+        path.unlink(missing_ok=True)
+
+
+def test_bobs_agent_cannot_reach_alices_secrets_or_doces(
+    alice, bob, celery_worker_process, live_server, key_files
+):
+    with (
+        StubLLM(reply="Alice's site is ready.") as alice_stub,
+        StubLLM(reply="Done probing.", commands={"attack": "true"}) as bob_stub,
+    ):
+        _connect_endpoint(alice, alice_stub, ALICE_KEY)
+        _connect_endpoint(bob, bob_stub, BOB_KEY)
+        alice_project = _run_project(alice, "Build Alice's bakery site", celery_worker_process)
+        wait_for(lambda: alice_stub.completions(), what="Alice's first request at her LLM")
+        alice_password = str(alice_project.server_password)
+        host = _host_address()
+        web_port = int(live_server.url.rsplit(":", 1)[1])
+        targets = {
+            "alice-opencode": ("127.0.0.1", alice_project.runtime_state["port"]),
+            "alice-opencode-via-host": (host, alice_project.runtime_state["port"]),
+            "doce-web": ("127.0.0.1", web_port),
+            "doce-web-via-host": (host, web_port),
+            "postgresql": ("127.0.0.1", 5432),
+            "postgresql-via-host": (host, 5432),
+            "redis": ("127.0.0.1", 6379),
+            "redis-via-host": (host, 6379),
+            "gateway-postgresql": ("192.0.2.1", 5432),
+            "metadata": ("169.254.169.254", 80),
+        }
+        bob_stub.commands["attack"] = _attack_script(alice=alice_project, targets=targets)
+
+        bob_project = _run_project(bob, "Please [[attack]]", celery_worker_process)
+        outputs = wait_for(
+            lambda: bob_stub.tool_outputs(),
+            timeout=120,
+            what="the output of Bob's tool call",
+            explain=lambda: pipeline_report(bob_project, celery_worker_process),
+        )
+
+    output = "\n".join(outputs)
+    # Whole: a leak must not hide in a part OpenCode cut off.
+    assert "output truncated" not in output, output[:3000]
+    assert "alice auth: DENIED" in output, output[:3000]
+    assert "wrote in own workspace" in output, output[:3000]
+    secrets = {
+        "Alice's key": ALICE_KEY,
+        "Alice's server password": alice_password,
+        "the encryption key": settings.DOCE_ENCRYPTION_KEYS[0],
+        "SECRET_KEY": settings.SECRET_KEY,
+    }
+    leaked = [name for name, value in secrets.items() if value in output]
+    assert leaked == [], f"{leaked} reached Bob's agent:\n{output[:3000]}"
+    for label in targets:
+        assert f"CONNECT {label} " in output, output[:3000]
+    opened = [line for line in output.splitlines() if line.startswith("CONNECT") and "OPEN" in line]
+    assert opened == [], opened
+    # Only Bob's own processes: the sandbox's init, his server, the tool's shell.
+    environ_lines = [line for line in output.splitlines() if line.startswith("/proc/")]
+    assert 0 < len(environ_lines) <= 8, environ_lines
+    # His agent still works in his own project, with his own LLM and key.
+    assert (Path(bob_project.data_dir) / "workspace" / "written-by-bob.txt").read_text() == (
+        "bob was here"
+    )
+    assert bob_stub.authorizations()[-1] == f"Bearer {BOB_KEY}"
+    assert alice_stub.authorizations()[-1] == f"Bearer {ALICE_KEY}"
+    for project in (alice_project, bob_project):
+        project_services.server_stop(project=project)
+
+
+def _server_pid(state) -> int:
+    """The OpenCode process inside a sandbox (a descendant of the supervisor)."""
+    supervisor = psutil.Process(state.pid)
+    for child in supervisor.children(recursive=True):
+        if child.name() == "opencode" or "serve" in child.cmdline()[1:2]:
+            return child.pid
+    raise AssertionError(f"no OpenCode process under {state.pid}")
+
+
+def assert_sealed(state, *, own: list[Path]) -> None:
+    """Seen from the server process itself: its own PID and network namespaces, none
+    of doce's files, its own folders."""
+    pid = _server_pid(state)
+    me = Path("/proc/self/ns")
+    theirs = Path(f"/proc/{pid}/ns")
+    for kind in ("pid", "net", "mnt", "user"):
+        assert os.readlink(theirs / kind) != os.readlink(me / kind), kind
+    root = Path(f"/proc/{pid}/root")
+    data_dir = Path(settings.DOCE_DATA_DIR)
+    for hidden in (settings.BASE_DIR / "manage.py", data_dir / "broker", data_dir / "projects"):
+        assert not (root / str(hidden).lstrip("/")).exists(), hidden
+    for path in own:
+        assert (root / str(path).lstrip("/")).exists(), path
+    status = Path(f"/proc/{pid}/status").read_text()
+    assert "NoNewPrivs:\t1" in status
+    assert "CapEff:\t0000000000000000" in status
+    environ = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+    for name in ("DOCE_ENCRYPTION_KEYS", "SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL"):
+        assert f"{name}=" not in environ, name
+
+
+def test_a_server_started_for_a_sign_in_or_the_catalog_is_sealed_too(tmp_path):
+    """OAuth flow and catalog servers start through the same runtime, with a spec that
+    is not a project's: the sandbox does not depend on what the server is for."""
+    runtime = LocalRuntime()
+    spec = ServerSpec(
+        name="oauth-sealed",
+        data_dir=tmp_path / "oauth",
+        model="opencode/big-pickle",
+        password="pw-" + "z" * 30,
+    )
+    state = runtime.start(spec)
+    try:
+        runtime.wait_healthy(state, spec.password)
+        assert_sealed(state, own=[spec.layout.home, spec.layout.workspace])
+    finally:
+        runtime.remove(state)
+    assert not runtime.is_alive(state)
+
+
+def test_without_the_sandbox_tools_nothing_starts(tmp_path, settings):
+    """Fail closed: a missing tool is one clear line, and no server process exists."""
+    settings.DOCE_BWRAP_BIN = str(tmp_path / "no-bwrap-here")
+    runtime = LocalRuntime()
+    spec = ServerSpec(
+        name="closed",
+        data_dir=tmp_path / "closed",
+        model="opencode/big-pickle",
+        password="pw-" + "c" * 30,
+    )
+    with pytest.raises(RuntimeFailure) as failure:
+        runtime.start(spec)
+    assert failure.value.retryable is False
+    assert "bwrap not found" in failure.value.message
+    assert "apt-get install bubblewrap passt" in failure.value.message
+    assert "DOCE_SANDBOX=off" in failure.value.message
+    assert not (spec.layout.data_dir / "server.json").exists()
