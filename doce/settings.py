@@ -304,6 +304,10 @@ DOCE_OPENCODE_IMAGE_BIN = env.str(
     "DOCE_OPENCODE_IMAGE_BIN", default="/app/node_modules/opencode-linux-x64/bin/opencode"
 )
 DOCE_OPENCODE_IMAGE_HOME = env.str("DOCE_OPENCODE_IMAGE_HOME", default="/home/doce")
+# The user a project's container runs as (never root): the image's doce user.
+DOCE_OPENCODE_IMAGE_USER = env.str("DOCE_OPENCODE_IMAGE_USER", default="1000:1000")
+if DOCE_OPENCODE_IMAGE_USER.split(":")[0] in {"0", "root"}:
+    raise ImproperlyConfigured("DOCE_OPENCODE_IMAGE_USER must not be root.")
 DOCE_DOCKER_BIN = env.str("DOCE_DOCKER_BIN", default="docker")
 
 # --- provider connections, catalog and validation -------------------------------------

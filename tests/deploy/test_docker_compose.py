@@ -350,3 +350,37 @@ def test_settings_load_with_the_container_environment(compose, dot_env, tmp_path
         "runtime": "local",
         "hosts": ["doce.example.com"],
     }
+
+
+# --- the sandbox in production (docs/sandbox.md) ----------------------------------------
+def test_database_and_broker_sit_on_an_internal_network_only(compose, services):
+    assert compose["networks"]["backend"] == {"internal": True}
+    for name in ("db", "redis", "migrate", "beat"):
+        assert services[name]["networks"] == ["backend"], name
+    # The pod (web and worker's namespace) reaches them, and the internet through egress,
+    # which carries the default route the sandboxes use; they are routed away from the
+    # pod's other networks (backend) and its own addresses.
+    assert services["pod"]["networks"] == ["egress", "backend"]
+    assert not compose["networks"]["egress"].get("internal")
+
+
+@pytest.mark.parametrize("name", ["web", "worker"])
+def test_web_and_worker_can_make_sandboxes_but_keep_no_privilege(services, name):
+    service = services[name]
+    assert service["cap_drop"] == ["ALL"]
+    assert "no-new-privileges:true" in service["security_opt"]
+    # User namespaces, mounts and a fresh /proc inside the container (bubblewrap), a tun
+    # device (pasta): what Docker's default profiles forbid.
+    assert {"seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined"} <= set(
+        service["security_opt"]
+    )
+    assert service["devices"] == ["/dev/net/tun:/dev/net/tun"]
+    assert "privileged" not in service and "cap_add" not in service
+    assert service["environment"].get("DOCE_SANDBOX", "on") == "on"
+    assert not any("docker.sock" in str(volume) for volume in service.get("volumes", []))
+
+
+def test_services_that_run_no_server_get_no_sandbox_rights(services):
+    for name in ("pod", "migrate", "beat"):
+        assert services[name]["security_opt"] == ["no-new-privileges:true"], name
+        assert "devices" not in services[name]

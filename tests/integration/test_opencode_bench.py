@@ -32,6 +32,9 @@ def test_bench_opencode_reports_every_figure(tmp_path, monkeypatch):
         "prompt_after_dispose_ms",
         "rss_healthy_mb",
         "stop_ms",
+        "sandboxed_start_to_healthy_ms",
+        "plain_start_to_healthy_ms",
+        "sandbox_memory_mb",
     ):
         assert figures[key] > 0, key
     assert figures["inject_doce_overhead_no_network_ms"] < 50  # doce's own cost stays small

@@ -120,7 +120,7 @@ def key_files():
 
 
 def test_bobs_agent_cannot_reach_alices_secrets_or_doces(
-    alice, bob, celery_worker_process, live_server, key_files
+    alice, bob, celery_worker_process, live_server, key_files, cleanup_projects
 ):
     with (
         StubLLM(reply="Alice's site is ready.") as alice_stub,
@@ -181,8 +181,6 @@ def test_bobs_agent_cannot_reach_alices_secrets_or_doces(
     )
     assert bob_stub.authorizations()[-1] == f"Bearer {BOB_KEY}"
     assert alice_stub.authorizations()[-1] == f"Bearer {ALICE_KEY}"
-    for project in (alice_project, bob_project):
-        project_services.server_stop(project=project)
 
 
 def _server_pid(state) -> int:

@@ -21,6 +21,7 @@ import re
 import shutil
 import subprocess
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from django.conf import settings
@@ -42,6 +43,8 @@ CONTAINER_PORT = 4096
 CONTAINER_WORKSPACE = "/workspace"
 SERVICE = "opencode"
 COMPOSE_FILE = "compose.yaml"
+NETWORK = "sandbox"
+PIDS_LIMIT = 512
 # What the docker CLI needs from doce's environment to find its daemon; nothing else.
 _CLI_ENV = (
     "PATH",
@@ -71,7 +74,7 @@ def render_compose(spec: ServerSpec, *, port: int) -> dict[str, Any]:
     # Bare name: compose takes the value from its own environment (see _run).
     environment.append("OPENCODE_SERVER_PASSWORD")
     stop_grace = max(1, int(settings.DOCE_OPENCODE_STOP_GRACE * 2))
-    return {
+    compose: dict[str, Any] = {
         "name": name,
         "services": {
             SERVICE: {
@@ -98,22 +101,38 @@ def render_compose(spec: ServerSpec, *, port: int) -> dict[str, Any]:
                         "protocol": "tcp",
                     }
                 ],
-                "extra_hosts": ["host.docker.internal:host-gateway"],
+                # Its own network: the internet, not doce's database, broker or web
+                # (they live on the deployment's internal network), nor other projects.
+                "networks": [NETWORK],
                 # Reaps the helpers OpenCode starts (its npm install).
                 "init": True,
                 # OpenCode ignores SIGTERM during its npm install: docker kills after this.
                 "stop_grace_period": f"{stop_grace}s",
                 # doce's reconciler restarts projects; docker must not do it behind its back.
                 "restart": "no",
+                # Not root, no capability, no new privileges, no Docker socket.
+                "user": settings.DOCE_OPENCODE_IMAGE_USER,
                 "cap_drop": ["ALL"],
                 "security_opt": ["no-new-privileges:true"],
+                "pids_limit": PIDS_LIMIT,
                 "labels": {
                     "org.doce.server": spec.name,
                 },
             }
         },
         "volumes": {"opencode_home": {}},
+        "networks": {NETWORK: {"driver": "bridge"}},
     }
+    if _reaches_the_host(spec):
+        # Only when an endpoint names the Docker host (Ollama on the host, say).
+        compose["services"][SERVICE]["extra_hosts"] = ["host.docker.internal:host-gateway"]
+    return compose
+
+
+def _reaches_the_host(spec: ServerSpec) -> bool:
+    hosts = [urlsplit(provider.base_url).hostname for provider in spec.custom_providers]
+    hosts += [entry.rpartition(":")[0] for entry in settings.DOCE_SANDBOX_ALLOW]
+    return "host.docker.internal" in hosts
 
 
 class DockerComposeRuntime(Runtime):

@@ -1,16 +1,20 @@
 """Benchmark a real OpenCode server as doce drives it (figures, not pass/fail).
 
-Starts its own stub LLM (tests/stub_llm.py, so a source checkout is needed) and one
-project server in a temporary folder, then measures: start to healthy; credential
+Starts its own stub LLM (doce.stub_llm) and one project server (sandboxed, as doce's
+defaults have it) in a temporary folder, then measures: start to healthy; credential
 injection split into OpenCode's own cost (a bare HTTP request with a prepared body) and
 doce's overhead on top (client construction, serialization, error mapping); the cost a
 dispose adds to the next prompt; the first and warm prompt round trips; resident memory.
+Then the sandbox's own cost: spawn to healthy of servers started alternately with and
+without the sandbox, and the memory of the sandbox's processes (supervisor, bwrap,
+pasta) beside OpenCode's.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import http.client
 import json
 import secrets
@@ -23,6 +27,7 @@ from pathlib import Path
 import httpx
 import psutil
 from django.core.management.base import BaseCommand, CommandError
+from django.test.utils import override_settings
 
 from doce.opencode import ApiKeyCredential, OpenCodeClient, binary
 from doce.opencode.runtimes import CustomProvider, RuntimeState, ServerSpec
@@ -53,6 +58,17 @@ def _rss_mb(pid: int) -> float:
     return round(total / 1024 / 1024, 1)
 
 
+def _helpers_rss_mb(pid: int) -> float:
+    """Resident memory of a server's process tree without OpenCode itself: what the
+    sandbox (supervisor, bwrap, pasta) costs."""
+    total = 0
+    for process in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if process.name() != "opencode":
+                total += process.memory_info().rss
+    return total / 1024 / 1024
+
+
 class Command(BaseCommand):
     help = "Measure a real OpenCode server: start, credential injection, dispose, memory."
 
@@ -74,6 +90,7 @@ class Command(BaseCommand):
                 custom_providers=(CustomProvider("stub", "Stub", stub.base_url, [stub.model]),),
             )
             figures = self._run(LocalRuntime(), spec, iterations)
+            figures.update(self._sandbox_cost(spec, Path(folder), iterations))
         figures["iterations"] = iterations
         if json:
             self.stdout.write(_dumps(figures))
@@ -96,6 +113,34 @@ class Command(BaseCommand):
         finally:
             figures["stop_ms"] = _ms(_timed(lambda: runtime.stop(state)))
         return figures
+
+    def _sandbox_cost(self, template: ServerSpec, folder: Path, n: int) -> dict:
+        """Spawn to healthy, sandboxed vs plain, started alternately (n each, fresh
+        folders), and the sandbox's processes' memory once healthy."""
+        runtime = LocalRuntime()
+        times: dict[str, list[float]] = {"on": [], "off": []}
+        helpers_mb: list[float] = []
+        for index in range(n):
+            for mode in ("on", "off") if index % 2 == 0 else ("off", "on"):
+                spec = dataclasses.replace(
+                    template, name=f"sbx-{mode}-{index}", data_dir=folder / f"sbx-{mode}-{index}"
+                )
+                with override_settings(DOCE_SANDBOX=mode):
+                    started = time.perf_counter()
+                    state = runtime.start(spec)
+                try:
+                    runtime.wait_healthy(state, spec.password)
+                    times[mode].append(time.perf_counter() - started)
+                    if mode == "on":
+                        helpers_mb.append(_helpers_rss_mb(state.pid))
+                finally:
+                    runtime.remove(state)
+        return {
+            "sandboxed_start_to_healthy_ms": _median_ms(times["on"]),
+            "plain_start_to_healthy_ms": _median_ms(times["off"]),
+            "sandbox_start_cost_ms": round(_median_ms(times["on"]) - _median_ms(times["off"]), 2),
+            "sandbox_memory_mb": round(statistics.median(helpers_mb), 1),
+        }
 
     def _injection(self, runtime: LocalRuntime, state: RuntimeState, password: str, n: int):
         """PUT /auth right after health, before any directory request: applies at once.
@@ -193,6 +238,10 @@ class Command(BaseCommand):
             ("resident memory, idle after health", "rss_healthy_mb", "MB"),
             ("resident memory, after prompts", "rss_after_prompts_mb", "MB"),
             ("stop", "stop_ms", "ms"),
+            ("sandboxed: start to healthy", "sandboxed_start_to_healthy_ms", "ms"),
+            ("unsandboxed: start to healthy", "plain_start_to_healthy_ms", "ms"),
+            ("  the sandbox's start-up cost", "sandbox_start_cost_ms", "ms"),
+            ("  the sandbox's memory (supervisor, bwrap, pasta)", "sandbox_memory_mb", "MB"),
         ]
         self.stdout.write(f"OpenCode benchmark (medians of {figures['iterations']} samples)")
         for label, key, unit in rows:

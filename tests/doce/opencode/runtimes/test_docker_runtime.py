@@ -72,12 +72,33 @@ def test_up_renders_a_valid_compose_file_and_runs_compose(
     assert environment["OPENCODE_DISABLE_AUTOUPDATE"] == "1"
     assert environment["npm_config_offline"] == "true"
     assert service["restart"] == "no" and service["init"] is True
+    # Sealed: not root, no capability, no new privileges, no Docker socket, no way to
+    # the host unless an endpoint asks for it, a network of its own.
+    assert service["user"] == "1000:1000"
+    assert service["cap_drop"] == ["ALL"]
+    assert service["security_opt"] == ["no-new-privileges:true"]
+    assert service["pids_limit"] > 0
+    assert "docker.sock" not in text and "privileged" not in service
+    assert "extra_hosts" not in service
+    assert service["networks"] == ["sandbox"]
+    assert compose["networks"] == {"sandbox": {"driver": "bridge"}}
+    assert not {"SECRET_KEY", "DOCE_ENCRYPTION_KEYS", "DATABASE_URL"} & set(environment)
 
     # The workspace opencode.json is written as for the local runtime.
     config = json.loads((spec.layout.workspace / "opencode.json").read_text())
     assert config["model"] == "stub/stub-model"
     assert state.container_name == "doce_42_opencode" and state.directory == "/workspace"
     assert state.base_url == f"http://127.0.0.1:{state.port}"
+
+
+def test_the_docker_host_is_reachable_only_when_an_endpoint_names_it(runtime, make_spec):
+    from doce.opencode.runtimes import CustomProvider
+    from doce.opencode.runtimes.docker import render_compose
+
+    ollama = CustomProvider("ollama", "Ollama", "http://host.docker.internal:11434/v1", ["m"])
+    spec = make_spec(7, custom_providers=(ollama,))
+    service = render_compose(spec, port=1234)["services"]["opencode"]
+    assert service["extra_hosts"] == ["host.docker.internal:host-gateway"]
 
 
 def test_status_stop_and_down(runtime, fake_docker, make_spec):
