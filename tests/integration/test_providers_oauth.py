@@ -16,12 +16,14 @@ from pathlib import Path
 import pytest
 from django.test import override_settings
 
+from doce.opencode.runtimes import RuntimeState
 from providers.catalog import catalog_entry, catalog_status, catalog_store
 from providers.catalog.fetch import catalog_fetch
 from providers.models import OAuthFlow, ProviderConnection
 from tests.conftest import purge_broker, start_celery_worker, stop_process_group
 from tests.doce.opencode.fakes import FIXTURES, processes_in
 from tests.doce.opencode.servers import require_binary
+from tests.integration.conftest import assert_sealed
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -79,12 +81,14 @@ def approval_server():
 
     class Approval:
         state = "waiting"
+        polls = 0
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args):
             pass
 
         def do_GET(self):  # noqa: N802
+            Approval.polls += 1
             body = json.dumps({"state": Approval.state}).encode()
             self.send_response(200)
             self.send_header("content-type", "application/json")
@@ -193,8 +197,17 @@ def test_an_auto_sign_in_finishes_in_the_worker(alice, alice_client, catalog, wo
     assert flow.state == "pending" and flow.kind == "auto", flow.error_message
     page = alice_client.get(f"/settings/providers/oauth/{flow_id}/").content.decode()
     assert "Enter the code WXYZ-1234" in page and 'hx-trigger="every 1s"' in page
-    time.sleep(1)  # the worker's callback is blocked, waiting for the approval
+    # The worker's callback is blocked, polling the provider (through the sandbox, which
+    # lets exactly that allowed endpoint through).
+    polled = approval.polls
+    deadline = time.monotonic() + 30
+    while approval.polls < polled + 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert approval.polls >= polled + 2, "the sign-in server never polled its provider"
     assert OAuthFlow.objects.get(pk=flow_id).state == "pending"
+    # Its server is sealed like a project's.
+    server = RuntimeState.from_dict(OAuthFlow.objects.get(pk=flow_id).runtime_state)
+    assert_sealed(server, own=[server.layout.home, server.layout.workspace])
 
     approval.state = "approved"
     flow = wait_for_flow(flow_id, {"succeeded", "failed"}, worker=worker, timeout=30)

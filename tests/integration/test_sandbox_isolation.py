@@ -12,7 +12,6 @@ calls return; his agent can still write in its own project and talk to its own L
 
 from __future__ import annotations
 
-import os
 import socket
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from doce.stub_llm import StubLLM
 from projects import services as project_services
 from projects.models import Project
 from providers.services import connection_create
-from tests.integration.conftest import pipeline_report, settled, wait_for
+from tests.integration.conftest import assert_sealed, pipeline_report, settled, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -181,37 +180,6 @@ def test_bobs_agent_cannot_reach_alices_secrets_or_doces(
     )
     assert bob_stub.authorizations()[-1] == f"Bearer {BOB_KEY}"
     assert alice_stub.authorizations()[-1] == f"Bearer {ALICE_KEY}"
-
-
-def _server_pid(state) -> int:
-    """The OpenCode process inside a sandbox (a descendant of the supervisor)."""
-    supervisor = psutil.Process(state.pid)
-    for child in supervisor.children(recursive=True):
-        if child.name() == "opencode" or "serve" in child.cmdline()[1:2]:
-            return child.pid
-    raise AssertionError(f"no OpenCode process under {state.pid}")
-
-
-def assert_sealed(state, *, own: list[Path]) -> None:
-    """Seen from the server process itself: its own PID and network namespaces, none
-    of doce's files, its own folders."""
-    pid = _server_pid(state)
-    me = Path("/proc/self/ns")
-    theirs = Path(f"/proc/{pid}/ns")
-    for kind in ("pid", "net", "mnt", "user"):
-        assert os.readlink(theirs / kind) != os.readlink(me / kind), kind
-    root = Path(f"/proc/{pid}/root")
-    data_dir = Path(settings.DOCE_DATA_DIR)
-    for hidden in (settings.BASE_DIR / "manage.py", data_dir / "broker", data_dir / "projects"):
-        assert not (root / str(hidden).lstrip("/")).exists(), hidden
-    for path in own:
-        assert (root / str(path).lstrip("/")).exists(), path
-    status = Path(f"/proc/{pid}/status").read_text()
-    assert "NoNewPrivs:\t1" in status
-    assert "CapEff:\t0000000000000000" in status
-    environ = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
-    for name in ("DOCE_ENCRYPTION_KEYS", "SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL"):
-        assert f"{name}=" not in environ, name
 
 
 def test_a_server_started_for_a_sign_in_or_the_catalog_is_sealed_too(tmp_path):
