@@ -1,5 +1,10 @@
-"""GET /healthz: can doce reach its database, its broker (round trip) and OpenCode, and
-can it sandbox OpenCode servers?"""
+"""GET /healthz: can doce reach its database, its broker (round trip) and OpenCode, can it
+sandbox OpenCode servers, and do its encryption keys open the stored secrets?
+
+Anyone may ask (container health checks, load balancers): they get the overall status
+and one ``{"ok": true|false}`` per component. Staff users also get the details (paths,
+versions, error messages), which are not for the public.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +13,20 @@ import time
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
-from django.db import connection
+from django.db import DatabaseError, connection
+from django.db.models import Q
 from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from doce import encrypted_fields
 from doce.celery import app
 from doce.opencode import binary as opencode_bin
 from doce.opencode.runtimes import sandbox_plan
 from doce.tasks import ping
 
 BROKER_ROUND_TRIP_TIMEOUT = 5.0
+KEYRING_SAMPLE_ROWS = 20  # rows with encrypted values tried per probe, at most
 
 
 def check_database() -> dict:
@@ -67,11 +75,36 @@ def check_sandbox() -> dict:
     return {"ok": True, "enabled": True}
 
 
+def check_keyring() -> dict:
+    """Down when the configured keys cannot open stored secrets (DOCE_ENCRYPTION_KEYS
+    replaced rather than rotated). Tries the newest rows of every model with encrypted
+    columns, KEYRING_SAMPLE_ROWS in all: one bounded query per such model."""
+    models = list(encrypted_fields.encrypted_models())
+    rows_per_model = max(1, KEYRING_SAMPLE_ROWS // max(1, len(models)))
+    sampled = undecryptable = 0
+    for model, names in models:
+        stored = Q()
+        for name in names:
+            stored |= Q(**{f"{name}__isnull": False}) & ~Q(**{name: ""})
+        rows = model._base_manager.filter(stored).order_by("-pk").values_list(*names)
+        for row in rows[:rows_per_model]:
+            values = [value for value in row if value is not None and value != ""]
+            sampled += len(values)
+            undecryptable += sum(encrypted_fields.is_undecryptable(value) for value in values)
+    if undecryptable:
+        raise RuntimeError(
+            f"{undecryptable} of {sampled} sampled values cannot be decrypted: is "
+            "DOCE_ENCRYPTION_KEYS the key they were made with?"
+        )
+    return {"ok": True, "sampled": sampled}
+
+
 CHECKS = {
     "database": check_database,
     "broker": check_broker,
     "opencode": check_opencode,
     "sandbox": check_sandbox,
+    "keyring": check_keyring,
 }
 
 
@@ -80,6 +113,13 @@ def _describe(exc: Exception) -> str:
     if name == "TimeoutError":
         return "no worker answered a ping task in time (is the Celery worker running?)"
     return f"{name}: {exc}"[:300]
+
+
+def _shows_details(request) -> bool:
+    try:
+        return request.user.is_active and request.user.is_staff
+    except DatabaseError:  # no database, no session: nobody is known to be staff
+        return False
 
 
 @login_not_required
@@ -93,6 +133,8 @@ def healthz(request):
         except Exception as exc:  # every failure is reported, none crashes the probe
             report[name] = {"ok": False, "error": _describe(exc)}
     healthy = all(part["ok"] for part in report.values())
+    if not _shows_details(request):
+        report = {name: {"ok": part["ok"]} for name, part in report.items()}
     return JsonResponse(
         {"status": "ok" if healthy else "error", **report}, status=200 if healthy else 503
     )

@@ -1,8 +1,10 @@
-"""First-run: send every request to /setup/ until the first account exists."""
+"""First-run: send every request to /setup/ until the first account exists; the login
+requirement, with public views served before any session is read."""
 
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.middleware import LoginRequiredMiddleware as _LoginRequired
 from django.shortcuts import redirect
 
 _EXEMPT_PREFIXES = ("/setup/", "/healthz", "/static/")
@@ -15,10 +17,23 @@ class FirstRunSetupMiddleware:
     def __call__(self, request):
         # A logged-in user proves an account exists; only anonymous requests ask the
         # database (one EXISTS query), so deleting every account brings /setup/ back.
+        # Exempt paths first: /healthz must answer (503) while the database is down,
+        # also to a request that carries a session cookie.
         if (
-            not request.user.is_authenticated
-            and not request.path.startswith(_EXEMPT_PREFIXES)
+            not request.path.startswith(_EXEMPT_PREFIXES)
+            and not request.user.is_authenticated
             and not get_user_model().objects.exists()
         ):
             return redirect("setup")
         return self.get_response(request)
+
+
+class LoginRequiredMiddleware(_LoginRequired):
+    """Django's, except that a view marked ``login_not_required`` is served without
+    first asking who the user is: /healthz must answer (503) while the database that
+    holds the sessions is down."""
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        if not getattr(view_func, "login_required", True):
+            return None
+        return super().process_view(request, view_func, view_args, view_kwargs)

@@ -8,6 +8,7 @@ a message that says what to set.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import secrets
 from pathlib import Path
@@ -101,6 +102,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_htmx",
+    "axes",
     "doce",
     "providers",
     "projects",
@@ -115,10 +117,12 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "doce.middleware.FirstRunSetupMiddleware",
-    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "doce.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, so it sees the login view's answer and turns a lockout into its own page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "doce.urls"
@@ -177,6 +181,40 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+# axes first: it refuses a locked-out login before the password is even checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+
+# --- login throttling (django-axes) ----------------------------------------------------
+# Failed logins are counted per username and per client address in Django's cache
+# (CACHES["default"]; with several web processes set CACHE_URL to Redis so they share the
+# counts). After DOCE_LOGIN_FAILURE_LIMIT failures that username and that address are
+# locked out: every login attempt, the right password included, is refused with a 429
+# page until DOCE_LOGIN_COOLOFF_MINUTES pass without another attempt.
+DOCE_LOGIN_FAILURE_LIMIT = env.int("DOCE_LOGIN_FAILURE_LIMIT", default=10)
+DOCE_LOGIN_COOLOFF_MINUTES = env.int("DOCE_LOGIN_COOLOFF_MINUTES", default=15)
+# Reverse proxies in front of doce that append the client's address to X-Forwarded-For
+# (0: doce is reached directly). Without it every client would share the proxy's address.
+DOCE_LOGIN_PROXY_COUNT = env.int("DOCE_LOGIN_PROXY_COUNT", default=0)
+if DOCE_LOGIN_FAILURE_LIMIT < 1 or DOCE_LOGIN_COOLOFF_MINUTES < 1 or DOCE_LOGIN_PROXY_COUNT < 0:
+    raise ImproperlyConfigured(
+        "DOCE_LOGIN_FAILURE_LIMIT and DOCE_LOGIN_COOLOFF_MINUTES must be at least 1, "
+        "DOCE_LOGIN_PROXY_COUNT at least 0."
+    )
+AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
+AXES_FAILURE_LIMIT = DOCE_LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = DOCE_LOGIN_COOLOFF_MINUTES / 60  # axes reads a float as hours
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_USERNAME_CALLABLE = "doce.views.login_throttle_username"
+AXES_CLIENT_IP_CALLABLE = "doce.views.login_client_address"
+AXES_LOCKOUT_CALLABLE = "doce.views.login_locked_out"
+# The cache handler keeps nothing in axes' tables: their admin pages would stay empty.
+AXES_ENABLE_ADMIN = False
+# axes warns about a per-process memory cache: right for one web process (`make run`);
+# with several, CACHE_URL must point at Redis (README, docker-compose.yml).
+SILENCED_SYSTEM_CHECKS = ["axes.W001"]
 
 # --- i18n / static -------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -340,6 +378,22 @@ DOCE_PROVIDER_API_URLS = {
     "google": env.str("DOCE_GOOGLE_API_URL", default="https://generativelanguage.googleapis.com"),
     "groq": env.str("DOCE_GROQ_API_URL", default="https://api.groq.com"),
 }
+# Networks a key check never connects to (comma-separated CIDRs): a custom endpoint whose
+# host is or resolves into one is refused when saved and never asked. Default: link-local
+# and cloud metadata addresses, and 0.0.0.0/8; loopback and private ranges stay allowed
+# (a self-hosted Ollama or vLLM lives there). "" blocks nothing.
+DOCE_ENDPOINT_BLOCKED_NETWORKS = env.list(
+    "DOCE_ENDPOINT_BLOCKED_NETWORKS",
+    default=["169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "0.0.0.0/8"],
+)
+for _network in DOCE_ENDPOINT_BLOCKED_NETWORKS:
+    try:
+        ipaddress.ip_network(_network.strip(), strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"DOCE_ENDPOINT_BLOCKED_NETWORKS entry {_network!r} is not a network in CIDR "
+            "notation (e.g. 169.254.0.0/16)."
+        ) from None
 # Connect, test and OAuth attempts a user may make per window (seconds).
 DOCE_PROVIDER_ATTEMPTS = env.int("DOCE_PROVIDER_ATTEMPTS", default=10)
 DOCE_PROVIDER_ATTEMPTS_WINDOW = env.int("DOCE_PROVIDER_ATTEMPTS_WINDOW", default=60)

@@ -1,34 +1,71 @@
 from __future__ import annotations
 
+import re
+
 from django import forms
 
 from doce.inputs import has_control_characters
 from doce.opencode import ModelRef
+from projects.selectors import models_offered
 from providers.selectors import usable_provider_ids
 
 PROMPT_MAX = 20_000
 MESSAGE_MAX = 20_000
 
 
+# The model id is stored in a varchar(255) (Project.current_model_id); the provider id
+# in a varchar(100).
+MODEL_ID_MAX = 255
+PROVIDER_ID_MAX = 100
+_PATH_SEPARATORS = re.compile(r"[/\\]")
+
+
+def model_id_problem(model_id: str) -> str | None:
+    """Why ``model_id`` (the part after ``provider/``) cannot be stored or sent, or None:
+    it must fit its column and have no ``..`` path segment (OpenCode's ids never do).
+    ``ModelField`` has already refused whitespace and control characters."""
+    if len(model_id) > MODEL_ID_MAX:
+        return (
+            f"The model id is {len(model_id)} characters long: at most {MODEL_ID_MAX} are allowed."
+        )
+    if ".." in _PATH_SEPARATORS.split(model_id):
+        return "A model id cannot contain “..” as a path segment."
+    return None
+
+
 class ModelField(forms.CharField):
-    """``provider/model``, where the provider is one the user has connected."""
+    """``provider/model``, where the provider is one the user has connected and the
+    model one that provider offers."""
 
     def __init__(self, *, user, **kwargs):
         self.user = user
-        kwargs.setdefault("max_length", 300)
+        kwargs.setdefault("max_length", PROVIDER_ID_MAX + 1 + MODEL_ID_MAX)
         super().__init__(**kwargs)
 
     def clean(self, value):
-        value = super().clean(value).strip()
+        value = super().clean(value)  # stripped: spaces around the value are dropped
+        if has_control_characters(value) or any(char.isspace() for char in value):
+            raise forms.ValidationError(
+                "A model id has no spaces, line breaks or control characters."
+            )
         try:
             ref = ModelRef.parse(value)
         except ValueError:
             raise forms.ValidationError(
                 "Write the model as provider/model, e.g. openrouter/anthropic/claude-sonnet-4."
             ) from None
+        problem = model_id_problem(ref.model_id)
+        if problem:
+            raise forms.ValidationError(problem)
         if ref.provider_id not in usable_provider_ids(user=self.user):
             raise forms.ValidationError(
                 f"“{ref.provider_id}” is not connected. Connect it in Settings › Providers first."
+            )
+        offered = models_offered(user=self.user, provider_id=ref.provider_id)
+        if not offered.offers(ref.model_id):
+            raise forms.ValidationError(
+                f"“{ref.model_id}” is not a model of {offered.provider_name}: "
+                "pick one from the list."
             )
         return str(ref)
 

@@ -1,4 +1,5 @@
-"""Periodic housekeeping: notice servers that died, stop projects left idle."""
+"""Periodic housekeeping: notice servers that died, stop the servers of failed projects,
+stop projects left idle."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from doce.opencode.runtimes import RuntimeStatus
+from doce.opencode.runtimes import RuntimeFailure, RuntimeStatus
 from projects import services as project_services
 from projects.models import Project
 from queue_jobs.models import ACTIVE_STATES, Job
@@ -43,8 +45,53 @@ def projects_reconcile() -> dict[str, int]:
     return {"crashed": crashed}
 
 
+def projects_stop_failed() -> int:
+    """Stop the server of each project in ``error`` whose runtime state still says a
+    server runs (a failed start-up step leaves it up, holding 300-850 MB); returns how
+    many. The project stays in ``error`` with its message, so the user still sees why it
+    failed; Start brings up a new server. Projects with an active job are left to it."""
+    stopped = 0
+    candidates = (
+        Project.objects.filter(status=Project.Status.ERROR, runtime_state__active=True)
+        .exclude(pk__in=Job.objects.filter(state__in=ACTIVE_STATES).values("subject_id"))
+        .values_list("pk", flat=True)
+    )
+    for project_id in candidates:
+        try:
+            stopped += _stop_failed_server(project_id)
+        except (RuntimeFailure, OSError):  # tried again next time; the others go on
+            logger.exception("project %s: the failed project's server did not stop", project_id)
+    if stopped:
+        logger.info("stopped the servers of %s failed project(s)", stopped)
+    return stopped
+
+
+def _stop_failed_server(project_id: int) -> int:
+    with transaction.atomic():
+        # The row lock makes a Start clicked meanwhile wait until the server is down (its
+        # steps then read the stopped state and start a new one); a Start that got in
+        # first changed the status or queued jobs, and the project is not touched.
+        project = (
+            Project.objects.select_for_update()
+            .filter(pk=project_id, status=Project.Status.ERROR)
+            .exclude(pk__in=Job.objects.filter(state__in=ACTIVE_STATES).values("subject_id"))
+            .first()
+        )
+        state = project_services.runtime_state(project) if project else None
+        if state is None or not state.active:
+            return 0
+        state = project_services.project_runtime(project).stop(state)
+        Project.objects.filter(pk=project.pk).update(
+            runtime_state=state.to_dict(), provider_credentials_set=False
+        )
+    logger.info("project %s: stopped the server of the failed project", project_id)
+    return 1
+
+
 def projects_stop_idle(*, idle: timedelta | None = None) -> int:
-    """Stop running projects nobody used for ``idle`` (a server holds 300-850 MB)."""
+    """Stop running projects nobody used for ``idle`` (a server holds 300-850 MB).
+    Projects in ``error`` are not idle but failed: ``projects_stop_failed`` stops their
+    servers, keeping their status, so neither stops a server the other did."""
     idle = idle or timedelta(minutes=settings.DOCE_PROJECT_IDLE_MINUTES)
     cutoff = timezone.now() - idle
     stale = Project.objects.filter(status=Project.Status.RUNNING).filter(

@@ -11,7 +11,7 @@ import logging
 from django.utils import timezone
 
 from doce.opencode import ModelRef, NotFound, OpenCodeError
-from doce.opencode.runtimes import RuntimeFailure
+from doce.opencode.runtimes import RuntimeFailure, RuntimeState
 from doce.opencode.runtimes.config import write_opencode_config
 from projects import credentials
 from projects import services as project_services
@@ -42,7 +42,11 @@ def _opencode_error(exc: OpenCodeError, doing: str) -> StepError:
 
 @step(JobType.RUNTIME_UP, on_failure=mark_project_failed)
 def runtime_up(job: Job) -> None:
-    project = job.subject
+    _server_up(job.subject)
+
+
+def _server_up(project: Project) -> RuntimeState:
+    """Start the project's server unless its own still runs; record where it runs."""
     runtime = project_services.project_runtime(project)
     try:
         state = runtime.ensure_started(
@@ -63,6 +67,7 @@ def runtime_up(job: Job) -> None:
         status=Project.Status.STARTING,
         updated_at=timezone.now(),
     )
+    return state
 
 
 @step(JobType.WAIT_HEALTHY, on_failure=mark_project_failed)
@@ -72,6 +77,13 @@ def wait_healthy(job: Job) -> None:
     if state is None:
         raise StepError("The project's server was never started.", retryable=False)
     runtime = project_services.project_runtime(project)
+    if not runtime.is_alive(state):
+        # It exited while starting (e.g. another server took its port before it bound
+        # it): start it again, on a new port, rather than probe a dead one.
+        logger.warning(
+            "project %s: its server exited while starting; starting it again", project.pk
+        )
+        state = _server_up(project)
     try:
         runtime.wait_healthy(state, str(project.server_password))
     except RuntimeFailure as exc:

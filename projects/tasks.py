@@ -1,14 +1,15 @@
-"""Periodic housekeeping of projects (scheduled by beat): notice servers that died,
-stop projects left idle. Takes and returns no secret."""
+"""Periodic housekeeping of projects (scheduled by beat): notice servers that died, stop
+the servers of failed projects, stop projects left idle. Takes and returns no secret."""
 
 from __future__ import annotations
 
 from celery import shared_task
 
-from projects.reconcile import projects_reconcile, projects_stop_idle
+from projects.reconcile import projects_reconcile, projects_stop_failed, projects_stop_idle
 
 
 @shared_task(name="projects.reconcile", ignore_result=True)
 def reconcile() -> None:
-    projects_reconcile()
+    projects_reconcile()  # running projects whose server died turn to error first,
+    projects_stop_failed()  # so their leftovers (a container, a record) are cleaned here
     projects_stop_idle()

@@ -16,11 +16,15 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html_join
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
 from doce.encrypted_fields import UNDECRYPTABLE_MESSAGE, is_undecryptable
 from providers import services
+from providers.forms import SecretField
 from providers.models import AuditEvent, ProviderConnection, UserSettings
+from providers.views.common import hide_secrets
 
 
 class ExpiryFilter(admin.SimpleListFilter):
@@ -45,11 +49,10 @@ class ExpiryFilter(admin.SimpleListFilter):
 
 class ProviderConnectionForm(forms.ModelForm):
     # Write-only: never rendered back (render_value=False), left empty to keep the key.
-    new_api_key = forms.CharField(
+    # The user's form field: one line of printable ASCII, at most 4 KB, stripped.
+    new_api_key = SecretField(
         label="New API key",
         required=False,
-        strip=True,
-        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
         help_text="API-key connections only. Leave empty to keep the stored key.",
     )
     base_url = forms.URLField(required=False, max_length=500, assume_scheme="https")
@@ -72,6 +75,7 @@ class ProviderConnectionForm(forms.ModelForm):
             "oauth_enterprise_url",
         ]
 
+    @sensitive_variables()
     def clean(self):
         cleaned = super().clean()
         adding = self.instance.pk is None
@@ -82,6 +86,7 @@ class ProviderConnectionForm(forms.ModelForm):
             )
         return cleaned
 
+    @sensitive_variables()
     def _post_clean(self):
         super()._post_clean()  # the instance now holds the form's values
         # The services' own rules (a key for API connections, custom-provider fields...),
@@ -179,6 +184,13 @@ class ProviderConnectionAdmin(admin.ModelAdmin):
             rows.append((name.replace("_", " "), state))
         return format_html_join("", "<div>{}: {}</div>", rows) or "-"
 
+    @method_decorator(sensitive_post_parameters("new_api_key"))
+    @method_decorator(sensitive_variables())
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        hide_secrets(request)  # a key typed here stays off error pages, DEBUG=true too
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    @sensitive_variables()
     def save_model(self, request, obj, form, change):
         new_key = form.cleaned_data.get("new_api_key")
         if not change:

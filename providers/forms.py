@@ -6,30 +6,34 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
 from django import forms
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
-from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from doce.inputs import DOUBLE_SUBMIT_WINDOW, has_control_characters
+from doce.inputs import has_control_characters
+from providers import services, validation
 from providers.catalog import AuthMethod, Prompt, catalog_ids
 from providers.models import PROVIDER_ID_RE, ProviderConnection
 from providers.selectors import connection_for
 
 MAX_KEY_BYTES = 4096
-MAX_MODELS = 200
+MAX_MODELS = 500
+MAX_MODEL_ID = 255
+# The model list's text: MAX_MODELS ids of MAX_MODEL_ID characters, one per (CRLF) line.
+MAX_MODELS_TEXT = MAX_MODELS * (MAX_MODEL_ID + 2)
 # Paths of the settings pages that a provider id must not shadow.
 RESERVED_IDS = frozenset({"add", "custom", "oauth", "legacy", "new", "preferences"})
 # Form field names a prompt key may not take.
 _RESERVED_FIELDS = frozenset({"api_key", "csrfmiddlewaretoken", "method", "code", "q"})
 _PROVIDER_ID = re.compile(PROVIDER_ID_RE)
-_MODEL_ID = re.compile(r"^[^\s]{1,200}$")
 
 
 class SecretField(forms.CharField):
-    """An API key: one line of printable characters, at most 4 KB, never shown back."""
+    """An API key: one line of printable ASCII characters, at most 4 KB, never shown back
+    (an HTTP header takes nothing else)."""
 
     def __init__(self, **kwargs):
         kwargs.setdefault("label", "API key")
@@ -45,7 +49,7 @@ class SecretField(forms.CharField):
         # Django's null-character validator would say less than validate() below.
         self.validators = []
 
-    @sensitive_variables("value")
+    @sensitive_variables()
     def validate(self, value):
         super().validate(value)
         if value in self.empty_values:
@@ -69,8 +73,10 @@ class SecretField(forms.CharField):
             raise ValidationError(
                 "The key contains spaces: paste it again without them.", code="spaces"
             )
+        if not value.isascii():
+            raise ValidationError(f"{validation.NOT_ASCII_MESSAGE}.", code="not_ascii")
 
-    @sensitive_variables("value")
+    @sensitive_variables()
     def clean(self, value):
         value = super().clean(value)
         return value.strip() if value else value
@@ -116,6 +122,7 @@ class PromptsMixin:
             self.fields[prompt_field_name(prompt)] = field
         self.metadata: dict[str, str] = {}
 
+    @sensitive_variables()  # ``cleaned`` holds the API key
     def clean_prompts(self, cleaned: dict) -> None:
         values = {p.key: (cleaned.get(prompt_field_name(p)) or "").strip() for p in self.prompts}
         for prompt in self.prompts:
@@ -140,6 +147,7 @@ class ApiKeyForm(PromptsMixin, forms.Form):
         super().__init__(*args, **kwargs)
         self.add_prompt_fields(method.prompts if method else ())
 
+    @sensitive_variables()
     def clean(self):
         cleaned = super().clean()
         self.clean_prompts(cleaned)
@@ -164,13 +172,24 @@ class OAuthStartForm(PromptsMixin, forms.Form):
         return cleaned
 
 
-def parse_models(text: str) -> list[str]:
-    models: list[str] = []
+def parse_models(text: str, *, limit: int | None = None) -> list[str]:
+    """The model ids of a textarea, one per line: trimmed, without blanks and repeats, in
+    their order; at most ``limit`` (reading stops there). Linear in the text."""
+    models: dict[str, None] = {}  # an ordered set
     for line in (text or "").splitlines():
         model = line.strip()
-        if model and model not in models:
-            models.append(model)
-    return models
+        if model:
+            models.setdefault(model)
+            if limit is not None and len(models) >= limit:
+                break
+    return list(models)
+
+
+def _netloc(url: str) -> str:
+    try:
+        return urlsplit(url).netloc
+    except ValueError:  # e.g. an unclosed "[": URLValidator says what is wrong
+        return ""
 
 
 class CustomProviderForm(forms.Form):
@@ -197,8 +216,13 @@ class CustomProviderForm(forms.Form):
     )
     models = forms.CharField(
         label="Model ids",
-        help_text="One per line, as the endpoint names them.",
-        error_messages={"required": "Enter at least one model id."},
+        help_text=f"One per line, as the endpoint names them (at most {MAX_MODELS}).",
+        max_length=MAX_MODELS_TEXT,
+        error_messages={
+            "required": "Enter at least one model id.",
+            "max_length": f"That is too long for a list of model ids: at most {MAX_MODELS} "
+            f"ids of at most {MAX_MODEL_ID} characters, one per line.",
+        },
         widget=forms.Textarea(attrs={"rows": 4, "placeholder": "llama3.1:8b"}),
     )
     api_key = SecretField(
@@ -209,6 +233,7 @@ class CustomProviderForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.user = user
         self.connection = connection
+        # The same endpoint, saved a moment ago by this form (a double submit).
         self.duplicate_of: ProviderConnection | None = None
         if connection is not None:
             self.fields["provider_id"].disabled = True
@@ -235,12 +260,20 @@ class CustomProviderForm(forms.Form):
 
     def clean_base_url(self):
         base_url = self.cleaned_data["base_url"].strip()
+        if "@" in _netloc(base_url):
+            # It would be stored and shown in plain text, and sent to every project.
+            raise ValidationError(
+                "Remove the user name and password from the URL: put the key in the API key "
+                "field (it is stored encrypted)."
+            )
         try:
             URLValidator(schemes=["http", "https"])(base_url)
         except ValidationError:
             raise ValidationError(
                 "Enter an http:// or https:// URL, e.g. http://localhost:11434/v1."
             ) from None
+        if validation.endpoint_blocked(base_url):
+            raise ValidationError(validation.BLOCKED_ENDPOINT_MESSAGE)
         return base_url.rstrip("/")
 
     def clean_name(self):
@@ -250,43 +283,43 @@ class CustomProviderForm(forms.Form):
         return name
 
     def clean_models(self):
-        models = parse_models(self.cleaned_data["models"])
+        models = parse_models(self.cleaned_data["models"], limit=MAX_MODELS + 1)
         if not models:
             raise ValidationError("Enter at least one model id.")
         if len(models) > MAX_MODELS:
-            raise ValidationError(f"At most {MAX_MODELS} models.")
-        bad = [m for m in models if not _MODEL_ID.match(m) or has_control_characters(m)]
-        if bad:
-            raise ValidationError(
-                f"A model id is one word of at most 200 characters: “{bad[0][:40]}” is not."
-            )
+            raise ValidationError(f"At most {MAX_MODELS} models: remove some.")
+        for model in models:
+            if len(model) > MAX_MODEL_ID:
+                raise ValidationError(
+                    f"A model id is at most {MAX_MODEL_ID} characters: “{model[:40]}…” is longer."
+                )
+            if any(char.isspace() for char in model) or has_control_characters(model):
+                raise ValidationError(
+                    f"A model id is one word of at most {MAX_MODEL_ID} characters: "
+                    f"“{model[:40]}” is not."
+                )
         return models
 
-    @sensitive_variables("api_key")
+    @sensitive_variables()
     def clean(self):
         cleaned = super().clean()
         provider_id = cleaned.get("provider_id")
         if self.connection is None and provider_id:
             existing = connection_for(user=self.user, provider_id=provider_id)
             if existing is not None:
-                if self._same_as(existing, cleaned):
+                if services.endpoint_resubmitted(
+                    existing,
+                    name=cleaned.get("name"),
+                    base_url=cleaned.get("base_url"),
+                    models=cleaned.get("models"),
+                    api_key=cleaned.get("api_key") or "",
+                ):
                     self.duplicate_of = existing  # a double submit: it is saved already
                 else:
                     self.add_error(
                         "provider_id", f"You already have a provider called “{provider_id}”."
                     )
         return cleaned
-
-    @sensitive_variables("cleaned")
-    def _same_as(self, existing: ProviderConnection, cleaned: dict) -> bool:
-        return (
-            existing.is_custom
-            and existing.created_at >= timezone.now() - DOUBLE_SUBMIT_WINDOW
-            and existing.name == cleaned.get("name")
-            and existing.base_url == cleaned.get("base_url")
-            and list(existing.models or []) == cleaned.get("models")
-            and str(existing.api_key or "") == (cleaned.get("api_key") or "")
-        )
 
 
 class PreferencesForm(forms.Form):

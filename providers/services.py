@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
@@ -17,6 +18,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from doce.encrypted_fields import UNDECRYPTABLE_MESSAGE
+from doce.inputs import DOUBLE_SUBMIT_WINDOW
 from doce.redaction import redact
 from providers import validation
 from providers.audit import audit_record
@@ -47,6 +49,7 @@ _UNSET: Any = object()
 # --- connections ----------------------------------------------------------------------
 
 
+@sensitive_variables()
 def connection_create(
     *,
     user: AbstractBaseUser,
@@ -104,6 +107,7 @@ def connection_create(
     return connection
 
 
+@sensitive_variables()
 def connection_update(
     *,
     connection: ProviderConnection,
@@ -294,6 +298,7 @@ def connections_expire_oauth(*, now: datetime | None = None) -> int:
 # --- validation -----------------------------------------------------------------------
 
 
+@sensitive_variables()
 def _apply(connection: ProviderConnection, **values) -> None:
     """Set ``values`` on ``connection``, drop secrets its auth type does not use, refresh
     the hint, and validate; raises ValidationError keyed by field."""
@@ -322,6 +327,7 @@ def connection_validate(*, connection: ProviderConnection) -> None:
         raise ValidationError(errors)
 
 
+@sensitive_variables()
 def _validation_errors(connection: ProviderConnection) -> dict[str, str]:
     errors: dict[str, str] = {}
     try:
@@ -334,6 +340,9 @@ def _validation_errors(connection: ProviderConnection) -> dict[str, str]:
         errors.update({field: " ".join(messages) for field, messages in exc.message_dict.items()})
     for key in connection.missing_secrets(keyless_custom_ok=True):
         errors[key] = f"This {connection.get_auth_type_display()} connection needs a value."
+    api_key = connection.api_key
+    if isinstance(api_key, str) and api_key and (problem := validation.key_problem(api_key)):
+        errors["api_key"] = f"{problem}."  # an HTTP header takes printable ASCII only
     if not isinstance(connection.metadata, dict) or not all(
         isinstance(key, str) and isinstance(value, str)
         for key, value in connection.metadata.items()
@@ -344,6 +353,12 @@ def _validation_errors(connection: ProviderConnection) -> dict[str, str]:
             URLValidator(schemes=["http", "https"])(connection.base_url)
         except ValidationError:
             errors["base_url"] = "Enter an http:// or https:// URL."
+        else:
+            if "@" in urlsplit(connection.base_url).netloc:
+                errors["base_url"] = (
+                    "Remove the user name and password from the URL: put the key in the API "
+                    "key field (it is stored encrypted)."
+                )
         if connection.auth_type != AuthType.API:
             errors["auth_type"] = "A custom provider connects with an API key."
         if not connection.name:
@@ -367,6 +382,7 @@ def _initialize_settings(user: AbstractBaseUser) -> None:
 # --- the settings pages: connect with a key, check it, preferences, legacy key -----------
 
 
+@sensitive_variables()
 def connection_set_api_key(
     *,
     user: AbstractBaseUser,
@@ -409,7 +425,7 @@ def connection_set_api_key(
     return connection_update(connection=existing, actor=actor, **changes), False
 
 
-@sensitive_variables("api_key")
+@sensitive_variables()
 def connection_connect_api_key(
     *,
     user: AbstractBaseUser,
@@ -443,7 +459,7 @@ def connection_connect_api_key(
     return connection, created, check
 
 
-@sensitive_variables("api_key")
+@sensitive_variables()
 def endpoint_save(
     *,
     user: AbstractBaseUser,
@@ -470,9 +486,21 @@ def endpoint_save(
     fields: dict[str, Any] = {"name": name, "base_url": base_url, "models": models}
     created = connection is None
     if connection is None:
-        connection = connection_create(
-            user=user, provider_id=provider_id, api_key=api_key or None, actor=actor, **fields
-        )
+        try:
+            connection = connection_create(
+                user=user, provider_id=provider_id, api_key=api_key or None, actor=actor, **fields
+            )
+        except ValidationError as error:
+            # Lost a race with the same form's other submit: the endpoint is saved, which
+            # is what this request asked for too.
+            existing = connection_for(user=user, provider_id=provider_id)
+            if (
+                existing is None
+                or set(error.message_dict) != {"provider_id"}
+                or not endpoint_resubmitted(existing, api_key=api_key, **fields)
+            ):
+                raise
+            return existing, True, check
     else:
         if api_key:
             fields["api_key"] = api_key
@@ -481,7 +509,29 @@ def endpoint_save(
     return connection, created, check
 
 
-@sensitive_variables("api_key")
+@sensitive_variables()
+def endpoint_resubmitted(
+    connection: ProviderConnection,
+    *,
+    name: str | None,
+    base_url: str | None,
+    models: list[str] | None,
+    api_key: str,
+) -> bool:
+    """Is ``connection`` the custom endpoint these values describe, created moments ago
+    (``DOUBLE_SUBMIT_WINDOW``)? Then a second submit of the same form is answered as the
+    first one was instead of "already connected"."""
+    return (
+        connection.is_custom
+        and connection.created_at >= timezone.now() - DOUBLE_SUBMIT_WINDOW
+        and connection.name == name
+        and connection.base_url == base_url
+        and list(connection.models or []) == models
+        and str(connection.api_key or "") == (api_key or "")
+    )
+
+
+@sensitive_variables()
 def _checked_key(
     *,
     user: AbstractBaseUser,
@@ -545,6 +595,7 @@ def connection_record_check(
     return connection
 
 
+@sensitive_variables()
 def connection_verify(
     *, connection: ProviderConnection, actor: AbstractBaseUser | None = None
 ) -> tuple[ProviderConnection, validation.KeyCheck | None]:

@@ -1,27 +1,39 @@
-"""Does a provider accept a key? One cheap authenticated request per provider, with a
-short timeout, to a base URL taken from settings (tests point them at local stubs).
+"""Does a provider accept a key? One cheap authenticated request per provider, within one
+deadline, to a base URL taken from settings (tests point them at local stubs).
 
     check = key_check(provider_id="openrouter", api_key=key)
     check.outcome  # "valid" | "rejected" | "unverified" | "unchecked"
 
-``rejected`` (401/403, or Google's "API key not valid") means do not save the key;
-``unverified`` means the provider could not say (unreachable, 5xx, rate limited): save
-it, marked "not verified". ``message`` is for the user and never holds the key.
+``rejected`` (401/403, Google's "API key not valid", or a key that cannot be sent at
+all) means do not save the key; ``unverified`` means the provider could not say
+(unreachable, 5xx, rate limited): save it, marked "not verified". ``message`` is for the
+user: our own words only, never the key and never what the remote end answered (a
+custom endpoint is any URL a user types: its body could be anything, and its errors
+would tell open ports from closed ones).
+
+The check never raises, whatever the key or the URL. It has one total deadline
+(``DOCE_PROVIDER_CHECK_TIMEOUT``) for resolving, connecting, sending and reading, reads
+at most ``MAX_BODY_BYTES`` of a body (and only when the answer depends on it), and never
+connects to an address in ``DOCE_ENDPOINT_BLOCKED_NETWORKS`` (link-local, cloud metadata):
+the host is resolved here and the vetted address is the one connected to.
 """
 
 from __future__ import annotations
 
-import json
+import functools
+import http
+import ipaddress
 import logging
+import socket
+import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import httpcore
 import httpx
 from django.conf import settings
 from django.views.decorators.debug import sensitive_variables
-
-from doce.opencode.errors import scrub
-from doce.redaction import redact
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +41,22 @@ VALID = "valid"
 REJECTED = "rejected"
 UNVERIFIED = "unverified"
 UNCHECKED = "unchecked"  # no check exists for this provider (or checks are off)
+
+#: At most this much of an answer's body is read (only Google's 400 needs one).
+MAX_BODY_BYTES = 64 * 1024
+
+# Like every ``KeyCheck.message``, without a final full stop (forms add one).
+NOT_ASCII_MESSAGE = (
+    "An API key is plain ASCII text: remove the other characters (accented or non-Latin "
+    "letters, “…”, emoji) and paste the key itself, not a shortened hint like sk-…abcd"
+)
+NOT_SENDABLE_MESSAGE = (
+    "The key contains spaces or control characters and cannot be sent: enter it again"
+)
+BLOCKED_ENDPOINT_MESSAGE = (
+    "This URL points into a network this server does not connect to (link-local or cloud "
+    "metadata addresses): use your endpoint's own address."
+)
 
 
 @dataclass(frozen=True)
@@ -46,20 +74,27 @@ class _Probe:
     name: str
 
 
+@sensitive_variables()
 def _bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
+@sensitive_variables()
+def _anthropic(key: str) -> dict[str, str]:
+    return {"x-api-key": key, "anthropic-version": "2023-06-01"}
+
+
+@sensitive_variables()
+def _google(key: str) -> dict[str, str]:
+    # The key goes in a header, not in ?key=: URLs end up in logs.
+    return {"x-goog-api-key": key}
+
+
 PROBES: dict[str, _Probe] = {
     "openrouter": _Probe("/api/v1/auth/key", _bearer, "OpenRouter"),
-    "anthropic": _Probe(
-        "/v1/models",
-        lambda key: {"x-api-key": key, "anthropic-version": "2023-06-01"},
-        "Anthropic",
-    ),
+    "anthropic": _Probe("/v1/models", _anthropic, "Anthropic"),
     "openai": _Probe("/v1/models", _bearer, "OpenAI"),
-    # The key goes in a header, not in ?key=: URLs end up in logs.
-    "google": _Probe("/v1beta/models", lambda key: {"x-goog-api-key": key}, "Google"),
+    "google": _Probe("/v1beta/models", _google, "Google"),
     "groq": _Probe("/openai/v1/models", _bearer, "Groq"),
 }
 
@@ -72,67 +107,255 @@ def has_check(provider_id: str, *, base_url: str = "") -> bool:
     return checks_enabled() and (bool(base_url) or provider_id in PROBES)
 
 
-@sensitive_variables("api_key", "headers")
+@sensitive_variables()
+def key_problem(api_key: str) -> str:
+    """Why ``api_key`` cannot be sent in an HTTP header ("" when it can): it is not ASCII,
+    or holds spaces or control characters."""
+    if not api_key.isascii():
+        return NOT_ASCII_MESSAGE
+    if any(not char.isprintable() or char.isspace() for char in api_key):
+        return NOT_SENDABLE_MESSAGE
+    return ""
+
+
+# --- blocked networks -------------------------------------------------------------------
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class EndpointBlocked(Exception):
+    """The host is, or resolves to, an address in ``DOCE_ENDPOINT_BLOCKED_NETWORKS``."""
+
+
+@functools.lru_cache(maxsize=8)
+def _networks(entries: tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    return tuple(ipaddress.ip_network(entry.strip(), strict=False) for entry in entries if entry)
+
+
+def blocked_networks() -> tuple[IPNetwork, ...]:
+    """``DOCE_ENDPOINT_BLOCKED_NETWORKS`` (validated at start-up by the settings)."""
+    return _networks(tuple(str(e).strip() for e in settings.DOCE_ENDPOINT_BLOCKED_NETWORKS))
+
+
+def address_blocked(address: str) -> bool:
+    """Is this IP address in a blocked network? (An IPv4-mapped IPv6 address counts as
+    its IPv4 address.)"""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone ("%eth0")
+    candidates = [ip]
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        candidates.append(ip.ipv4_mapped)
+    return any(
+        candidate in network
+        for candidate in candidates
+        for network in blocked_networks()
+        if candidate.version == network.version
+    )
+
+
+def _resolve(host: str, port: int) -> list[str]:
+    """The addresses ``host`` resolves to (an IP literal: itself), in the order to try."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    addresses: dict[str, None] = {}
+    for _family, _type, _proto, _name, sockaddr in infos:
+        addresses.setdefault(str(sockaddr[0]))
+    return list(addresses)
+
+
+def endpoint_blocked(base_url: str) -> bool:
+    """True when ``base_url``'s host is, or resolves to, an address in a blocked network.
+    A host that does not resolve here is not blocked: the key check will say it could not
+    be reached (and checks again before every connection)."""
+    try:
+        url = httpx.URL(base_url)
+        host = url.raw_host.decode("ascii")
+        addresses = _resolve(host, url.port or (443 if url.scheme == "https" else 80))
+    except (OSError, UnicodeError, ValueError, httpx.InvalidURL):
+        return False
+    return any(address_blocked(address) for address in addresses)
+
+
+# --- one request, one deadline ----------------------------------------------------------
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's own sync backend, with every connect, read and write given at most the
+    time left until ``deadline`` (so a peer that trickles a byte at a time is cut off at
+    the deadline, not after a read timeout per byte), and every host resolved and vetted
+    here: an address in a blocked network is never connected to."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self._backend = httpcore.SyncBackend()
+
+    def time_left(self, timeout: float | None, error: type[Exception]) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise error("the key check's deadline passed")
+        return left if timeout is None else min(timeout, left)
+
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        try:
+            addresses = _resolve(host, port)
+        except (OSError, UnicodeError) as exc:
+            raise httpcore.ConnectError("the host did not resolve") from exc
+        if any(address_blocked(address) for address in addresses):
+            raise EndpointBlocked(host)
+        error: Exception = httpcore.ConnectError("the host has no address")
+        for address in addresses:
+            try:
+                stream = self._backend.connect_tcp(
+                    address,
+                    port,
+                    timeout=self.time_left(timeout, httpcore.ConnectTimeout),
+                    local_address=local_address,
+                    socket_options=socket_options,
+                )
+            except httpcore.ConnectError as exc:
+                error = exc
+            else:
+                return _DeadlineStream(stream, self)
+        raise error
+
+    def connect_unix_socket(self, path, timeout=None, socket_options=None):
+        raise httpcore.ConnectError("unix sockets are not used for key checks")
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    def __init__(self, stream: httpcore.NetworkStream, backend: _DeadlineBackend) -> None:
+        self._stream = stream
+        self._backend = backend
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, self._backend.time_left(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, self._backend.time_left(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(self, ssl_context, server_hostname=None, timeout=None):
+        stream = self._stream.start_tls(
+            ssl_context, server_hostname, self._backend.time_left(timeout, httpcore.ConnectTimeout)
+        )
+        return _DeadlineStream(stream, self._backend)
+
+    def get_extra_info(self, info: str):
+        return self._stream.get_extra_info(info)
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    return httpx.create_ssl_context()
+
+
+@sensitive_variables()
+def _ask(url: str, headers: dict[str, str], *, wants_body: Callable[[int], bool]):
+    """GET ``url`` within the check's deadline: the status and, when ``wants_body(status)``,
+    at most ``MAX_BODY_BYTES`` of the body (what arrived before the deadline). No
+    redirects, no proxies from the environment."""
+    timeout = float(settings.DOCE_PROVIDER_CHECK_TIMEOUT)
+    backend = _DeadlineBackend(time.monotonic() + timeout)
+    target = httpx.URL(url)
+    core_url = httpcore.URL(
+        scheme=target.raw_scheme, host=target.raw_host, port=target.port, target=target.raw_path
+    )
+    raw_headers = [(k.encode("ascii"), v.encode("ascii")) for k, v in headers.items()]
+    extensions = {"timeout": dict.fromkeys(("connect", "read", "write", "pool"), timeout)}
+    with (
+        httpcore.ConnectionPool(
+            ssl_context=_ssl_context(), network_backend=backend, max_connections=1
+        ) as pool,
+        pool.stream("GET", core_url, headers=raw_headers, extensions=extensions) as response,
+    ):
+        status = response.status
+        body = _read_capped(response, backend) if wants_body(status) else b""
+    return status, body
+
+
+def _read_capped(response: httpcore.Response, backend: _DeadlineBackend) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        for chunk in response.iter_stream():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size >= MAX_BODY_BYTES or time.monotonic() >= backend.deadline:
+                break
+    except (httpcore.TimeoutException, httpcore.NetworkError, httpcore.ProtocolError):
+        pass  # the deadline, or a broken body: decide on what arrived
+    return b"".join(chunks)[:MAX_BODY_BYTES]
+
+
+# --- the check ----------------------------------------------------------------------------
+@sensitive_variables()
 def key_check(*, provider_id: str, api_key: str, base_url: str = "") -> KeyCheck:
     """Ask the provider whether it takes ``api_key``. ``base_url`` marks a custom
-    OpenAI-compatible endpoint (``GET {base_url}/models``)."""
+    OpenAI-compatible endpoint (``GET {base_url}/models``). Never raises."""
+    try:
+        return _key_check(provider_id=provider_id, api_key=api_key, base_url=base_url)
+    except Exception as exc:  # a key check must never turn a page into a 500
+        logger.warning("key check for %s failed unexpectedly (%s)", provider_id, type(exc).__name__)
+        return KeyCheck(UNVERIFIED, f"{_name(provider_id, base_url)} could not be reached")
+
+
+def _name(provider_id: str, base_url: str) -> str:
+    if base_url:
+        return "The endpoint"
+    probe = PROBES.get(provider_id)
+    return probe.name if probe is not None else "The provider"
+
+
+@sensitive_variables()
+def _key_check(*, provider_id: str, api_key: str, base_url: str) -> KeyCheck:
     if not checks_enabled() or not api_key:
         return KeyCheck(UNCHECKED)
+    name = _name(provider_id, base_url)
     if base_url:
-        url, headers, name = base_url.rstrip("/") + "/models", _bearer(api_key), "The endpoint"
+        url, headers = base_url.rstrip("/") + "/models", _bearer(api_key)
     elif provider_id in PROBES:
         probe = PROBES[provider_id]
         root = settings.DOCE_PROVIDER_API_URLS[provider_id].rstrip("/")
-        url, headers, name = root + probe.path, probe.headers(api_key), probe.name
+        url, headers = root + probe.path, probe.headers(api_key)
     else:
         return KeyCheck(UNCHECKED)
-    try:
-        with httpx.Client(
-            timeout=settings.DOCE_PROVIDER_CHECK_TIMEOUT, follow_redirects=False
-        ) as client:
-            response = client.get(url, headers={**headers, "Accept": "application/json"})
-    except httpx.TimeoutException:
-        return KeyCheck(UNVERIFIED, f"{name} did not answer in time")
-    except httpx.HTTPError as exc:
-        detail = scrub(str(exc), (api_key,))[:120]
-        logger.info("key check for %s: %s unreachable: %s", provider_id, url, detail)
-        return KeyCheck(UNVERIFIED, f"{name} could not be reached ({type(exc).__name__})")
+    if problem := key_problem(api_key):
+        return KeyCheck(REJECTED, problem)  # no provider can take it: nothing is sent
     google = provider_id == "google" and not base_url
-    return _interpret(response, name=name, api_key=api_key, google=google)
+    try:
+        status, body = _ask(
+            url,
+            {**headers, "Accept": "application/json"},
+            wants_body=lambda status: google and status == 400,
+        )
+    except EndpointBlocked:
+        logger.warning(
+            "key check for %s: the host is in DOCE_ENDPOINT_BLOCKED_NETWORKS; not asked",
+            provider_id,
+        )
+        return KeyCheck(UNVERIFIED, f"{name} could not be reached")
+    except httpcore.TimeoutException:
+        return KeyCheck(UNVERIFIED, f"{name} did not answer in time")
+    except Exception as exc:  # refused, reset, not HTTP, TLS, DNS, a bad URL: all alike
+        logger.info("key check for %s: unreachable (%s)", provider_id, type(exc).__name__)
+        return KeyCheck(UNVERIFIED, f"{name} could not be reached")
+    return _interpret(status, body, name=name, google=google)
 
 
-@sensitive_variables("api_key")
-def _interpret(response: httpx.Response, *, name: str, api_key: str, google: bool) -> KeyCheck:
-    status = response.status_code
-    reason = _reason(response, api_key)
+def _interpret(status: int, body: bytes, *, name: str, google: bool) -> KeyCheck:
+    """Our words for an answer: the status code and a generic reason, never the body."""
     if 200 <= status < 300:
         return KeyCheck(VALID)
-    if status in (401, 403) or (google and status == 400 and _google_bad_key(response)):
-        return KeyCheck(REJECTED, f"{name} rejected the key ({status}): {reason}")
+    if status in (401, 403) or (google and status == 400 and _google_bad_key(body)):
+        return KeyCheck(REJECTED, f"{name} rejected the key ({status})")
     if status == 429:
         return KeyCheck(UNVERIFIED, f"{name} is rate limiting requests (429)")
-    return KeyCheck(UNVERIFIED, f"{name} answered {status}: {reason}")
-
-
-def _reason(response: httpx.Response, api_key: str) -> str:
-    """The provider's own words: ``error.message`` (OpenAI, Anthropic, Groq, OpenRouter,
-    Google), ``message`` or ``detail``; else the status phrase. Never the key."""
-    text = ""
     try:
-        body = response.json()
-    except (ValueError, json.JSONDecodeError):
-        body = None
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict):
-            text = str(error.get("message") or error.get("code") or "")
-        elif isinstance(error, str):
-            text = error
-        text = text or str(body.get("message") or body.get("detail") or "")
-    text = text or response.reason_phrase or "no reason given"
-    text = " ".join(redact(scrub(text, (api_key,))).split())
-    return text[:300]
+        phrase = f" ({http.HTTPStatus(status).phrase})"
+    except ValueError:
+        phrase = ""
+    return KeyCheck(UNVERIFIED, f"{name} answered {status}{phrase}")
 
 
-def _google_bad_key(response: httpx.Response) -> bool:
-    return "API_KEY_INVALID" in response.text or "API key not valid" in response.text
+def _google_bad_key(body: bytes) -> bool:
+    return b"API_KEY_INVALID" in body or b"API key not valid" in body

@@ -33,7 +33,9 @@ CATALOG_TIMEOUT = 30.0
 PROMPT_TIMEOUT = 300.0
 # An "auto" OAuth callback blocks until the user has approved in their browser.
 OAUTH_CALLBACK_TIMEOUT = 900.0
-HEALTH_PROBE_TIMEOUT = 1.0
+HEALTH_PROBE_TIMEOUT = 0.2
+HEALTH_PROBE_TIMEOUT_MAX = 2.0
+HEALTH_PROBE_INTERVAL = 0.05
 # The server sends a heartbeat every 10 s: a silence three times longer is a dead stream.
 EVENT_READ_TIMEOUT = 30.0
 
@@ -103,24 +105,31 @@ class OpenCodeClient:
         *,
         deadline: float,
         probe_timeout: float = HEALTH_PROBE_TIMEOUT,
-        interval: float = 0.25,
+        interval: float = HEALTH_PROBE_INTERVAL,
         alive: Callable[[], bool] | None = None,
     ) -> dict[str, Any]:
         """Probe health until it answers, for at most ``deadline`` seconds.
 
-        Each probe gets a short timeout because a probe sent while the port is open but
-        the server is not yet serving can hang forever. ``alive`` lets a runtime stop
-        waiting as soon as the server process has died. Raises OpenCodeTimeout at the
-        deadline and OpenCodeUnavailable when ``alive()`` turns false; Unauthorized
-        (someone else's server on that port) at once.
+        The port accepts connections a moment before the server answers HTTP (in the
+        sandbox, pasta accepts them even earlier), and a probe sent then hangs until its
+        own timeout: so probes start short and poll fast, and a probe that timed out
+        gives the next one more time (up to HEALTH_PROBE_TIMEOUT_MAX), for a server that
+        answers slowly on a loaded machine. ``alive`` lets a runtime stop waiting as soon
+        as the server process has died. Raises OpenCodeTimeout at the deadline and
+        OpenCodeUnavailable when ``alive()`` turns false; Unauthorized (someone else's
+        server on that port) at once.
         """
         give_up = time.monotonic() + deadline
         last: errors.OpenCodeError | None = None
+        timeout = probe_timeout
         while True:
             try:
-                answer = self.health(timeout=probe_timeout)
+                answer = self.health(timeout=min(timeout, max(give_up - time.monotonic(), 0.05)))
                 if answer.get("healthy"):
                     return answer
+            except errors.OpenCodeTimeout as exc:
+                last = exc
+                timeout = min(timeout * 2, HEALTH_PROBE_TIMEOUT_MAX)
             except (errors.OpenCodeUnavailable, errors.ServerError) as exc:
                 last = exc
             if alive is not None and not alive():

@@ -3,8 +3,10 @@ connection list, the rate limit, messages."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import wraps
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -12,6 +14,8 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.views.debug import SafeExceptionReporterFilter
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django_htmx.http import HttpResponseClientRedirect
 
 from providers import services, validation
@@ -22,6 +26,39 @@ from providers.selectors import connection_for
 
 Status = ProviderConnection.Status
 EXPIRY_WARNING = timedelta(hours=1)
+
+
+# --- secrets in error reports -------------------------------------------------------------
+class SecretsHiddenFilter(SafeExceptionReporterFilter):
+    """Django's filter, active also with DEBUG=true: a debug error page is still a page,
+    and a key pasted into a form must not show up on it (in POST data or in the local
+    variables of the frames it passed through)."""
+
+    def is_active(self, request) -> bool:
+        return True
+
+
+def hide_secrets(request) -> None:
+    """Use ``SecretsHiddenFilter`` for error reports about this request."""
+    request.exception_reporter_filter = SecretsHiddenFilter()
+
+
+def secret_view(*post_parameters: str) -> Callable:
+    """For a view a secret passes through: the POST parameters named (all when none)
+    and the local variables of the view and of everything it calls (forms, services, the
+    key check, httpx) are hidden from error reports, with DEBUG=true too."""
+
+    def decorator(view):
+        @sensitive_post_parameters(*post_parameters)
+        @sensitive_variables()
+        @wraps(view)
+        def wrapped(request, *args, **kwargs):
+            hide_secrets(request)
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator
 
 
 # --- helpers ------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils import timezone
-from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_POST
 
 from doce.inputs import DOUBLE_SUBMIT_WINDOW
@@ -29,6 +28,7 @@ from providers.views.common import (
     rate_limited,
     render_page,
     rows_for,
+    secret_view,
 )
 
 
@@ -82,8 +82,7 @@ def provider_methods(request, provider_id: str):
 
 
 # --- API keys -----------------------------------------------------------------------------
-@sensitive_post_parameters("api_key")
-@sensitive_variables("api_key")
+@secret_view("api_key")
 def provider_api_key(request, provider_id: str):
     """Connect with an API key, or re-enter the key of an existing connection."""
     connection = connection_for(user=request.user, provider_id=provider_id)
@@ -132,8 +131,7 @@ def provider_api_key(request, provider_id: str):
 
 
 # --- custom OpenAI-compatible endpoints ---------------------------------------------------
-@sensitive_post_parameters("api_key")
-@sensitive_variables("api_key")
+@secret_view("api_key")
 def provider_custom(request, provider_id: str | None = None):
     connection = None
     initial = {}
@@ -180,6 +178,7 @@ def provider_custom(request, provider_id: str | None = None):
 
 # --- test and disconnect ------------------------------------------------------------------
 @require_POST
+@secret_view("api_key")  # the stored key passes through the key check
 def provider_test(request, provider_id: str):
     """Re-validate: local checks, then the provider's API for an API key."""
     connection = connection_or_404(request, provider_id)

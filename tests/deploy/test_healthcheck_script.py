@@ -27,7 +27,18 @@ def healthz_server():
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
             server.requests.append((self.path, self.headers["Host"]))
-            body = json.dumps({"status": "ok" if server.status == 200 else "error"}).encode()
+            # doce's public answer: the status and one {"ok": ...} per component.
+            healthy = server.status == 200
+            body = json.dumps(
+                {
+                    "status": "ok" if healthy else "error",
+                    "database": {"ok": True},
+                    "broker": {"ok": healthy},
+                    "opencode": {"ok": True},
+                    "sandbox": {"ok": True},
+                    "keyring": {"ok": True},
+                }
+            ).encode()
             self.send_response(server.status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -72,10 +83,33 @@ def test_exit_code_follows_healthz(
     monkeypatch.setenv("ALLOWED_HOSTS", "doce.example.com")
     assert healthcheck.main() == exit_code
     assert healthz_server.requests == [("/healthz", "doce.example.com")]
-    assert str(status) in capsys.readouterr().out, "the report shows up in docker inspect"
+    out = capsys.readouterr().out
+    assert out.startswith(str(status)), "the report shows up in docker inspect"
+    assert f'"broker": {{"ok": {"true" if status == 200 else "false"}}}' in out
 
 
 def test_unreachable_server_is_unhealthy(healthcheck, monkeypatch, capsys):
     monkeypatch.setattr(healthcheck, "URL", "http://127.0.0.1:9/healthz")
     assert healthcheck.main() == 1
     assert "unreachable" in capsys.readouterr().out
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("broker_ok", "exit_code"), [(True, 0), (False, 1)])
+def test_the_check_reads_doces_real_public_answer(
+    healthcheck, live_server, monkeypatch, capsys, broker_ok, exit_code
+):
+    from doce import health
+
+    if broker_ok:
+        monkeypatch.setitem(health.CHECKS, "broker", lambda: {"ok": True})
+    else:  # no worker in this test: make the failed round trip quick
+        monkeypatch.setattr(health, "BROKER_ROUND_TRIP_TIMEOUT", 0.5)
+    monkeypatch.setattr(healthcheck, "URL", f"{live_server.url}/healthz")
+    monkeypatch.setenv("ALLOWED_HOSTS", "localhost")
+    assert healthcheck.main() == exit_code
+    status, _, body = capsys.readouterr().out.strip().partition(" ")
+    assert status == ("200" if broker_ok else "503")
+    report = json.loads(body)
+    assert report["broker"] == {"ok": broker_ok}
+    assert set(report) == {"status", "database", "broker", "opencode", "sandbox", "keyring"}

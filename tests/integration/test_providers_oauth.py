@@ -23,7 +23,7 @@ from providers.models import OAuthFlow, ProviderConnection
 from tests.conftest import purge_broker, start_celery_worker, stop_process_group
 from tests.doce.opencode.fakes import FIXTURES, processes_in
 from tests.doce.opencode.servers import require_binary
-from tests.integration.conftest import assert_sealed
+from tests.integration.conftest import assert_sealed, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -200,10 +200,7 @@ def test_an_auto_sign_in_finishes_in_the_worker(alice, alice_client, catalog, wo
     # The worker's callback is blocked, polling the provider (through the sandbox, which
     # lets exactly that allowed endpoint through).
     polled = approval.polls
-    deadline = time.monotonic() + 30
-    while approval.polls < polled + 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert approval.polls >= polled + 2, "the sign-in server never polled its provider"
+    wait_for(lambda: approval.polls >= polled + 2, timeout=30, what="the provider's polls")
     assert OAuthFlow.objects.get(pk=flow_id).state == "pending"
     # Its server is sealed like a project's.
     server = RuntimeState.from_dict(OAuthFlow.objects.get(pk=flow_id).runtime_state)

@@ -28,6 +28,7 @@ from doce.opencode import (
     Unauthorized,
     WellKnownCredential,
 )
+from doce.opencode.client import HEALTH_PROBE_TIMEOUT
 from tests.doce.opencode import responses as r
 
 PASSWORD = "server-password-0123456789"
@@ -77,7 +78,7 @@ def test_health_uses_basic_auth_and_no_directory():
     expected = base64.b64encode(f"opencode:{PASSWORD}".encode()).decode()
     assert rec.last.headers["authorization"] == f"Basic {expected}"
     assert "directory" not in rec.last.url.params
-    assert rec.last.extensions["timeout"]["read"] == 1.0  # a probe never hangs
+    assert rec.last.extensions["timeout"]["read"] == HEALTH_PROBE_TIMEOUT  # never hangs
 
 
 SES = f"/session/{r.SESSION_ID}"
@@ -331,6 +332,22 @@ def test_wait_healthy_retries_until_the_server_answers():
 
     client = OpenCodeClient(BASE, PASSWORD, transport=httpx.MockTransport(handler))
     assert client.wait_healthy(deadline=5, interval=0.01) == r.HEALTH
+
+
+def test_health_probes_start_short_and_give_a_slow_server_more_time():
+    """A probe in the window where the port accepts but nothing answers hangs until its
+    own timeout: probes start short (no second-long stall) and double after a timeout."""
+    timeouts = []
+
+    def handler(request):
+        timeouts.append(request.extensions["timeout"]["read"])
+        if len(timeouts) <= 3:
+            raise httpx.ReadTimeout("hung", request=request)
+        return httpx.Response(200, json=r.HEALTH)
+
+    client = OpenCodeClient(BASE, PASSWORD, transport=httpx.MockTransport(handler))
+    assert client.wait_healthy(deadline=5, interval=0.01) == r.HEALTH
+    assert timeouts == [0.2, 0.4, 0.8, 1.6]
 
 
 def test_wait_healthy_gives_up():

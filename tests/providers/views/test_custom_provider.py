@@ -47,7 +47,8 @@ def test_a_key_the_endpoint_rejects_is_not_saved(alice, alice_client, provider_a
     key = new_key("sk-")
     response = alice_client.post(URL, form(base_url=provider_api.url + "/v1", api_key=key))
     html = response.content.decode()
-    assert "The endpoint rejected the key (401): bad token" in html and key not in html
+    assert "The endpoint rejected the key (401)" in html and key not in html
+    assert "bad token" not in html
     assert not ProviderConnection.objects.exists()
 
 
@@ -70,7 +71,7 @@ def test_an_unreachable_endpoint_with_a_key_is_saved_not_verified(alice, alice_c
         ({"base_url": "localhost:11434/v1"}, "base_url", "Enter an http:// or https:// URL"),
         ({"models": " \n \n"}, "models", "Enter at least one model id."),
         ({"models": "llama 3"}, "models", "A model id is one word"),
-        ({"models": "\n".join(f"m{i}" for i in range(201))}, "models", "At most 200 models."),
+        ({"models": "\n".join(f"m{i}" for i in range(501))}, "models", "At most 500 models"),
         ({"name": "  "}, "name", "This field is required."),
         ({"api_key": "sk-has\tcontrol-chars"}, "api_key", "control characters"),
         ({"api_key": "x" * 5000}, "api_key", "over 4 KB"),

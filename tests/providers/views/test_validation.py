@@ -39,14 +39,11 @@ def test_a_custom_endpoint_is_asked_for_its_models(provider_api):
 
 
 @pytest.mark.parametrize("status", [401, 403])
-def test_401_and_403_reject_with_the_providers_reason(provider_api, status):
+def test_401_and_403_reject_in_our_words_only(provider_api, status):
     provider_api.answer(status, {"error": {"message": "Incorrect API key provided: sk-ab***cd"}})
     check = key_check(provider_id="openai", api_key=new_key())
     assert check.outcome == REJECTED
-    assert (
-        check.message
-        == f"OpenAI rejected the key ({status}): Incorrect API key provided: sk-ab***cd"
-    )
+    assert check.message == f"OpenAI rejected the key ({status})"
 
 
 def test_googles_invalid_key_answer_is_a_rejection(provider_api):
@@ -62,7 +59,7 @@ def test_googles_invalid_key_answer_is_a_rejection(provider_api):
         },
     )
     check = key_check(provider_id="google", api_key=new_key("AIza"))
-    assert check.outcome == REJECTED and "API key not valid" in check.message
+    assert check.outcome == REJECTED and check.message == "Google rejected the key (400)"
 
 
 def test_the_key_never_appears_in_the_message_even_if_echoed(provider_api):
@@ -75,9 +72,13 @@ def test_the_key_never_appears_in_the_message_even_if_echoed(provider_api):
 @pytest.mark.parametrize(
     ("status", "body", "expected"),
     [
-        (500, {"error": {"message": "upstream down"}}, "OpenRouter answered 500: upstream down"),
+        (
+            500,
+            {"error": {"message": "upstream down"}},
+            "OpenRouter answered 500 (Internal Server Error)",
+        ),
         (429, {}, "OpenRouter is rate limiting requests (429)"),
-        (404, "<html>nope</html>", "OpenRouter answered 404: Not Found"),
+        (404, "<html>nope</html>", "OpenRouter answered 404 (Not Found)"),
     ],
 )
 def test_answers_that_say_nothing_about_the_key_leave_it_unverified(
@@ -92,7 +93,7 @@ def test_answers_that_say_nothing_about_the_key_leave_it_unverified(
 def test_an_unreachable_provider_is_unverified():
     check = key_check(provider_id="anthropic", api_key=new_key())  # the closed port
     assert check.outcome == UNVERIFIED
-    assert check.message == "Anthropic could not be reached (ConnectError)"
+    assert check.message == "Anthropic could not be reached"
 
 
 def test_a_slow_provider_times_out_quickly(settings):

@@ -1,0 +1,151 @@
+"""Login throttling (django-axes, cache handler): per username and per client address."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.test import RequestFactory
+from django.utils import timezone
+
+from doce import views
+from tests.conftest import run_manage
+from tests.factories import DEFAULT_PASSWORD
+
+LOGIN = "/accounts/login/"
+
+
+def attempt(client, username, password, address="127.0.0.1"):
+    return client.post(LOGIN, {"username": username, "password": password}, REMOTE_ADDR=address)
+
+
+def logged_in(client) -> bool:
+    return "_auth_user_id" in client.session
+
+
+@pytest.mark.django_db
+def test_the_right_password_is_refused_once_an_account_is_locked_out(client, alice, settings):
+    limit = settings.DOCE_LOGIN_FAILURE_LIMIT
+    assert limit == 10 and settings.DOCE_LOGIN_COOLOFF_MINUTES == 15  # the defaults
+    for _ in range(limit - 1):
+        response = attempt(client, "alice", "wrong-password")
+        assert response.status_code == 200
+        assert "Please enter a correct username and password" in response.content.decode()
+
+    locked = attempt(client, "alice", "wrong-password")
+    assert locked.status_code == 429
+
+    response = attempt(client, "alice", DEFAULT_PASSWORD)
+    assert response.status_code == 429
+    assert not logged_in(client)
+    assert client.get("/projects/").status_code == 302  # still sent to the login page
+
+
+@pytest.mark.django_db
+def test_the_lockout_page_says_when_to_try_again(client, alice, settings):
+    settings.DOCE_LOGIN_COOLOFF_MINUTES = 15
+    for _ in range(settings.DOCE_LOGIN_FAILURE_LIMIT):
+        response = attempt(client, "alice", "wrong-password")
+    assert response.status_code == 429
+    assert response.templates[0].name == "registration/login.html"
+    page = " ".join(response.content.decode().split())
+    assert "data-login-locked-out" in page
+    assert "Too many failed login attempts" in page
+    assert "blocked for 15 minutes: try again after" in page
+    wait = response.context["retry_at"] - timezone.now()
+    assert timedelta(minutes=14) < wait <= timedelta(minutes=15)
+    assert 'name="username"' in page and 'value="alice"' in page  # the form is still there
+    assert "Please enter a correct username" not in page
+
+
+@pytest.mark.django_db
+def test_an_account_is_locked_out_whatever_address_the_attempts_come_from(client, alice, settings):
+    for number in range(settings.DOCE_LOGIN_FAILURE_LIMIT):
+        attempt(client, "alice", "wrong-password", address=f"198.51.100.{number}")
+    response = attempt(client, "alice", DEFAULT_PASSWORD, address="203.0.113.9")
+    assert response.status_code == 429
+    assert not logged_in(client)
+
+
+@pytest.mark.django_db
+def test_an_address_is_locked_out_whatever_accounts_it_tries(client, alice, bob, settings):
+    for number in range(settings.DOCE_LOGIN_FAILURE_LIMIT):
+        attempt(client, f"guess{number}", "wrong-password", address="198.51.100.7")
+    response = attempt(client, "alice", DEFAULT_PASSWORD, address="198.51.100.7")
+    assert response.status_code == 429
+    assert not logged_in(client)
+    # Another address and an account nobody attacked are not affected.
+    response = attempt(client, "bob", DEFAULT_PASSWORD, address="203.0.113.9")
+    assert response.status_code == 302
+    assert logged_in(client)
+
+
+@pytest.mark.django_db
+def test_a_username_shaped_like_an_address_does_not_lock_that_address_out(client, alice, settings):
+    # axes hashes usernames and addresses into one key space: without the "user:" prefix
+    # these attempts would count against 127.0.0.1 itself.
+    for number in range(settings.DOCE_LOGIN_FAILURE_LIMIT):
+        attempt(client, "127.0.0.1", "wrong-password", address=f"198.51.100.{number}")
+    response = attempt(client, "alice", DEFAULT_PASSWORD, address="127.0.0.1")
+    assert response.status_code == 302
+    assert logged_in(client)
+
+
+@pytest.mark.django_db
+def test_failures_below_the_limit_do_not_stop_the_right_password(client, alice, settings):
+    for _ in range(settings.DOCE_LOGIN_FAILURE_LIMIT - 1):
+        attempt(client, "alice", "wrong-password")
+    assert attempt(client, "alice", DEFAULT_PASSWORD).status_code == 302
+    assert logged_in(client)
+
+
+@pytest.mark.django_db
+def test_the_settings_drive_the_limit_and_the_cool_off(client, alice, settings):
+    from axes.helpers import get_cache_timeout
+
+    settings.AXES_FAILURE_LIMIT = settings.DOCE_LOGIN_FAILURE_LIMIT = 3
+    assert get_cache_timeout() == 15 * 60  # counters expire this long after the last attempt
+    for _ in range(2):
+        assert attempt(client, "alice", "wrong-password").status_code == 200
+    assert attempt(client, "alice", "wrong-password").status_code == 429
+
+
+def test_behind_a_proxy_the_address_it_appended_counts(settings):
+    request = RequestFactory().post(
+        LOGIN,
+        REMOTE_ADDR="172.18.0.1",
+        HTTP_X_FORWARDED_FOR="10.9.9.9, 198.51.100.4",  # the first one is the client's claim
+    )
+    settings.DOCE_LOGIN_PROXY_COUNT = 0
+    assert views.login_client_address(request) == "172.18.0.1"
+    settings.DOCE_LOGIN_PROXY_COUNT = 1
+    assert views.login_client_address(request) == "198.51.100.4"
+    settings.DOCE_LOGIN_PROXY_COUNT = 2
+    assert views.login_client_address(request) == "10.9.9.9"
+    settings.DOCE_LOGIN_PROXY_COUNT = 3  # fewer entries than proxies: not forwarded
+    assert views.login_client_address(request) == "172.18.0.1"
+
+
+@pytest.mark.django_db
+def test_first_run_setup_still_logs_the_first_admin_in(client):
+    password = "a-long-and-unusual-passphrase-42"
+    response = client.post(
+        "/setup/", {"username": "root", "password1": password, "password2": password}
+    )
+    assert response.status_code == 302
+    assert logged_in(client)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"DOCE_LOGIN_FAILURE_LIMIT": "0"},
+        {"DOCE_LOGIN_COOLOFF_MINUTES": "0"},
+        {"DOCE_LOGIN_PROXY_COUNT": "-1"},
+    ],
+)
+def test_a_throttle_that_would_not_throttle_stops_start_up(tmp_path, env):
+    result = run_manage(tmp_path, "check", DEBUG="true", **env)
+    assert result.returncode == 2
+    assert result.stderr.startswith("doce: configuration error: ")
+    assert "DOCE_LOGIN_FAILURE_LIMIT" in result.stderr

@@ -1,0 +1,72 @@
+"""The start-up steps on a runtime that misbehaves (the real ones run in
+tests/integration/test_pipeline*.py)."""
+
+import pytest
+
+from doce.opencode.runtimes import RuntimeState
+from projects import services as project_services
+from projects import steps
+from projects.models import Project
+
+pytestmark = pytest.mark.django_db
+
+
+class ClashingRuntime:
+    """The first server exits at once (another process took its port before it bound
+    it); the next one comes up."""
+
+    name = "local"
+
+    def __init__(self):
+        self.started: list[int] = []
+        self.waited_on: list[int] = []
+
+    def ensure_started(self, spec, state):
+        if state is not None and self.is_alive(state):
+            return state
+        port = 40000 + len(self.started)
+        self.started.append(port)
+        return RuntimeState(
+            runtime="local", data_dir=str(spec.data_dir), port=port, directory="/w", pid=port
+        )
+
+    def is_alive(self, state):
+        return state.port != 40000  # the first port was taken: that server is gone
+
+    def wait_healthy(self, state, password, **kwargs):
+        self.waited_on.append(state.port)
+        return {"healthy": True}
+
+
+@pytest.fixture
+def runtime(monkeypatch):
+    fake = ClashingRuntime()
+    monkeypatch.setattr(project_services, "project_runtime", lambda project: fake)
+    return fake
+
+
+def test_a_server_that_lost_its_port_is_started_again_on_a_new_one(project, runtime):
+    job = type("Job", (), {"subject": project})
+    steps.runtime_up(job)
+    project.refresh_from_db()
+    assert project.runtime_state["port"] == 40000
+
+    steps.wait_healthy(job)
+
+    project.refresh_from_db()
+    assert runtime.started == [40000, 40001]
+    assert runtime.waited_on == [40001]  # not 21 s of probes at a dead port
+    assert project.runtime_state["port"] == 40001
+    assert project.status == Project.Status.STARTING
+
+
+def test_a_live_server_is_only_waited_for(project, runtime):
+    job = type("Job", (), {"subject": project})
+    Project.objects.filter(pk=project.pk).update(
+        runtime_state=RuntimeState(
+            runtime="local", data_dir="/d", port=40005, directory="/w", pid=5
+        ).to_dict()
+    )
+    project.refresh_from_db()
+    steps.wait_healthy(job)
+    assert runtime.started == [] and runtime.waited_on == [40005]
