@@ -14,7 +14,11 @@ def test_a_task_round_trips_through_the_real_broker(celery_worker_process):
     assert celery_worker_process.poll() is None
 
 
-def test_healthz_is_green_with_a_worker(client, celery_worker_process):
+def test_healthz_is_green_with_a_worker(client, admin_user, celery_worker_process):
+    public = client.get("/healthz")
+    assert public.status_code == 200, public.json()
+    assert public.json()["broker"] == {"ok": True}  # anonymous: ok or not, no details
+    client.force_login(admin_user)
     response = client.get("/healthz")
     body = response.json()
     assert response.status_code == 200, body

@@ -86,3 +86,17 @@ def test_a_broken_operator_file_is_a_clear_permanent_error(tmp_path, content):
     with pytest.raises(RuntimeFailure, match="cannot be read"):
         load_operator_config(str(tmp_path / "missing.json"))
     assert load_operator_config("") == {}
+
+
+def test_the_agent_never_asks_for_a_permission(make_spec):
+    """An "ask" would wait forever: nobody answers OpenCode's permission requests. The
+    sandbox, not these rules, bounds what the agent can reach."""
+    config = render_opencode_config(make_spec(), {})
+    permission = config["permission"]
+    assert "ask" not in permission.values()
+    assert permission["bash"] == permission["edit"] == permission["external_directory"]
+    assert permission["bash"] == "allow"
+    assert permission["question"] == "deny"
+    # An operator may still set their own policy.
+    custom = render_opencode_config(make_spec(), {"permission": {"bash": "deny"}})
+    assert custom["permission"]["bash"] == "deny"
