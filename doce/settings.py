@@ -420,9 +420,19 @@ CELERY_BEAT_SCHEDULE["reconcile-projects"] = {
     "task": "projects.reconcile",
     "schedule": _RECONCILE_SECONDS,
 }
+# A running job's row is touched this often; one untouched for DOCE_JOB_STALE_SECONDS
+# has lost its worker, and beat's recovery (every DOCE_JOB_RECOVER_SECONDS) runs its
+# pipeline again: a killed worker costs well under a minute, on any broker.
+DOCE_JOB_HEARTBEAT_SECONDS = env.float("DOCE_JOB_HEARTBEAT_SECONDS", default=5.0)
+DOCE_JOB_STALE_SECONDS = env.float("DOCE_JOB_STALE_SECONDS", default=30.0)
+if DOCE_JOB_STALE_SECONDS < 3 * DOCE_JOB_HEARTBEAT_SECONDS:
+    raise ImproperlyConfigured(
+        "DOCE_JOB_STALE_SECONDS must be at least three DOCE_JOB_HEARTBEAT_SECONDS: a job "
+        "would be taken for lost while its worker still runs it."
+    )
 CELERY_BEAT_SCHEDULE["recover-stale-jobs"] = {
     "task": "queue_jobs.recover_stale",
-    "schedule": _RECONCILE_SECONDS,
+    "schedule": env.float("DOCE_JOB_RECOVER_SECONDS", default=10.0),
 }
 
 # --- logging -------------------------------------------------------------------------

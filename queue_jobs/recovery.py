@@ -58,6 +58,7 @@ def jobs_recover(*, running_before=None) -> int:
 
 
 def jobs_recover_stale() -> int:
-    """Pipelines whose running job outlived any task's time limit."""
-    limit = timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
+    """Pipelines whose running job's heartbeat stopped (engine.Heartbeat touches the row
+    while the step runs): its worker is gone."""
+    limit = timedelta(seconds=settings.DOCE_JOB_STALE_SECONDS)
     return jobs_recover(running_before=timezone.now() - limit)

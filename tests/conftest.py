@@ -109,9 +109,12 @@ def stop_process_group(process: subprocess.Popen, timeout: float = 10) -> None:
         process.wait()
 
 
-def start_celery_worker(log_path: Path, **extra_env: str) -> subprocess.Popen:
+def start_celery_worker(
+    log_path: Path, *, beat: bool = False, **extra_env: str
+) -> subprocess.Popen:
     """Start a real Celery worker subprocess on the configured broker and the test
-    database, and wait until it answers a ping task."""
+    database, and wait until it answers a ping task. ``beat``: with the periodic
+    scheduler in it, as `make run` has."""
     from doce.tasks import ping
 
     log = open(log_path, "w")  # noqa: SIM115 (the child keeps writing to it)
@@ -129,6 +132,7 @@ def start_celery_worker(log_path: Path, **extra_env: str) -> subprocess.Popen:
             "2",
             "--hostname",
             f"test-{uuid.uuid4().hex[:8]}@%h",
+            *(["--beat", "--schedule", str(log_path.with_suffix(".schedule"))] if beat else []),
         ],
         env=subprocess_env(**extra_env),
         stdout=log,

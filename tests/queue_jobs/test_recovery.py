@@ -1,3 +1,4 @@
+import time
 from datetime import timedelta
 
 import pytest
@@ -5,6 +6,7 @@ from django.utils import timezone
 
 from projects.jobs import JobType
 from projects.services import pipeline_start
+from queue_jobs.engine import Heartbeat
 from queue_jobs.models import Job, JobState
 from queue_jobs.recovery import jobs_recover, jobs_recover_stale
 
@@ -25,11 +27,39 @@ def test_an_interrupted_pipeline_resumes_from_its_first_unfinished_step(
     assert set(Job.objects.values_list("state", flat=True)) == {JobState.SUCCEEDED}
 
 
-def test_only_jobs_running_past_the_time_limit_are_stale(project, settings):
+def test_only_running_jobs_whose_heartbeat_stopped_are_stale(project, settings):
+    """Well under a minute, not the task time limit (15 min): a killed worker's pipeline
+    goes on at the next recovery round."""
+    assert settings.DOCE_JOB_STALE_SECONDS + settings.DOCE_JOB_HEARTBEAT_SECONDS < 60
     job = Job.objects.create(subject=project, type=JobType.RUNTIME_UP, state=JobState.RUNNING)
-    assert jobs_recover_stale() == 0
     Job.objects.filter(pk=job.pk).update(
-        updated_at=timezone.now() - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 120)
+        updated_at=timezone.now() - timedelta(seconds=settings.DOCE_JOB_STALE_SECONDS - 5)
+    )
+    assert jobs_recover_stale() == 0  # its worker touched it recently: alive
+    Job.objects.filter(pk=job.pk).update(
+        updated_at=timezone.now() - timedelta(seconds=settings.DOCE_JOB_STALE_SECONDS + 1)
     )
     assert jobs_recover_stale() == 1
     assert Job.objects.get(pk=job.pk).state == JobState.RETRYING
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_running_step_keeps_its_job_fresh(project, settings):
+    """The heartbeat touches the row while a step runs (and stops with it)."""
+    settings.DOCE_JOB_HEARTBEAT_SECONDS = 0.05
+    job = Job.objects.create(
+        subject=project, type=JobType.RUNTIME_UP, state=JobState.RUNNING, celery_task_id="t1"
+    )
+    Job.objects.filter(pk=job.pk).update(updated_at=timezone.now() - timedelta(minutes=5))
+    stale = Job.objects.get(pk=job.pk).updated_at
+    heartbeat = Heartbeat(job.pk, "t1")
+    heartbeat.start()
+    try:
+        deadline = time.monotonic() + 10
+        while Job.objects.get(pk=job.pk).updated_at == stale and time.monotonic() < deadline:
+            heartbeat.join(timeout=0.05)  # waits on the thread, not a bare sleep
+        assert Job.objects.get(pk=job.pk).updated_at > stale
+    finally:
+        heartbeat.stop()
+    assert not heartbeat.is_alive()
+    assert jobs_recover_stale() == 0
