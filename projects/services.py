@@ -21,6 +21,7 @@ from doce.opencode import ModelRef, OpenCodeClient, OpenCodeError
 from doce.opencode.runtimes import (
     CustomProvider,
     Runtime,
+    RuntimeFailure,
     RuntimeState,
     RuntimeStatus,
     ServerSpec,
@@ -108,6 +109,25 @@ def server_stop(*, project: Project) -> None:
         provider_credentials_set=False,
         updated_at=timezone.now(),
     )
+
+
+def servers_stop_all() -> tuple[int, list[tuple[int, str]]]:
+    """Stop the server of every project whose state says one runs (shutting doce down:
+    `make run`'s Ctrl-C). Returns how many were stopped and the ones that failed."""
+    stopped, failed = 0, []
+    live = Project.objects.exclude(runtime_state={}).exclude(status=Project.Status.DELETING)
+    for project in live:
+        state = runtime_state(project)
+        if state is None or not state.active:
+            continue
+        try:
+            server_stop(project=project)
+        except RuntimeFailure as exc:
+            failed.append((project.pk, exc.message))
+            continue
+        jobs_cancel(subject=project, reason="doce was stopped")
+        stopped += 1
+    return stopped, failed
 
 
 def project_destroy(*, project: Project) -> None:

@@ -106,4 +106,7 @@ def test_rundoce_serves_web_and_worker_and_stops_both_on_ctrl_c(first_run_env, t
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
         log.close()
-    assert "doce stopped." in (tmp_path / "rundoce.log").read_text()
+    log_text = (tmp_path / "rundoce.log").read_text()
+    assert "doce stopped." in log_text
+    # Then the projects' servers: none were started here, and the command said so.
+    assert "Stopped 0 project server(s)." in log_text

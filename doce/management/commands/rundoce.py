@@ -1,4 +1,5 @@
-"""Run the web server and a Celery worker (with beat) together; one Ctrl-C stops both."""
+"""Run the web server and a Celery worker (with beat) together; one Ctrl-C stops both, and
+then the projects' OpenCode servers (``--keep-servers`` leaves them running)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import sys
 import time
 
 from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 STOP_GRACE_SECONDS = 10
@@ -33,8 +35,14 @@ class Command(BaseCommand):
             default=int(os.environ.get("DOCE_WORKER_CONCURRENCY", 4)),
             help="Celery worker processes (OAuth flows block one while they wait).",
         )
+        parser.add_argument(
+            "--keep-servers",
+            action="store_true",
+            help="Leave the projects' OpenCode servers running when doce stops (a restart "
+            "then finds them running); by default they are stopped too.",
+        )
 
-    def handle(self, *args, host, port, concurrency, **options):
+    def handle(self, *args, host, port, concurrency, keep_servers, **options):
         if _port_in_use(host, port):
             raise CommandError(
                 f"{host}:{port} is already in use. Stop what runs there or pick another port "
@@ -88,6 +96,9 @@ class Command(BaseCommand):
                 time.sleep(0.2)
         finally:
             _stop_all(children)
+            if not keep_servers:
+                # By name: the projects app owns its servers (doce sits below it).
+                call_command("stop_servers", stdout=self.stdout, stderr=self.stderr)
         failed = [name for name, child in children.items() if child.returncode not in (0, -15, -2)]
         self.stdout.write("doce stopped.")
         if failed:
