@@ -354,6 +354,12 @@ CELERY_BEAT_SCHEDULE["providers.expire-oauth-connections"] = {
     "task": "providers.expire_oauth_connections",
     "schedule": env.float("DOCE_OAUTH_EXPIRY_CHECK_SECONDS", default=300.0),
 }
+# Connections marked "cannot decrypt" go back to connected once the key that made them is
+# configured again (checked this often).
+CELERY_BEAT_SCHEDULE["providers.recover-undecryptable"] = {
+    "task": "providers.recover_undecryptable",
+    "schedule": env.float("DOCE_OAUTH_EXPIRY_CHECK_SECONDS", default=300.0),
+}
 # The catalog (providers, auth methods, models) comes from OpenCode itself; beat checks
 # this often and refreshes it once it is older than the max age (or was never fetched).
 DOCE_PROVIDER_CATALOG_MAX_AGE_HOURS = env.float("DOCE_PROVIDER_CATALOG_MAX_AGE_HOURS", default=24)

@@ -111,6 +111,22 @@ def server_stop(*, project: Project) -> None:
     )
 
 
+def server_password_renew(*, project: Project) -> Project:
+    """Stop the project's server (by process, no password needed) and give the project
+    a new server password, encrypted with the current key."""
+    state = runtime_state(project)
+    if state is not None and state.active:
+        state = project_runtime(project).stop(state)
+    Project.objects.filter(pk=project.pk).update(
+        server_password=secrets.token_urlsafe(32),
+        runtime_state=state.to_dict() if state else {},
+        provider_credentials_set=False,
+        updated_at=timezone.now(),
+    )
+    logger.warning("project %s: its server password could not be decrypted; renewed", project.pk)
+    return Project.objects.get(pk=project.pk)
+
+
 def servers_stop_all() -> tuple[int, list[tuple[int, str]]]:
     """Stop the server of every project whose state says one runs (shutting doce down:
     `make run`'s Ctrl-C). Returns how many were stopped and the ones that failed."""

@@ -10,6 +10,7 @@ import logging
 
 from django.utils import timezone
 
+from doce.encrypted_fields import is_undecryptable
 from doce.opencode import ModelRef, NotFound, OpenCodeError
 from doce.opencode.runtimes import RuntimeFailure, RuntimeState
 from doce.opencode.runtimes.config import write_opencode_config
@@ -48,6 +49,10 @@ def runtime_up(job: Job) -> None:
 def _server_up(project: Project) -> RuntimeState:
     """Start the project's server unless its own still runs; record where it runs."""
     runtime = project_services.project_runtime(project)
+    if is_undecryptable(project.server_password):
+        # Made while a wrong DOCE_ENCRYPTION_KEYS was configured: nothing opens it now,
+        # so its server could never be reached. A new password, and a new server.
+        project = project_services.server_password_renew(project=project)
     try:
         state = runtime.ensure_started(
             project_services.project_spec(project), project_services.runtime_state(project)

@@ -152,7 +152,7 @@ def credential_for(*, user: AbstractBaseUser | int, provider_id: str) -> UserCre
             provider_id, "undecryptable", f"{provider_id}: {UNDECRYPTABLE_MESSAGE}", connection.pk
         )
     if connection.status == Status.ERROR and connection.error_message == UNDECRYPTABLE_MESSAGE:
-        _record_recovered(connection)  # the key was restored
+        connection_mark_recovered(connection)  # the key was restored
     missing = connection.missing_secrets()
     if missing:
         keyless = connection.is_custom and not connection.missing_secrets(keyless_custom_ok=True)
@@ -213,7 +213,9 @@ def _record_undecryptable(connection: ProviderConnection) -> None:
         )
 
 
-def _record_recovered(connection: ProviderConnection) -> None:
+def connection_mark_recovered(connection: ProviderConnection) -> bool:
+    """A connection marked "cannot decrypt" whose secrets open again: ``connected``,
+    audited once. False when it was not so marked (any more)."""
     changed = ProviderConnection.objects.filter(
         pk=connection.pk, status=Status.ERROR, error_message=UNDECRYPTABLE_MESSAGE
     ).update(status=Status.CONNECTED, error_message="", updated_at=timezone.now())
@@ -224,6 +226,7 @@ def _record_recovered(connection: ProviderConnection) -> None:
             connection=connection,
             detail={"message": "decrypts again: the key that made it is configured"},
         )
+    return bool(changed)
 
 
 def credential_mark_injected(*, credential: UserCredential, project_id: int | None) -> None:

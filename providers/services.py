@@ -26,6 +26,7 @@ from providers.credentials import (  # noqa: F401  (the app's public surface)
     PROVIDER_NOT_CONFIGURED,
     CredentialUnavailable,
     UserCredential,
+    connection_mark_recovered,
     credential_fields,
     credential_for,
     credential_mark_injected,
@@ -263,6 +264,22 @@ def connection_revalidate(
             detail={"status": connection.status, "message": problem, "checks": "local"},
         )
     return connection
+
+
+def connections_recover_undecryptable() -> int:
+    """Connections marked "cannot decrypt" whose secrets open again (the right key is
+    configured once more) go back to ``connected`` by themselves; the number recovered."""
+    recovered = 0
+    for connection in ProviderConnection.objects.filter(
+        status=Status.ERROR, error_message=UNDECRYPTABLE_MESSAGE
+    ):
+        if not connection.undecryptable_fields() and connection_mark_recovered(connection):
+            connection.refresh_key_hint()  # blank while the key could not be read
+            ProviderConnection.objects.filter(pk=connection.pk).update(key_hint=connection.key_hint)
+            recovered += 1
+    if recovered:
+        logger.info("%d connection(s) decrypt again", recovered)
+    return recovered
 
 
 def connections_expire_oauth(*, now: datetime | None = None) -> int:

@@ -14,7 +14,7 @@ from django.core.cache import cache
 from providers import oauth  # noqa: F401  (defines the OAuth flow tasks)
 from providers.catalog import catalog_is_stale
 from providers.catalog.fetch import CatalogUnavailable, catalog_refresh
-from providers.services import connections_expire_oauth
+from providers.services import connections_expire_oauth, connections_recover_undecryptable
 
 logger = logging.getLogger(__name__)
 # After a failed refresh, beat's checks wait this long before starting a server again.
@@ -26,6 +26,12 @@ _CATALOG_FAILED = "doce:providers:catalog-refresh-failed"
 def expire_oauth_connections() -> int:
     """Mark OAuth connections past their expiry ``expired`` (scheduled by beat)."""
     return connections_expire_oauth()
+
+
+@shared_task(name="providers.recover_undecryptable", acks_late=False, ignore_result=True)
+def recover_undecryptable() -> int:
+    """Connections marked "cannot decrypt" that decrypt again (scheduled by beat)."""
+    return connections_recover_undecryptable()
 
 
 @shared_task(name="providers.refresh_catalog", acks_late=False, ignore_result=True)

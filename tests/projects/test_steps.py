@@ -2,6 +2,7 @@
 tests/integration/test_pipeline*.py)."""
 
 import pytest
+from cryptography.fernet import Fernet
 
 from doce.opencode.runtimes import RuntimeState
 from projects import services as project_services
@@ -70,3 +71,56 @@ def test_a_live_server_is_only_waited_for(project, runtime):
     project.refresh_from_db()
     steps.wait_healthy(job)
     assert runtime.started == [] and runtime.waited_on == [40005]
+
+
+class RecordingRuntime(ClashingRuntime):
+    def __init__(self):
+        super().__init__()
+        self.stopped: list[int] = []
+        self.passwords: list[str] = []
+
+    def ensure_started(self, spec, state):
+        self.passwords.append(spec.password)
+        return super().ensure_started(spec, state)
+
+    def is_alive(self, state):
+        return state.active
+
+    def stop(self, state):
+        self.stopped.append(state.port)
+        return RuntimeState(
+            runtime="local",
+            data_dir=state.data_dir,
+            port=state.port,
+            directory="/w",
+            active=False,
+        )
+
+
+def test_a_password_made_with_a_wrong_key_is_renewed_with_a_new_server(
+    project, monkeypatch, settings
+):
+    """A project created while DOCE_ENCRYPTION_KEYS was wrong: once the right key is back
+    its password opens no more, and its old server could never be reached. Start gives
+    it a new password and a new server, not five failed health checks."""
+    runtime = RecordingRuntime()
+    monkeypatch.setattr(project_services, "project_runtime", lambda project: runtime)
+    Project.objects.filter(pk=project.pk).update(
+        runtime_state=RuntimeState(
+            runtime="local", data_dir="/d", port=40009, directory="/w", pid=9
+        ).to_dict()
+    )
+    right = list(settings.DOCE_ENCRYPTION_KEYS)
+    settings.DOCE_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]  # the wrong key
+    Project.objects.filter(pk=project.pk).update(server_password="made-with-the-wrong-key")
+    settings.DOCE_ENCRYPTION_KEYS = right  # put right: that value opens no more
+    project.refresh_from_db()
+    job = type("Job", (), {"subject": project})
+
+    steps.runtime_up(job)
+
+    project.refresh_from_db()
+    assert runtime.stopped == [40009]
+    assert runtime.passwords == [str(project.server_password)]
+    assert len(str(project.server_password)) >= 32
+    assert project.runtime_state["port"] == 40000

@@ -174,3 +174,24 @@ def test_marking_injected_and_removed_is_audited(alice):
     injected, removed = AuditEvent.objects.filter(project_id=42).order_by("id")
     assert (injected.action, injected.connection_id) == ("injected", credential.connection_id)
     assert (removed.action, removed.user) == ("removed", alice)
+
+
+def test_a_connection_recovers_by_itself_when_its_key_comes_back(alice, use_keys):
+    """No Test click needed: beat's round finds it decrypts again."""
+    connection = services.connection_create(
+        user=alice, provider_id="anthropic", api_key="sk-ant-0123456789"
+    )
+    use_keys(WRONG_KEY)
+    with pytest.raises(CredentialUnavailable):
+        credential_for(user=alice, provider_id="anthropic")  # marks it error
+    assert services.connections_recover_undecryptable() == 0  # still the wrong key
+    connection.refresh_from_db()
+    assert connection.status == "error"
+
+    use_keys(WRONG_KEY, TEST_KEY)  # the key that made it is back
+    assert services.connections_recover_undecryptable() == 1
+    connection.refresh_from_db()
+    assert connection.status == "connected" and connection.error_message == ""
+    assert connection.key_hint.endswith("6789")
+    assert AuditEvent.objects.filter(action="validated", connection_id=connection.pk).count() == 1
+    assert services.connections_recover_undecryptable() == 0  # once
