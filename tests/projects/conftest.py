@@ -18,14 +18,9 @@ def alice_stub(alice):
 
 
 @pytest.fixture
-def alice_project(alice):
-    return Project.objects.create(
-        owner=alice,
-        name="Bakery",
-        prompt="Build a site for my bakery",
-        current_model_provider_id="stub",
-        current_model_id="stub-model",
-        server_password="pw-" + "x" * 30,
-        status=Project.Status.ERROR,
-        error_message="The project's server did not start.",
-    )
+def alice_project(project):
+    """Alice's project (tests/conftest.py) after a start that failed."""
+    project.status = Project.Status.ERROR
+    project.error_message = "The project's server did not start."
+    project.save(update_fields=["status", "error_message"])
+    return project

@@ -208,3 +208,24 @@ def catalog(db):
     """A small stored catalog (as if fetched from OpenCode), with prompts."""
     catalog_store(CATALOG, opencode_version="1.18.33")
     return CATALOG
+
+
+def admin_add_form(user, **overrides) -> dict:
+    """The admin's "add provider connection" form for ``user``: an API-key connection to
+    groq, with ``overrides`` (e.g. ``new_api_key``)."""
+    return {
+        "user": user.pk,
+        "provider_id": "groq",
+        "auth_type": "api",
+        "status": "connected",
+        "error_message": "",
+        "name": "",
+        "base_url": "",
+        "models": "[]",
+        "metadata": "{}",
+        "oauth_expires_at_0": "",
+        "oauth_expires_at_1": "",
+        "oauth_account_id": "",
+        "oauth_enterprise_url": "",
+        **overrides,
+    }

@@ -12,7 +12,12 @@ from django.utils import timezone
 from providers import services
 from providers.models import AuditEvent, ProviderConnection, UserSettings
 from tests.factories import UserSettingsFactory
-from tests.providers.conftest import WRONG_KEY, raw_connection_value, raw_legacy_value
+from tests.providers.conftest import (
+    WRONG_KEY,
+    admin_add_form,
+    raw_connection_value,
+    raw_legacy_value,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -178,22 +183,7 @@ def test_a_key_typed_in_the_admin_is_stored_encrypted_and_audited(admin_client, 
 def test_an_operator_adds_an_api_key_connection(admin_client, admin_user, bob):
     response = admin_client.post(
         reverse("admin:providers_providerconnection_add"),
-        {
-            "user": bob.pk,
-            "provider_id": "groq",
-            "auth_type": "api",
-            "status": "connected",
-            "error_message": "",
-            "name": "",
-            "base_url": "",
-            "models": "[]",
-            "metadata": "{}",
-            "oauth_expires_at_0": "",
-            "oauth_expires_at_1": "",
-            "oauth_account_id": "",
-            "oauth_enterprise_url": "",
-            "new_api_key": "gsk_" + "g" * 40,
-        },
+        admin_add_form(bob, new_api_key="gsk_" + "g" * 40),
     )
     assert response.status_code == 302, response.content.decode()[:3000]
     connection = ProviderConnection.objects.get(user=bob, provider_id="groq")
@@ -265,22 +255,7 @@ def test_legacy_key_stays_encrypted_when_settings_are_edited(admin_client, alice
     ],
 )
 def test_adding_reports_what_the_services_would_refuse(admin_client, bob, overrides, message):
-    data = {
-        "user": bob.pk,
-        "provider_id": "groq",
-        "auth_type": "api",
-        "status": "connected",
-        "error_message": "",
-        "name": "",
-        "base_url": "",
-        "models": "[]",
-        "metadata": "{}",
-        "oauth_expires_at_0": "",
-        "oauth_expires_at_1": "",
-        "oauth_account_id": "",
-        "oauth_enterprise_url": "",
-    }
-    data.update(overrides)
+    data = admin_add_form(bob, **overrides)
     response = admin_client.post(reverse("admin:providers_providerconnection_add"), data)
     assert response.status_code == 200
     assert message in response.content.decode()

@@ -13,7 +13,7 @@ from django.views.debug import technical_500_response
 from providers import services, validation
 from providers.models import ProviderConnection
 from providers.views import connections as views
-from tests.providers.conftest import new_key
+from tests.providers.conftest import admin_add_form, new_key
 
 pytestmark = pytest.mark.django_db
 
@@ -81,22 +81,7 @@ def test_test_on_a_stored_odd_key_gives_a_clean_message(alice, alice_client, pro
 
 
 def _admin_add(bob, key: str) -> dict:
-    return {
-        "user": bob.pk,
-        "provider_id": "groq",
-        "auth_type": "api",
-        "status": "connected",
-        "error_message": "",
-        "name": "",
-        "base_url": "",
-        "models": "[]",
-        "metadata": "{}",
-        "oauth_expires_at_0": "",
-        "oauth_expires_at_1": "",
-        "oauth_account_id": "",
-        "oauth_enterprise_url": "",
-        "new_api_key": key,
-    }
+    return admin_add_form(bob, new_api_key=key)
 
 
 @pytest.mark.parametrize("key", ODD_KEYS)
