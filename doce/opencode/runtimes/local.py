@@ -48,6 +48,8 @@ _LOG_ROTATE_BYTES = 5 * 1024 * 1024
 # create_time comes from boot time plus clock ticks; readers can disagree by a little.
 _CREATE_TIME_TOLERANCE = 1.0
 _SERVER_RECORD = "server.json"
+# How long a process may show an empty command line while exec loads it.
+_EXEC_GRACE = 1.0
 
 
 class LocalRuntime(Runtime):
@@ -156,7 +158,7 @@ def _own_process(state: RuntimeState) -> psutil.Process | None:
         if process.status() == psutil.STATUS_ZOMBIE:
             _reap(state.pid)
             return None
-        command = process.cmdline()
+        command = _command_line(process)
         if "serve" not in command or not _has_port(command, state.port):
             return None
         with contextlib.suppress(psutil.AccessDenied):
@@ -168,6 +170,18 @@ def _own_process(state: RuntimeState) -> psutil.Process | None:
     except psutil.AccessDenied:
         return None  # not ours to signal
     return process
+
+
+def _command_line(process: psutil.Process) -> list[str]:
+    """The process's arguments, waiting out the moment right after Popen returns when the
+    kernel is still loading the new program and /proc shows an empty command line (on a
+    busy machine a health wait took a starting server for a dead one)."""
+    give_up = time.monotonic() + _EXEC_GRACE
+    while not (command := process.cmdline()) and time.monotonic() < give_up:
+        if process.status() == psutil.STATUS_ZOMBIE:
+            break
+        time.sleep(0.005)
+    return command
 
 
 def _has_port(command: list[str], port: int) -> bool:

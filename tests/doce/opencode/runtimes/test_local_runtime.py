@@ -223,3 +223,23 @@ def _running(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def test_a_server_still_loading_its_program_counts_as_alive(
+    runtime, fake_opencode, make_spec, started, monkeypatch
+):
+    # Right after Popen returns, /proc/<pid>/cmdline can still be empty (the kernel has not
+    # mapped the new program's arguments yet); on a busy machine a health wait then took
+    # the starting server for a dead one.
+    spec = make_spec()
+    state = started.start(runtime, spec)
+    real = psutil.Process.cmdline
+    calls = {"n": 0}
+
+    def loading_then_loaded(self):
+        calls["n"] += 1
+        return [] if calls["n"] < 3 else real(self)
+
+    monkeypatch.setattr(psutil.Process, "cmdline", loading_then_loaded)
+    assert runtime.is_alive(state)
+    assert calls["n"] >= 3
