@@ -9,6 +9,7 @@ CHROMIUM ?= /usr/bin/chromium
 LOCK := requirements.lock
 DEV_LOCK := requirements-dev.lock
 UV_VERSION := 0.13.9
+NODE_MIN := 18
 UV := $(VENV)/bin/uv
 # uv resolves from PyPI alone (it ignores pip.conf), for CPython 3.11 on Linux x86_64.
 UV_COMPILE = $(UV) pip compile --quiet --generate-hashes --python-version 3.11 \
@@ -54,7 +55,11 @@ lock:
 # The OpenCode server binary, pinned in package.json / package-lock.json (versions and
 # hashes). `npm install`, not `npm ci`: npm 11 refuses `ci` when the lock lacks the other
 # platforms' optional packages; install still follows the lock and leaves it unchanged.
+# Node only installs the binary (its postinstall picks the platform's package); Debian 12's
+# nodejs 18 with npm 9 does it and leaves the lock unchanged, as does Node 20 with npm 11.
 node_modules/.installed: package.json package-lock.json
+	@node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= $(NODE_MIN) ? 0 : 1)' \
+		|| { echo "doce needs Node.js $(NODE_MIN) or newer with npm (found: $$(node --version 2>&1))"; exit 1; }
 	npm install --no-audit --no-fund
 	touch $@
 
