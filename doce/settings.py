@@ -349,11 +349,23 @@ if DOCE_OPENCODE_IMAGE_USER.split(":")[0] in {"0", "root"}:
 DOCE_DOCKER_BIN = env.str("DOCE_DOCKER_BIN", default="docker")
 
 # --- provider connections, catalog and validation -------------------------------------
-# Beat marks OAuth connections whose tokens are past their expiry as "expired".
+# Beat marks OAuth connections "expired" whose tokens are past their expiry and cannot be
+# refreshed (no refresh token); tokens with one are refreshed by OpenCode.
 CELERY_BEAT_SCHEDULE["providers.expire-oauth-connections"] = {
     "task": "providers.expire_oauth_connections",
     "schedule": env.float("DOCE_OAUTH_EXPIRY_CHECK_SECONDS", default=300.0),
 }
+# OAuth token write-back (docs/oauth-tokens.md): beat reads the refresh-token holder's
+# auth.json this often, so refreshed tokens reach the connection and the user's other
+# projects within seconds; a project about to be prompted whose access token expires
+# within the margin takes over the refresh token first.
+CELERY_BEAT_SCHEDULE["projects.watch-oauth-tokens"] = {
+    "task": "projects.watch_oauth_tokens",
+    "schedule": env.float("DOCE_OAUTH_TOKEN_WATCH_SECONDS", default=5.0),
+}
+DOCE_OAUTH_REFRESH_MARGIN_SECONDS = env.float("DOCE_OAUTH_REFRESH_MARGIN_SECONDS", default=300.0)
+if DOCE_OAUTH_REFRESH_MARGIN_SECONDS < 0:
+    raise ImproperlyConfigured("DOCE_OAUTH_REFRESH_MARGIN_SECONDS must be 0 or more.")
 # Connections marked "cannot decrypt" go back to connected once the key that made them is
 # configured again (checked this often).
 CELERY_BEAT_SCHEDULE["providers.recover-undecryptable"] = {
@@ -368,6 +380,9 @@ DOCE_PROVIDER_CATALOG_MAX_AGE_HOURS = env.float("DOCE_PROVIDER_CATALOG_MAX_AGE_H
 DOCE_PROVIDER_CATALOG_REFRESH_ON_START = env.bool(
     "DOCE_PROVIDER_CATALOG_REFRESH_ON_START", default=True
 )
+# OpenCode Zen's free models (provider "opencode"), which OpenCode serves without a key:
+# offered to every user, no connection needed (prompts then go to OpenCode's service).
+DOCE_FREE_MODELS = env.bool("DOCE_FREE_MODELS", default=True)
 CELERY_BEAT_SCHEDULE["providers.refresh-catalog"] = {
     "task": "providers.refresh_catalog",
     "schedule": env.float("DOCE_PROVIDER_CATALOG_CHECK_SECONDS", default=300.0),
@@ -415,10 +430,36 @@ CELERY_BEAT_SCHEDULE["providers.reap-oauth-flows"] = {
     "task": "providers.reap_oauth_flows",
     "schedule": env.float("DOCE_OAUTH_REAP_SECONDS", default=60.0),
 }
+# Sign-ins live on their own queue, consumed by a worker of threads of its own (make run's
+# "signin" child, compose's signin-worker): waiting for an approval never holds a worker
+# that project work needs. Each live sign-in is an OpenCode server (300+ MB): at most
+# DOCE_OAUTH_MAX_FLOWS at once, DOCE_OAUTH_MAX_FLOWS_PER_USER of them one user's. The
+# sign-in worker runs DOCE_OAUTH_MAX_FLOWS threads, so no sign-in within the bound waits.
+DOCE_OAUTH_QUEUE = "signin"
+CELERY_TASK_ROUTES = {"providers.oauth_flow_run": {"queue": DOCE_OAUTH_QUEUE}}
+DOCE_OAUTH_MAX_FLOWS = env.int("DOCE_OAUTH_MAX_FLOWS", default=8)
+DOCE_OAUTH_MAX_FLOWS_PER_USER = env.int("DOCE_OAUTH_MAX_FLOWS_PER_USER", default=3)
+if DOCE_OAUTH_MAX_FLOWS < 1 or DOCE_OAUTH_MAX_FLOWS_PER_USER < 1:
+    raise ImproperlyConfigured(
+        "DOCE_OAUTH_MAX_FLOWS and DOCE_OAUTH_MAX_FLOWS_PER_USER must be at least 1."
+    )
 
 # --- projects and the pipeline --------------------------------------------------------
 # A running project nobody used for this long is stopped to free its server's memory.
 DOCE_PROJECT_IDLE_MINUTES = env.int("DOCE_PROJECT_IDLE_MINUTES", default=60)
+# How many OpenCode servers (projects, sign-ins, catalog reads) run at once
+# (docs/capacity.md): 0 = what the memory holds at DOCE_SERVER_MEMORY_MB a server.
+DOCE_MAX_SERVERS = env.int("DOCE_MAX_SERVERS", default=0)
+DOCE_SERVER_MEMORY_MB = env.int("DOCE_SERVER_MEMORY_MB", default=600)
+# How many projects one user runs at once; one more stops their least recently used.
+DOCE_MAX_SERVERS_PER_USER = env.int("DOCE_MAX_SERVERS_PER_USER", default=3)
+for _name, _value, _least in (
+    ("DOCE_MAX_SERVERS", DOCE_MAX_SERVERS, 0),
+    ("DOCE_SERVER_MEMORY_MB", DOCE_SERVER_MEMORY_MB, 1),
+    ("DOCE_MAX_SERVERS_PER_USER", DOCE_MAX_SERVERS_PER_USER, 1),
+):
+    if _value < _least:
+        raise ImproperlyConfigured(f"{_name}={_value}: use a whole number of at least {_least}.")
 # Jobs belong to projects (queue_jobs itself is generic).
 QUEUE_JOBS_SUBJECT_MODEL = "projects.Project"
 _RECONCILE_SECONDS = env.float("DOCE_RECONCILE_SECONDS", default=60.0)

@@ -13,6 +13,11 @@ credential reached the provider, so every request is recorded with its headers.
 
 ``status`` (e.g. 401) makes every completion fail the way a provider rejecting a key does.
 
+``chunks`` (with ``chunk_interval`` seconds between them) streams the reply in several
+pieces, the way a real model does; ``emitted()`` tells when each piece of the agent's
+replies (requests that offer tools; OpenCode's title request does not) was written
+(``time.monotonic()``), which is how the stream benchmark measures doce's delay.
+
 ``commands`` makes it act like an agent's model: a user message that contains
 ``[[name]]`` is answered with a ``bash`` tool call running ``commands[name]``; the
 output OpenCode sends back is recorded (``tool_outputs()``), and the model then replies
@@ -56,8 +61,13 @@ class StubLLM:
         model: str = DEFAULT_MODEL,
         delay: float = 0.0,
         commands: dict[str, str] | None = None,
+        chunks: list[str] | None = None,
+        chunk_interval: float = 0.0,
     ) -> None:
-        self.reply = reply
+        self.reply = "".join(chunks) if chunks else reply
+        self.chunks = list(chunks) if chunks else None
+        self.chunk_interval = chunk_interval
+        self._emitted: list[tuple[str, float]] = []
         self.commands = dict(commands or {})
         self.status = status
         self.model = model
@@ -122,9 +132,15 @@ class StubLLM:
                 outputs.append(_text(messages[-1].get("content")))
         return outputs
 
+    def emitted(self) -> list[tuple[str, float]]:
+        """Every streamed reply piece and when it was written, in order."""
+        with self._lock:
+            return list(self._emitted)
+
     def clear(self) -> None:
         with self._lock:
             self._requests.clear()
+            self._emitted.clear()
 
     def provider_config(self, provider_id: str = "stub", name: str = "Stub") -> dict:
         """The opencode.json ``provider`` entry that points OpenCode at this stub."""
@@ -211,12 +227,15 @@ class _Handler(BaseHTTPRequestHandler):
         if stream and command is not None:
             self._stream_tool_call(command)
         elif stream:
-            self._stream_reply()
+            self._stream_reply(record=bool(body.get("tools")))
         else:
             self._send_json(200, _completion(self.stub.model, self.stub.reply))
 
-    def _stream_reply(self) -> None:
+    def _stream_reply(self, record: bool = False) -> None:
         model = self.stub.model
+        if self.stub.chunks:
+            self._stream_pieces(self.stub.chunks, self.stub.chunk_interval, record)
+            return
         self._stream(
             [
                 _chunk(model, {"role": "assistant", "content": ""}),
@@ -224,6 +243,23 @@ class _Handler(BaseHTTPRequestHandler):
                 _chunk(model, {}, finish_reason="stop"),
             ]
         )
+
+    def _stream_pieces(self, pieces: list[str], interval: float, record: bool) -> None:
+        """The reply piece by piece, each flushed and its time recorded; a pause before
+        each piece so that OpenCode handles them one at a time."""
+        model = self.stub.model
+        self._start_stream()
+        self._write(_chunk(model, {"role": "assistant", "content": ""}))
+        for piece in pieces:
+            time.sleep(interval)
+            self._write(_chunk(model, {"content": piece}))
+            if record:
+                with self.stub._lock:
+                    self.stub._emitted.append((piece, time.monotonic()))
+        self._write(_chunk(model, {}, finish_reason="stop"))
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()
+        self.close_connection = True
 
     def _stream_tool_call(self, command: str) -> None:
         model = self.stub.model
@@ -243,12 +279,19 @@ class _Handler(BaseHTTPRequestHandler):
             ]
         )
 
-    def _stream(self, chunks: list[dict]) -> None:
+    def _start_stream(self) -> None:
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
         self.send_header("cache-control", "no-cache")
         self.send_header("connection", "close")
         self.end_headers()
+
+    def _write(self, chunk: dict) -> None:
+        self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        self.wfile.flush()
+
+    def _stream(self, chunks: list[dict]) -> None:
+        self._start_stream()
         for chunk in chunks:
             self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
         self.wfile.write(b"data: [DONE]\n\n")

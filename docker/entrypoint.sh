@@ -2,10 +2,10 @@
 # doce container entrypoint (web, worker, beat and the one-shot migrate service).
 #
 #   entrypoint.sh migrate        apply database migrations, then exit
-#   entrypoint.sh COMMAND ...    run COMMAND (gunicorn, celery, manage.py ...) as PID 1's child
+#   entrypoint.sh COMMAND ...    run COMMAND (uvicorn, celery, manage.py ...) as PID 1's child
 #
 # Migrations run in their own one-shot service (see docker-compose.yml) rather than in
-# front of gunicorn: the worker then never sees a half-migrated schema, and scaling web to
+# front of the web server: the worker then never sees a half-migrated schema, and scaling web to
 # several replicas never runs two migrations at once.
 set -eu
 
@@ -17,7 +17,7 @@ if ! mkdir -p "$data_dir" 2>/dev/null || [ ! -w "$data_dir" ]; then
 fi
 
 if [ "$#" -eq 0 ]; then
-    echo "doce: no command given (try: migrate, gunicorn ..., celery ...)." >&2
+    echo "doce: no command given (try: migrate, uvicorn ..., celery ...)." >&2
     exit 64
 fi
 

@@ -18,7 +18,7 @@ import sys
 import urllib.error
 import urllib.request
 
-URL = "http://127.0.0.1:8000/healthz"  # gunicorn binds 0.0.0.0:8000 in the container
+URL = "http://127.0.0.1:8000/healthz"  # uvicorn binds 0.0.0.0:8000 in the container
 TIMEOUT_SECONDS = 20
 
 

@@ -6,7 +6,8 @@ from django import forms
 
 from doce.inputs import has_control_characters
 from doce.opencode import ModelRef
-from projects.selectors import models_offered
+from projects.selectors import initial_model, models_offered
+from providers.catalog import FREE_PROVIDER_ID, free_models
 from providers.selectors import usable_provider_ids
 
 PROMPT_MAX = 20_000
@@ -35,7 +36,8 @@ def model_id_problem(model_id: str) -> str | None:
 
 class ModelField(forms.CharField):
     """``provider/model``, where the provider is one the user has connected and the
-    model one that provider offers."""
+    model one that provider offers; or one of OpenCode Zen's free models, which need no
+    connection (``DOCE_FREE_MODELS``)."""
 
     def __init__(self, *, user, **kwargs):
         self.user = user
@@ -58,6 +60,14 @@ class ModelField(forms.CharField):
         if problem:
             raise forms.ValidationError(problem)
         if ref.provider_id not in usable_provider_ids(user=self.user):
+            free = free_models() if ref.provider_id == FREE_PROVIDER_ID else {}
+            if ref.model_id in free:
+                return str(ref)
+            if free:
+                raise forms.ValidationError(
+                    f"“{ref.model_id}” is not one of OpenCode Zen's free models: pick a free "
+                    "one from the list, or connect an OpenCode Zen key in Settings › Providers."
+                )
             raise forms.ValidationError(
                 f"“{ref.provider_id}” is not connected. Connect it in Settings › Providers first."
             )
@@ -88,10 +98,13 @@ class ProjectCreateForm(forms.Form):
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
+        free = " or one of OpenCode Zen's free models (opencode/…)" if free_models() else ""
         self.fields["model"] = ModelField(
-            user=user, help_text="provider/model, from a provider you connected."
+            user=user, help_text=f"provider/model, from a provider you connected{free}."
         )
         self.fields["model"].widget.attrs["list"] = "model-suggestions"
+        if not self.is_bound:  # the preferred provider's model, pre-selected
+            self.fields["model"].initial = initial_model(user=user)
 
 
 class MessageForm(forms.Form):

@@ -15,6 +15,8 @@ class JobType(models.TextChoices):
     # Work on a running project, outside the start-up chain.
     REINJECT_CREDENTIALS = "opencode.reinject_credentials", "Update the provider credential"
     REMOVE_CREDENTIALS = "opencode.remove_credentials", "Remove a provider credential"
+    REBUILD_WHEN_IDLE = "opencode.rebuild_when_idle", "Apply the change once the agent is idle"
+    FOLLOW_OAUTH_TOKENS = "opencode.follow_oauth_tokens", "Take the refreshed sign-in tokens"
     RUNTIME_DOWN = "runtime.down", "Stop the project's server"
     PROJECT_DELETE = "project.delete", "Delete the project"
 

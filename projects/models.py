@@ -44,8 +44,15 @@ class Project(models.Model):
     bootstrap_session_id = models.CharField(max_length=100, blank=True, default="")
     initial_prompt_sent = models.BooleanField(default=False)
     provider_credentials_set = models.BooleanField(default=False)
+    # The server's instance caches providers: after a credential change it must be
+    # disposed (rebuilt) before the next prompt, but never under a running prompt.
+    # Set when a change lands, cleared by the dispose (projects.instance).
+    rebuild_pending = models.BooleanField(default=False)
     error_kind = models.CharField(max_length=32, choices=ErrorKind.choices, blank=True, default="")
     error_message = models.TextField(blank=True, default="")
+    # What the server-slot bounds did to the project (projects.capacity): waiting for a
+    # slot, or stopped to make room for another of the owner's projects. Not an error.
+    server_note = models.CharField(max_length=500, blank=True, default="")
     last_activity_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -8,6 +8,7 @@ import logging
 
 from django.db import transaction
 
+from projects.instance import rebuild_mark
 from projects.jobs import JobType
 from projects.models import Project
 from queue_jobs.pipeline import PipelineBusy, pipeline_enqueue
@@ -26,6 +27,9 @@ def credentials_propagate(*, user_id: int, provider_id: str, removed: bool) -> i
     job_type = JobType.REMOVE_CREDENTIALS if removed else JobType.REINJECT_CREDENTIALS
     count = 0
     for project in projects.only("pk", "owner_id"):
+        # From now on the server's instance is out of date: a prompt sent before the job
+        # below has run applies the change itself first (projects.instance).
+        rebuild_mark(project.pk)
         try:
             with transaction.atomic():
                 pipeline_enqueue(
@@ -33,6 +37,8 @@ def credentials_propagate(*, user_id: int, provider_id: str, removed: bool) -> i
                 )
             count += 1
         except PipelineBusy:
-            # One already queued will read the connection as it is when it runs.
+            # One already queued will read the connection as it is when it runs; one
+            # already running may have read it: the mark above has the next prompt
+            # apply the change again.
             logger.info("project %s: %s already queued", project.pk, job_type)
     return count

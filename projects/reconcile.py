@@ -11,6 +11,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from doce import capacity
 from doce.opencode.runtimes import RuntimeFailure, RuntimeStatus
 from projects import services as project_services
 from projects.models import Project
@@ -41,6 +42,7 @@ def projects_reconcile() -> dict[str, int]:
             )
             crashed += updated
             if updated:
+                capacity.slot_release(kind=project_services.PROJECT_SERVERS, key=str(project.pk))
                 logger.warning("project %s: its OpenCode server died", project.pk)
     return {"crashed": crashed}
 
@@ -84,6 +86,7 @@ def _stop_failed_server(project_id: int) -> int:
         Project.objects.filter(pk=project.pk).update(
             runtime_state=state.to_dict(), provider_credentials_set=False
         )
+        capacity.slot_release(kind=project_services.PROJECT_SERVERS, key=str(project.pk))
     logger.info("project %s: stopped the server of the failed project", project_id)
     return 1
 

@@ -16,6 +16,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
+from doce import capacity
 from doce.inputs import DOUBLE_SUBMIT_WINDOW
 from doce.opencode import ModelRef, OpenCodeClient, OpenCodeError
 from doce.opencode.runtimes import (
@@ -27,6 +28,8 @@ from doce.opencode.runtimes import (
     ServerSpec,
     get_runtime,
 )
+from doce.opencode.runtimes.config import write_opencode_config
+from projects import instance, tokens
 from projects.jobs import START_PIPELINE, JobType
 from projects.models import Project
 from providers.selectors import custom_endpoints
@@ -36,6 +39,9 @@ from queue_jobs.pipeline import jobs_cancel, pipeline_enqueue
 logger = logging.getLogger(__name__)
 
 NAME_LENGTH = 60
+# A project's server takes a slot of the ledger (doce.capacity): it counts toward its
+# owner's bound too, and a start beyond the global bound waits its turn.
+PROJECT_SERVERS = capacity.kind_register("project", per_user=True, waits=True)
 
 
 class ProjectNotRunning(Exception):
@@ -103,6 +109,7 @@ def server_stop(*, project: Project) -> None:
     state = runtime_state(project)
     if state is not None:
         state = project_runtime(project).stop(state)
+    capacity.slot_release(kind=PROJECT_SERVERS, key=str(project.pk))
     Project.objects.filter(pk=project.pk).update(
         status=Project.Status.STOPPED,
         runtime_state=state.to_dict() if state else {},
@@ -151,6 +158,7 @@ def project_destroy(*, project: Project) -> None:
     state = runtime_state(project)
     if state is not None:
         project_runtime(project).remove(state)
+    capacity.slot_release(kind=PROJECT_SERVERS, key=str(project.pk))
     data_dir = Path(project.data_dir) if project.data_dir else project_data_dir(project.pk)
     if data_dir.exists():
         shutil.rmtree(data_dir, ignore_errors=True)
@@ -212,6 +220,7 @@ def project_start(*, project: Project) -> None:
             status=Project.Status.STARTING,
             error_kind="",
             error_message="",
+            server_note="",
             updated_at=timezone.now(),
         )
 
@@ -220,8 +229,11 @@ def _replace_work(*, project: Project, job_type: str, status: str, reason: str) 
     """Cancel what is queued for the project and run ``job_type`` instead."""
     with transaction.atomic():
         jobs_cancel(subject=project, reason=reason)
+        capacity.slot_withdraw(kind=PROJECT_SERVERS, key=str(project.pk))  # a queued start
         pipeline_enqueue(subject=project, job_types=[job_type])
-        Project.objects.filter(pk=project.pk).update(status=status, updated_at=timezone.now())
+        Project.objects.filter(pk=project.pk).update(
+            status=status, server_note="", updated_at=timezone.now()
+        )
 
 
 def project_stop(*, project: Project) -> None:
@@ -262,10 +274,26 @@ def message_send(*, project: Project, text: str) -> None:
     """Queue a follow-up prompt on the project's session (OpenCode answers 204 at once)."""
     if project.status != Project.Status.RUNNING or not project.bootstrap_session_id:
         raise ProjectNotRunning("The project is not running: start it first.")
-    with project_client(project) as client:
-        try:
-            model = ModelRef(project.current_model_provider_id, project.current_model_id)
-            client.prompt_async(project.bootstrap_session_id, text, model=model)
-        except OpenCodeError as exc:
-            raise ProjectNotRunning(f"OpenCode did not take the message: {exc.message}") from exc
+    # An OAuth token due for refresh: this project refreshes it (projects.tokens).
+    tokens.oauth_lease(project=project)
+    # Under the server lock: a credential change waiting for a rebuild is applied first
+    # (so this prompt uses it), and no dispose can land while the prompt starts.
+    try:
+        with instance.server_lock(project.pk), project_client(project) as client:
+            try:
+                instance.rebuild_if_pending(
+                    client,
+                    project=project,
+                    prepare=lambda: write_opencode_config(project_spec(project)),
+                )
+                model = ModelRef(project.current_model_provider_id, project.current_model_id)
+                instance.prompt_send(client, project.bootstrap_session_id, text, model=model)
+            except OpenCodeError as exc:
+                raise ProjectNotRunning(
+                    f"OpenCode did not take the message: {exc.message}"
+                ) from exc
+            except (RuntimeFailure, ValueError) as exc:  # from writing opencode.json
+                raise ProjectNotRunning(f"The project's configuration failed: {exc}") from exc
+    except instance.ServerBusy as exc:
+        raise ProjectNotRunning(str(exc)) from exc
     Project.objects.filter(pk=project.pk).update(last_activity_at=timezone.now())

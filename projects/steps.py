@@ -10,12 +10,13 @@ import logging
 
 from django.utils import timezone
 
+from doce import capacity
 from doce.encrypted_fields import is_undecryptable
 from doce.opencode import ModelRef, NotFound, OpenCodeError
 from doce.opencode.runtimes import RuntimeFailure, RuntimeState
-from doce.opencode.runtimes.config import write_opencode_config
-from projects import credentials
+from projects import credentials, tokens
 from projects import services as project_services
+from projects.capacity import server_slot_take
 from projects.jobs import CREDENTIAL_ATTEMPTS, JobType
 from projects.models import Project
 from queue_jobs.engine import StepError
@@ -53,18 +54,23 @@ def _server_up(project: Project) -> RuntimeState:
         # Made while a wrong DOCE_ENCRYPTION_KEYS was configured: nothing opens it now,
         # so its server could never be reached. A new password, and a new server.
         project = project_services.server_password_renew(project=project)
+    server_slot_take(project)  # or StepWait: the start waits its turn
+    slot = {"kind": project_services.PROJECT_SERVERS, "key": str(project.pk)}
     try:
         state = runtime.ensure_started(
             project_services.project_spec(project), project_services.runtime_state(project)
         )
     except RuntimeFailure as exc:
+        capacity.slot_release(**slot)
         raise StepError(
             f"The project's server did not start: {exc.message}",
             retryable=exc.retryable,
             kind=Project.ErrorKind.RUNTIME,
         ) from exc
     except ValueError as exc:  # a spec that can never start (bad model, bad id)
+        capacity.slot_release(**slot)
         raise StepError(f"The project cannot start: {exc}", retryable=False) from exc
+    capacity.slot_attach(**slot, state=state, owner_id=project.owner_id)
     Project.objects.filter(pk=project.pk).update(
         runtime=runtime.name,
         runtime_state=state.to_dict(),
@@ -115,13 +121,17 @@ def reinject_credentials(job: Job) -> None:
         return  # a stopped project gets the current credential at its next start
     provider_id = job.params.get("provider_id") or project.current_model_provider_id
     # The project's opencode.json names its model and the user's custom providers, which
-    # may have changed too (a model change, a new endpoint); the dispose that follows the
-    # injection makes OpenCode read it again.
-    try:
-        write_opencode_config(project_services.project_spec(project))
-    except (RuntimeFailure, ValueError) as exc:
-        raise StepError(f"The project's OpenCode config could not be written: {exc}") from exc
-    credentials.inject(project=project, provider_id=provider_id, dispose=True)
+    # may have changed too (a model change, a new endpoint): it is written again, and the
+    # rebuild that follows (never under a busy session) makes OpenCode read it.
+    credentials.reinject(project=project, provider_id=provider_id)
+
+
+@step(JobType.REBUILD_WHEN_IDLE, max_attempts=CREDENTIAL_ATTEMPTS)
+def rebuild_when_idle(job: Job) -> None:
+    project = job.subject
+    if not project_services.is_running(project):
+        return  # a server started later reads the current credential and config
+    credentials.rebuild_when_idle(project=project)
 
 
 @step(JobType.REMOVE_CREDENTIALS)
@@ -159,6 +169,7 @@ def session_create(job: Job) -> None:
 def send_initial_prompt(job: Job) -> None:
     project = job.subject
     if not project.initial_prompt_sent:
+        tokens.oauth_lease(project=project)  # an OAuth token due for refresh: see tokens
         with project_services.project_client(project) as client:
             try:
                 sent_before = any(

@@ -19,11 +19,21 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
+class Part:
+    id: str
+    text: str
+
+
+@dataclass
 class Entry:
     role: str  # "user" | "assistant"
     text: str
     done: bool = True
     error: str = ""
+    # The message's id and its text parts: the live stream (projects.stream) appends to
+    # a part by id, from the part's current length in code points.
+    id: str = ""
+    parts: list[Part] = field(default_factory=list)
 
 
 @dataclass
@@ -60,12 +70,17 @@ def transcript_read(*, project: Project) -> Transcript:
     transcript = Transcript()
     for message in messages:
         info = message.get("info", {})
-        text = "".join(
-            part.get("text", "")
+        parts = [
+            Part(id=str(part.get("id", "")), text=part.get("text", ""))
             for part in message.get("parts", [])
             if part.get("type") == "text" and not part.get("synthetic")
+        ]
+        entry = Entry(
+            role=info.get("role", "assistant"),
+            text="".join(part.text for part in parts),
+            id=str(info.get("id", "")),
+            parts=parts,
         )
-        entry = Entry(role=info.get("role", "assistant"), text=text)
         if entry.role == "assistant":
             entry.done = bool(info.get("time", {}).get("completed"))
             error = message_error(message)
@@ -100,4 +115,4 @@ def _record_provider_failure(project: Project, error: ProviderCredentialError) -
     project.error_kind = Project.ErrorKind.PROVIDER_AUTH
     connection = connection_for(user=project.owner_id, provider_id=provider_id)
     if connection is not None and connection.status != ProviderConnection.Status.REVOKED:
-        connection_mark_error(connection=connection, message=error.message)
+        connection_mark_error(connection=connection, message=error.message, project_id=project.pk)

@@ -9,6 +9,7 @@ urlpatterns = [
     path("<int:project_id>/", views.project_detail, name="detail"),
     path("<int:project_id>/status/", views.project_status_fragment, name="status"),
     path("<int:project_id>/transcript/", views.project_transcript_fragment, name="transcript"),
+    path("<int:project_id>/stream/", views.project_stream, name="stream"),
     path("<int:project_id>/messages/", views.project_message, name="messages"),
     path("<int:project_id>/start/", views.project_start, name="start"),
     path("<int:project_id>/stop/", views.project_stop, name="stop"),

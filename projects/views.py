@@ -1,15 +1,16 @@
 from __future__ import annotations
 
+from asgiref.sync import sync_to_async
 from django.contrib import messages
-from django.http import Http404
+from django.core.handlers.asgi import ASGIRequest
+from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from projects import selectors, services
+from projects import selectors, services, stream
 from projects.forms import MessageForm, ModelChangeForm, ProjectCreateForm
 from projects.models import Project
 from projects.transcript import project_transcript
-from providers.selectors import usable_provider_ids
 from providers.services import PROVIDER_NOT_CONFIGURED
 from queue_jobs.pipeline import PipelineBusy
 
@@ -27,7 +28,7 @@ def project_list(request):
 
 
 def project_new(request):
-    providers = usable_provider_ids(user=request.user)
+    providers = selectors.model_providers(user=request.user)
     form = ProjectCreateForm(request.POST if request.method == "POST" else None, user=request.user)
     if request.method == "POST" and providers and form.is_valid():
         project = services.project_create(
@@ -88,6 +89,25 @@ def project_transcript_fragment(request, project_id: int):
             "provider_auth_message": PROVIDER_NOT_CONFIGURED,
         },
     )
+
+
+async def project_stream(request, project_id: int):
+    """The live transcript, as server-sent events (projects.stream). It needs the ASGI
+    server: under WSGI a stream would hold a thread, so the answer is 204, which tells
+    EventSource to stop, and the page falls back to polling."""
+    user = await request.auser()
+    try:
+        project = await sync_to_async(selectors.project_for_user)(user=user, project_id=project_id)
+    except Project.DoesNotExist:
+        raise Http404("No such project.") from None
+    if not isinstance(request, ASGIRequest):
+        return HttpResponse(status=204)
+    response = StreamingHttpResponse(
+        stream.hub().events(project.pk), content_type="text/event-stream"
+    )
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
+    return response
 
 
 @require_POST

@@ -9,22 +9,39 @@ through the services, like any other change, with an audit event.
 from __future__ import annotations
 
 import copy
+import logging
 from datetime import timedelta
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.shortcuts import redirect
+from django.urls import path
 from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html_join
+from django.utils.timesince import timesince
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
+from django.views.decorators.http import require_POST
 
 from doce.encrypted_fields import UNDECRYPTABLE_MESSAGE, is_undecryptable
 from providers import services
+from providers.catalog import catalog_is_stale, catalog_status
 from providers.forms import SecretField
-from providers.models import AuditEvent, ProviderConnection, UserSettings
+from providers.models import (
+    AuditEvent,
+    CatalogProvider,
+    OAuthFlow,
+    ProviderConnection,
+    UserSettings,
+)
+from providers.oauth import oauth_flow_cancel
+from providers.tasks import refresh_catalog
 from providers.views.common import hide_secrets
+
+logger = logging.getLogger(__name__)
 
 
 class ExpiryFilter(admin.SimpleListFilter):
@@ -81,8 +98,8 @@ class ProviderConnectionForm(forms.ModelForm):
         adding = self.instance.pk is None
         if adding and cleaned.get("auth_type") != ProviderConnection.AuthType.API:
             raise forms.ValidationError(
-                "OAuth and well-known connections are made by the user's own sign-in flow; "
-                "the admin can only add API-key connections."
+                "OAuth connections are made by the user's own sign-in flow; the admin can "
+                "only add API-key connections."
             )
         return cleaned
 
@@ -303,3 +320,217 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class FlowStateFilter(admin.SimpleListFilter):
+    """A flow whose time is up still reads "pending" until its task or the reaper ends
+    it: this filter tells the two apart."""
+
+    title = "live or not"
+    parameter_name = "live"
+
+    def lookups(self, request, model_admin):
+        return [("live", "Live (a server runs)"), ("overdue", "Past its time, not yet reaped")]
+
+    def queryset(self, request, queryset):
+        now = timezone.now()
+        active = queryset.filter(state__in=OAuthFlow.ACTIVE_STATES)
+        if self.value() == "live":
+            return active.filter(expires_at__gt=now)
+        if self.value() == "overdue":
+            return active.filter(expires_at__lte=now)
+        return queryset
+
+
+@admin.register(OAuthFlow)
+class OAuthFlowAdmin(admin.ModelAdmin):
+    """Sign-ins, read-only: they are made by users and end by themselves; an operator
+    may cancel live ones (their servers stop). No token is ever on a flow."""
+
+    list_display = [
+        "created_at",
+        "user",
+        "provider_id",
+        "method_label",
+        "kind",
+        "shown_state",
+        "age",
+        "expires_at",
+        "error_message",
+    ]
+    list_filter = ["state", FlowStateFilter, "kind", "provider_id", "created_at"]
+    list_select_related = ["user"]
+    search_fields = ["user__username", "user__email", "provider_id", "=id"]
+    date_hierarchy = "created_at"
+    # Never the server's password nor its runtime record.
+    fields = [
+        "id",
+        "user",
+        "provider_id",
+        "method",
+        "method_label",
+        "kind",
+        "shown_state",
+        "error_message",
+        "url",
+        "instructions",
+        "inputs",
+        "connection",
+        "created_at",
+        "updated_at",
+        "expires_at",
+        "finished_at",
+    ]
+    readonly_fields = fields
+    actions = ["cancel_flows"]
+
+    @admin.display(description="State", ordering="state")
+    def shown_state(self, obj: OAuthFlow) -> str:
+        if obj.is_active and obj.expires_at <= timezone.now():
+            return "Expired (being cleaned up)"
+        return obj.get_state_display()
+
+    @admin.display(description="Age", ordering="created_at")
+    def age(self, obj: OAuthFlow) -> str:
+        return timesince(obj.created_at)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_cancel_permission(self, request) -> bool:
+        return request.user.has_perm("providers.change_oauthflow")
+
+    @admin.action(
+        description="Cancel selected sign-ins (stops their servers)", permissions=["cancel"]
+    )
+    def cancel_flows(self, request, queryset):
+        cancelled = sum(
+            oauth_flow_cancel(flow=flow, reason="Cancelled by an operator.")
+            for flow in queryset.select_related("user")
+        )
+        skipped = queryset.count() - cancelled
+        message = f"Cancelled {cancelled} sign-in(s)."
+        if skipped:
+            message += f" {skipped} had already finished or were completing and were left alone."
+        self.message_user(request, message, messages.SUCCESS if cancelled else messages.WARNING)
+
+
+@admin.register(CatalogProvider)
+class CatalogProviderAdmin(admin.ModelAdmin):
+    """The provider catalog as OpenCode gave it, read-only: the page says where it came
+    from and how old it is; "Refresh from OpenCode" (a button, and an action) has the
+    worker read it again (``providers.tasks.refresh_catalog``)."""
+
+    change_list_template = "admin/providers/catalogprovider/change_list.html"
+    list_display = [
+        "provider_id",
+        "name",
+        "model_count",
+        "free_model_count",
+        "auth_method_labels",
+        "opencode_version",
+        "fetched_at",
+    ]
+    search_fields = ["provider_id", "name"]
+    fields = [
+        "provider_id",
+        "name",
+        "position",
+        "env",
+        "default_model",
+        "auth_methods",
+        "models",
+        "free_models",
+        "opencode_version",
+        "fetched_at",
+    ]
+    readonly_fields = fields
+    actions = ["refresh_from_opencode"]
+
+    @admin.display(description="Models")
+    def model_count(self, obj: CatalogProvider) -> int:
+        return len(obj.models or ())
+
+    @admin.display(description="Free models (no key)")
+    def free_model_count(self, obj: CatalogProvider) -> int:
+        return len(obj.free_models or ())
+
+    @admin.display(description="Auth methods")
+    def auth_method_labels(self, obj: CatalogProvider) -> str:
+        return ", ".join(m.get("label", "?") for m in obj.auth_methods or ()) or "API key"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_refresh_permission(self, request) -> bool:
+        return request.user.has_perm("providers.change_catalogprovider")
+
+    def get_urls(self):
+        refresh = path(
+            "refresh/",
+            self.admin_site.admin_view(self.refresh_view),
+            name="providers_catalogprovider_refresh",
+        )
+        return [refresh, *super().get_urls()]
+
+    def changelist_view(self, request, extra_context=None):
+        status = catalog_status()
+        max_age = timedelta(hours=settings.DOCE_PROVIDER_CATALOG_MAX_AGE_HOURS)
+        if status.is_fallback:
+            source = (
+                f"Never fetched: the built-in list of {status.providers} providers is in use "
+                "until a refresh succeeds."
+            )
+        else:
+            source = (
+                f"{status.providers} providers from OpenCode {status.opencode_version or '?'}, "
+                f"fetched {timesince(status.fetched_at)} ago"
+                + (" (stale: a refresh is due)." if catalog_is_stale(max_age=max_age) else ".")
+            )
+        extra_context = {
+            **(extra_context or {}),
+            "catalog_source": source,
+            "can_refresh": self.has_refresh_permission(request),
+        }
+        return super().changelist_view(request, extra_context)
+
+    @method_decorator(require_POST)
+    def refresh_view(self, request):
+        if not self.has_refresh_permission(request):
+            raise PermissionDenied
+        self._start_refresh(request)
+        return redirect("admin:providers_catalogprovider_changelist")
+
+    @admin.action(description="Refresh the catalog from OpenCode", permissions=["refresh"])
+    def refresh_from_opencode(self, request, queryset):
+        self._start_refresh(request)
+
+    def _start_refresh(self, request) -> None:
+        try:
+            refresh_catalog.delay(force=True)
+        except Exception as exc:  # the broker: nothing else can fail here
+            logger.warning("could not queue a catalog refresh (%s)", type(exc).__name__)
+            self.message_user(
+                request,
+                "The refresh could not be queued: is the task broker running?",
+                messages.ERROR,
+            )
+            return
+        self.message_user(
+            request,
+            "Refresh started: a worker reads the catalog from a short-lived OpenCode server "
+            "(a few seconds). Reload this page to see it.",
+            messages.SUCCESS,
+        )

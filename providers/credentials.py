@@ -1,6 +1,6 @@
 """Which credential a user has for a provider, as the OpenCode credential types.
 
-A connection becomes a ``doce.opencode`` credential (api / oauth / wellknown) in one
+A connection becomes a ``doce.opencode`` credential (api / oauth) in one
 function, ``opencode_credential``; ``credential_fields`` is its inverse (the tokens an
 OAuth sign-in left in a server's auth.json, back into connection fields). Nothing here
 logs or audits a secret; the credential types keep theirs out of ``repr``.
@@ -9,7 +9,7 @@ logs or audits a secret; the credential types keep theirs out of ``repr``.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from doce.encrypted_fields import UNDECRYPTABLE_MESSAGE, is_undecryptable
 from doce.keyring import UndecryptableError
 from doce.opencode import ApiKeyCredential, Credential, OAuthCredential, WellKnownCredential
 from providers.audit import audit_record
+from providers.catalog import FREE_PROVIDER_ID, free_models
 from providers.legacy import LEGACY_PROVIDER_ID
 from providers.models import AuditEvent, ProviderConnection, key_hint
 from providers.selectors import connection_for, legacy_keys_pending
@@ -58,10 +59,6 @@ def opencode_credential(connection: ProviderConnection) -> Credential:
             account_id=connection.oauth_account_id or None,
             enterprise_url=connection.oauth_enterprise_url or None,
         )
-    if connection.auth_type == AuthType.WELLKNOWN:
-        return WellKnownCredential(
-            url=str(connection.wellknown_key or ""), token=str(connection.wellknown_token or "")
-        )
     return ApiKeyCredential(
         key=str(connection.api_key or ""), metadata=dict(connection.metadata or {}) or None
     )
@@ -81,11 +78,8 @@ def credential_fields(credential: Credential) -> dict[str, Any]:
             "oauth_enterprise_url": _url(credential.enterprise_url),
         }
     if isinstance(credential, WellKnownCredential):
-        return {
-            "auth_type": AuthType.WELLKNOWN,
-            "wellknown_key": credential.url,
-            "wellknown_token": credential.token,
-        }
+        # Kept under an organisation's URL, not a provider: doce does not store them.
+        raise ValueError("doce does not store well-known entries")
     return {"auth_type": AuthType.API, "api_key": credential.key}
 
 
@@ -100,14 +94,24 @@ def _url(value: str | None) -> str:
 #: What a project shows when its provider has no usable credential or rejects it.
 PROVIDER_NOT_CONFIGURED = "Provider not configured or key rejected"
 
+#: What an OAuth connection whose tokens cannot be refreshed any more tells the user.
+SIGN_IN_AGAIN = "Sign in again"
+
+#: The refresh token a follower project gets (docs/oauth-tokens.md): not a token, so a
+#: follower that tries to refresh is refused by the provider, and never spends the real
+#: one that its holder project may spend at the same moment.
+FOLLOWER_REFRESH = "doce-follower-refreshes-through-its-holder"
+
 
 class CredentialUnavailable(Exception):
     """The user has no usable credential for the provider; ``str()`` says why, for the user.
 
-    ``reason``: ``missing`` (nothing connected), ``revoked``, ``undecryptable`` (the
+    ``reason``: ``missing`` (nothing connected), ``revoked``, ``expired`` (an OAuth
+    sign-in whose refresh failed: sign in again), ``undecryptable`` (the
     connection is now marked ``error``), ``incomplete`` (a required secret is empty) or
-    ``keyless_endpoint`` (a custom endpoint saved without a key, e.g. a local Ollama:
-    there is nothing to inject, and nothing is wrong).
+    ``keyless_endpoint`` (a custom endpoint saved without a key, e.g. a local Ollama, or
+    OpenCode Zen's free models with no Zen key connected: there is nothing to inject,
+    and nothing is wrong).
     """
 
     KEYLESS_ENDPOINT = "keyless_endpoint"
@@ -119,15 +123,22 @@ class CredentialUnavailable(Exception):
         self.connection_id = connection_id
 
 
-def credential_for(*, user: AbstractBaseUser | int, provider_id: str) -> UserCredential:
+def credential_for(
+    *, user: AbstractBaseUser | int, provider_id: str, holder: int | None = None
+) -> UserCredential:
     """The credential ``user`` (a user or its id) has for ``provider_id``.
 
     The connection wins whenever one exists. Without one, ``openrouter`` falls back to the
     legacy key while the user's legacy key has not been migrated (after migration a
     deleted connection means "disconnected", so the legacy key does not come back).
-    ``expired`` and ``error`` connections are still returned: OpenCode refreshes OAuth
-    tokens itself, and a key that failed once may work again; the provider has the last
-    word. Raises ``CredentialUnavailable``. One query (two for the legacy fallback).
+    ``error`` connections are still returned (a key that failed once may work again; the
+    provider has the last word); ``expired`` ones are not: their refresh failed, so only
+    a new sign-in helps.
+
+    An OAuth credential carries the real refresh token only for its holder: ``holder``
+    (the id of the project it is for) becomes the holder when there is none, and every
+    other caller gets ``FOLLOWER_REFRESH`` instead (docs/oauth-tokens.md). Raises
+    ``CredentialUnavailable``. One query (two for the legacy fallback or a new holder).
     """
     user_id = getattr(user, "pk", user)
     connection = connection_for(user=user_id, provider_id=provider_id)
@@ -136,6 +147,12 @@ def credential_for(*, user: AbstractBaseUser | int, provider_id: str) -> UserCre
             legacy = _legacy_credential(user_id)
             if legacy is not None:
                 return legacy
+        if provider_id == FREE_PROVIDER_ID and free_models():
+            raise CredentialUnavailable(
+                provider_id,
+                CredentialUnavailable.KEYLESS_ENDPOINT,
+                f"{provider_id}: its free models need no key.",
+            )
         raise CredentialUnavailable(
             provider_id, "missing", f"No credential for {provider_id}: connect it in Settings."
         )
@@ -144,6 +161,13 @@ def credential_for(*, user: AbstractBaseUser | int, provider_id: str) -> UserCre
             provider_id,
             "revoked",
             f"The {provider_id} connection was revoked: connect it again in Settings.",
+            connection.pk,
+        )
+    if connection.status == Status.EXPIRED:
+        raise CredentialUnavailable(
+            provider_id,
+            "expired",
+            f"The {provider_id} sign-in has expired: {SIGN_IN_AGAIN.lower()} in Settings.",
             connection.pk,
         )
     if connection.undecryptable_fields():
@@ -162,14 +186,34 @@ def credential_for(*, user: AbstractBaseUser | int, provider_id: str) -> UserCre
             f"The {provider_id} connection has no {missing[0].replace('_', ' ')}.",
             connection.pk,
         )
+    credential = opencode_credential(connection)
+    if isinstance(credential, OAuthCredential) and not _holds_refresh(connection, holder):
+        credential = replace(credential, refresh=FOLLOWER_REFRESH)
     return UserCredential(
         user_id=user_id,
         provider_id=provider_id,
-        credential=opencode_credential(connection),
+        credential=credential,
         source="connection",
         connection_id=connection.pk,
         key_hint=connection.key_hint,
     )
+
+
+def _holds_refresh(connection: ProviderConnection, holder: int | None) -> bool:
+    """Is ``holder`` the connection's refresh-token holder (taking the place when it is
+    free)? A conditional UPDATE, so two projects started together cannot both be."""
+    if holder is None or not connection.oauth_refresh_token:
+        return False
+    if connection.oauth_token_holder == holder:
+        return True
+    if connection.oauth_token_holder is not None:
+        return False
+    taken = ProviderConnection.objects.filter(
+        pk=connection.pk, oauth_token_holder__isnull=True
+    ).update(oauth_token_holder=holder, oauth_refreshing_since=None)
+    if taken:
+        connection.oauth_token_holder = holder
+    return bool(taken)
 
 
 def _legacy_credential(user_id: int) -> UserCredential | None:

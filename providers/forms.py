@@ -20,8 +20,8 @@ from providers.models import PROVIDER_ID_RE, ProviderConnection
 from providers.selectors import connection_for
 
 MAX_KEY_BYTES = 4096
-MAX_MODELS = 500
-MAX_MODEL_ID = 255
+MAX_MODELS = validation.MAX_MODELS
+MAX_MODEL_ID = validation.MAX_MODEL_ID
 # The model list's text: MAX_MODELS ids of MAX_MODEL_ID characters, one per (CRLF) line.
 MAX_MODELS_TEXT = MAX_MODELS * (MAX_MODEL_ID + 2)
 # Paths of the settings pages that a provider id must not shadow.
@@ -216,10 +216,11 @@ class CustomProviderForm(forms.Form):
     )
     models = forms.CharField(
         label="Model ids",
-        help_text=f"One per line, as the endpoint names them (at most {MAX_MODELS}).",
+        required=False,
+        help_text=f"One per line, as the endpoint names them (at most {MAX_MODELS}). Leave "
+        "empty to take the list the endpoint gives at /models.",
         max_length=MAX_MODELS_TEXT,
         error_messages={
-            "required": "Enter at least one model id.",
             "max_length": f"That is too long for a list of model ids: at most {MAX_MODELS} "
             f"ids of at most {MAX_MODEL_ID} characters, one per line.",
         },
@@ -284,8 +285,6 @@ class CustomProviderForm(forms.Form):
 
     def clean_models(self):
         models = parse_models(self.cleaned_data["models"], limit=MAX_MODELS + 1)
-        if not models:
-            raise ValidationError("Enter at least one model id.")
         if len(models) > MAX_MODELS:
             raise ValidationError(f"At most {MAX_MODELS} models: remove some.")
         for model in models:

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from doce.encrypted_fields import UNDECRYPTABLE_MESSAGE, EncryptedTextField, is_undecryptable
 
@@ -83,7 +84,6 @@ class ProviderConnection(models.Model):
     class AuthType(models.TextChoices):
         API = "api", "API key"
         OAUTH = "oauth", "OAuth"
-        WELLKNOWN = "wellknown", "Well-known"
 
     class Status(models.TextChoices):
         CONNECTED = "connected", "Connected"
@@ -92,17 +92,10 @@ class ProviderConnection(models.Model):
         REVOKED = "revoked", "Revoked"
 
     #: Every encrypted column; ``SECRETS_BY_AUTH_TYPE`` says which one each type uses.
-    SECRET_FIELDS = (
-        "api_key",
-        "oauth_access_token",
-        "oauth_refresh_token",
-        "wellknown_key",
-        "wellknown_token",
-    )
+    SECRET_FIELDS = ("api_key", "oauth_access_token", "oauth_refresh_token")
     SECRETS_BY_AUTH_TYPE = {
         AuthType.API: ("api_key",),
         AuthType.OAUTH: ("oauth_access_token", "oauth_refresh_token"),
-        AuthType.WELLKNOWN: ("wellknown_key", "wellknown_token"),
     }
 
     user = models.ForeignKey(
@@ -117,14 +110,21 @@ class ProviderConnection(models.Model):
     api_key = EncryptedTextField(null=True, blank=True)
     oauth_access_token = EncryptedTextField(null=True, blank=True)
     oauth_refresh_token = EncryptedTextField(null=True, blank=True)
-    # OpenCode's wellknown body is {"key": <url>, "token": ...}; both stay encrypted.
-    wellknown_key = EncryptedTextField(null=True, blank=True)
-    wellknown_token = EncryptedTextField(null=True, blank=True)
+    # No "wellknown" type: OpenCode keeps such an entry under an organisation's URL, not
+    # a provider, and gets its token by running a command the organisation names
+    # (docs/opencode.md); migration 0007 removed the columns.
     key_hint = models.CharField(max_length=32, blank=True, default="")
 
     oauth_expires_at = models.DateTimeField(null=True, blank=True)
     oauth_enterprise_url = models.URLField(max_length=500, blank=True, default="")
     oauth_account_id = models.CharField(max_length=255, blank=True, default="")
+    # The one project whose server holds the spendable refresh token (an id: the Project
+    # model lives in the app above); the others get the access token only and follow.
+    # Empty: the next project given the credential takes it (docs/oauth-tokens.md).
+    oauth_token_holder = models.BigIntegerField(null=True, blank=True)
+    # Set when a project took the place to refresh (``oauth_holder_move``), cleared when
+    # its refreshed tokens are stored: meanwhile others wait for them.
+    oauth_refreshing_since = models.DateTimeField(null=True, blank=True)
     # Non-secret prompt inputs (e.g. a Cloudflare account id); sent as the api body's
     # "metadata", so nothing doce-internal goes in here.
     metadata = models.JSONField(default=dict, blank=True)
@@ -154,7 +154,7 @@ class ProviderConnection(models.Model):
                 name="provider_connections_status_valid",
             ),
             models.CheckConstraint(
-                condition=Q(auth_type__in=["api", "oauth", "wellknown"]),
+                condition=Q(auth_type__in=["api", "oauth"]),
                 name="provider_connections_auth_type_valid",
             ),
         ]
@@ -183,6 +183,22 @@ class ProviderConnection(models.Model):
     def effective_error_message(self) -> str:
         return UNDECRYPTABLE_MESSAGE if self.undecryptable_fields() else self.error_message
 
+    @property
+    def oauth_expiry_note(self) -> str:
+        """What the providers page says of a connected OAuth token's expiry: OpenCode
+        refreshes it itself, so a passed expiry is not "expired" (``status`` says that,
+        once a refresh failed or cannot be made)."""
+        if self.auth_type != self.AuthType.OAUTH or self.status != self.Status.CONNECTED:
+            return ""
+        if not self.oauth_expires_at:
+            return "does not expire"
+        if not self.oauth_refresh_token:
+            return "no refresh token: sign in again when it expires"
+        seconds = (self.oauth_expires_at - timezone.now()).total_seconds()
+        if seconds < 0:
+            return f"expired {int(-seconds // 60)} min ago, refreshes automatically at the next use"
+        return f"expires in {int(seconds // 60)} min, refreshes automatically"
+
     def missing_secrets(self, *, keyless_custom_ok: bool = False) -> list[str]:
         """The auth type's secrets that are empty. A custom endpoint may have no key (a
         local server): valid to save, but ``credential_for`` still reports it
@@ -196,7 +212,6 @@ class ProviderConnection(models.Model):
         primary = {
             self.AuthType.API: self.api_key,
             self.AuthType.OAUTH: self.oauth_access_token or self.oauth_refresh_token,
-            self.AuthType.WELLKNOWN: self.wellknown_token,
         }.get(self.auth_type)
         if not is_undecryptable(primary):  # else keep the hint made when it was readable
             self.key_hint = key_hint(primary)
@@ -219,6 +234,7 @@ class AuditEvent(models.Model):
         VALIDATED = "validated", "Validated"
         VALIDATION_FAILED = "validation_failed", "Validation failed"
         EXPIRED = "expired", "Expired"
+        REFRESHED = "refreshed", "OAuth tokens refreshed"
         KEY_ROTATION = "key_rotation", "Encryption key rotation"
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -277,6 +293,9 @@ class CatalogProvider(models.Model):
     auth_methods = models.JSONField(default=list, blank=True)
     opencode_version = models.CharField(max_length=50, blank=True, default="")
     fetched_at = models.DateTimeField()
+    # Model ids OpenCode serves without a key (cost 0; the ``opencode`` provider's "Zen"
+    # free models): offered to every user when DOCE_FREE_MODELS is on.
+    free_models = models.JSONField(default=list, blank=True)
     # Last, as in ProviderConnection: [[model id, display name], ...].
     models = models.JSONField(default=list, blank=True)
 

@@ -31,11 +31,13 @@ from pathlib import Path
 
 from celery import shared_task
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
+from doce import capacity
 from doce.opencode import (
     Credential,
     OAuthFlowError,
@@ -57,6 +59,11 @@ from providers.audit import audit_record
 from providers.catalog import AuthMethod, CatalogEntry
 from providers.catalog.fetch import PLACEHOLDER_MODEL
 from providers.models import AuditEvent, OAuthFlow, ProviderConnection
+from providers.oauth_guard import (
+    flows_check_capacity,
+    local_callback,
+    local_callback_refusal,
+)
 from providers.selectors import connection_for
 
 logger = logging.getLogger(__name__)
@@ -75,6 +82,9 @@ CATALOG_LEFTOVER_AGE = 3600
 FOLDER_MIN_AGE = 120
 _SERVER_RECORD = "server.json"  # written by the local runtime into each data folder
 _CANCELLABLE = (State.STARTING, State.PENDING)
+# Each flow's server takes a slot of the server ledger (doce.capacity); refused, not
+# queued, when doce runs all the servers it can hold.
+OAUTH_SERVERS = capacity.kind_register("oauth_flow")
 
 
 class OAuthBusy(Exception):
@@ -101,10 +111,18 @@ def _spec(flow: OAuthFlow) -> ServerSpec:
 
 # --- web side -----------------------------------------------------------------------------
 def oauth_flow_start(
-    *, user, entry: CatalogEntry, method: AuthMethod, inputs: dict[str, str]
+    *,
+    user,
+    entry: CatalogEntry,
+    method: AuthMethod,
+    inputs: dict[str, str],
+    browser_on_host: bool = False,
 ) -> OAuthFlow:
     """Create the flow and queue the task that starts its server. An older flow of the
-    user for the same provider is cancelled (one pending flow per provider)."""
+    user for the same provider is cancelled (one pending flow per provider).
+    ``oauth_guard.OAuthLimit`` when the user or doce runs as many sign-ins as allowed.
+    ``browser_on_host``: the request came from a browser on the doce host (a local-port
+    callback can work for it)."""
     for old in OAuthFlow.objects.filter(user=user, provider_id=entry.id, state__in=_CANCELLABLE):
         oauth_flow_cancel(flow=old, reason="A new sign-in was started.")
     flow = OAuthFlow(
@@ -118,6 +136,10 @@ def oauth_flow_start(
     )
     flow.data_dir = str(flow_root() / flow.pk.hex)
     with transaction.atomic():
+        # The user's row, locked, serialises one user's starts, so two at once cannot both
+        # pass the per-user bound (on PostgreSQL; SQLite has no row locks).
+        get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+        flows_check_capacity(user=user)
         flow.save()
         audit_record(
             action=Action.OAUTH_STARTED,
@@ -126,7 +148,7 @@ def oauth_flow_start(
             provider_id=entry.id,
             detail={"method": method.label, "flow": str(flow.pk)},
         )
-    transaction.on_commit(lambda: oauth_flow_task.delay(str(flow.pk)))
+    transaction.on_commit(lambda: oauth_flow_task.delay(str(flow.pk), browser_on_host))
     return flow
 
 
@@ -171,11 +193,13 @@ def _callback_failure(exc: OAuthFlowError) -> str:
 # --- worker side --------------------------------------------------------------------------
 # acks_late: a flow whose worker died is picked up again and continues (the server it
 # started keeps running in its own process group; authorize is idempotent per server).
+# Routed to settings.DOCE_OAUTH_QUEUE (CELERY_TASK_ROUTES): the sign-in worker's threads
+# wait for approvals, the project worker's processes never do.
 @shared_task(name="providers.oauth_flow_run", acks_late=True, ignore_result=True)
-def oauth_flow_task(flow_id: str) -> str:
+def oauth_flow_task(flow_id: str, browser_on_host: bool = False) -> str:
     """Start an OAuth flow's server and authorize; wait for the approval of ``auto``
     flows (up to DOCE_OAUTH_FLOW_TTL)."""
-    return oauth_flow_run(flow_id)
+    return oauth_flow_run(flow_id, browser_on_host=browser_on_host)
 
 
 @shared_task(name="providers.reap_oauth_flows", acks_late=False, ignore_result=True)
@@ -184,14 +208,14 @@ def reap_oauth_flows() -> int:
     return oauth_flows_reap()
 
 
-def oauth_flow_run(flow_id: str) -> str:
+def oauth_flow_run(flow_id: str, *, browser_on_host: bool = False) -> str:
     """The task's body: start the server and authorize; for ``auto`` flows, then wait for
     the approval. Safe to run again for the same flow (a redelivered task)."""
     flow = OAuthFlow.objects.filter(pk=flow_id).first()
     if flow is None or not flow.is_active:
         return "gone"
     if flow.state == State.STARTING:
-        _authorize(flow)
+        _authorize(flow, browser_on_host=browser_on_host)
         flow.refresh_from_db()
     if flow.state == State.PENDING and flow.kind == "auto":
         _wait_for_approval(flow)
@@ -199,11 +223,17 @@ def oauth_flow_run(flow_id: str) -> str:
     return flow.state
 
 
-def _authorize(flow: OAuthFlow) -> None:
+def _authorize(flow: OAuthFlow, *, browser_on_host: bool) -> None:
     runtime = _runtime()
     spec = _spec(flow)
     try:
+        capacity.slot_take(kind=OAUTH_SERVERS, key=flow.pk.hex, owner_id=flow.user_id)
+    except capacity.CapacityFull as exc:
+        _finish(flow, State.FAILED, f"The sign-in could not start: {exc}")
+        return
+    try:
         state = runtime.start(spec)  # a leftover server of a redelivered task is stopped
+        capacity.slot_attach(kind=OAUTH_SERVERS, key=flow.pk.hex, state=state)
         if not OAuthFlow.objects.filter(pk=flow.pk, state=State.STARTING).update(
             runtime_state=state.to_dict(), updated_at=timezone.now()
         ):
@@ -230,6 +260,15 @@ def _authorize(flow: OAuthFlow) -> None:
         _finish(flow, State.FAILED, "OpenCode answered a sign-in address that is not a web URL.")
         return
     kind = step.method if step.method in ("auto", "code") else "code"
+    where = local_callback(step.url)
+    refusal = where and local_callback_refusal(where, browser_on_host=browser_on_host)
+    if refusal:
+        # The address stays on the row: the connect page labels the method from it.
+        OAuthFlow.objects.filter(pk=flow.pk, state=State.STARTING).update(
+            kind=kind, url=step.url[:4000], updated_at=timezone.now()
+        )
+        _finish(flow, State.FAILED, refusal)
+        return
     if not OAuthFlow.objects.filter(pk=flow.pk, state=State.STARTING).update(
         state=State.PENDING,
         kind=kind,
@@ -360,6 +399,7 @@ def _cleanup(flow: OAuthFlow) -> None:
         or flow.runtime_state
     )
     _remove_folder(Path(flow.data_dir), runtime_state or None)
+    capacity.slot_release(kind=OAUTH_SERVERS, key=flow.pk.hex)
 
 
 def _remove_folder(data_dir: Path, runtime_state: dict | None) -> None:

@@ -19,11 +19,14 @@ from django.views.decorators.debug import sensitive_variables
 
 from doce.encrypted_fields import UNDECRYPTABLE_MESSAGE
 from doce.inputs import DOUBLE_SUBMIT_WINDOW
+from doce.opencode import OAuthCredential
 from doce.redaction import redact
 from providers import validation
 from providers.audit import audit_record
 from providers.credentials import (  # noqa: F401  (the app's public surface)
+    FOLLOWER_REFRESH,
     PROVIDER_NOT_CONFIGURED,
+    SIGN_IN_AGAIN,
     CredentialUnavailable,
     UserCredential,
     connection_mark_recovered,
@@ -36,7 +39,12 @@ from providers.credentials import (  # noqa: F401  (the app's public surface)
 from providers.legacy import LEGACY_PROVIDER_ID  # noqa: F401
 from providers.models import AuditEvent, ProviderConnection, UserSettings
 from providers.selectors import connection_for
-from providers.signals import credential_changed, credential_removed, send_on_commit
+from providers.signals import (
+    credential_changed,
+    credential_removed,
+    oauth_tokens_refreshed,
+    send_on_commit,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +53,8 @@ AuthType = ProviderConnection.AuthType
 Status = ProviderConnection.Status
 
 _UNSET: Any = object()
+#: Longer than any OAuth token seen (JWTs of a few KB); a longer value is not one.
+MAX_TOKEN_LENGTH = 16_384
 
 
 # --- connections ----------------------------------------------------------------------
@@ -62,8 +72,6 @@ def connection_create(
     oauth_expires_at: datetime | None = None,
     oauth_account_id: str = "",
     oauth_enterprise_url: str = "",
-    wellknown_key: str | None = None,
-    wellknown_token: str | None = None,
     metadata: dict[str, str] | None = None,
     name: str = "",
     base_url: str = "",
@@ -82,8 +90,6 @@ def connection_create(
         oauth_expires_at=oauth_expires_at,
         oauth_account_id=oauth_account_id,
         oauth_enterprise_url=oauth_enterprise_url,
-        wellknown_key=wellknown_key,
-        wellknown_token=wellknown_token,
         metadata=metadata if metadata is not None else {},
         name=name,
         base_url=base_url,
@@ -102,7 +108,7 @@ def connection_create(
         raise ValidationError(
             {"provider_id": f"{connection.provider_id} is already connected."}
         ) from None
-    _initialize_settings(user)
+    _initialize_settings(user, provider_id=connection.provider_id)
     send_on_commit(credential_changed, user_id=user.pk, provider_id=connection.provider_id)
     logger.info("user %s connected %s (%s)", user.pk, connection.provider_id, auth_type)
     return connection
@@ -120,8 +126,6 @@ def connection_update(
     oauth_expires_at: datetime | None = _UNSET,
     oauth_account_id: str = _UNSET,
     oauth_enterprise_url: str = _UNSET,
-    wellknown_key: str | None = _UNSET,
-    wellknown_token: str | None = _UNSET,
     metadata: dict[str, str] = _UNSET,
     name: str = _UNSET,
     base_url: str = _UNSET,
@@ -139,8 +143,6 @@ def connection_update(
             "oauth_expires_at": oauth_expires_at,
             "oauth_account_id": oauth_account_id,
             "oauth_enterprise_url": oauth_enterprise_url,
-            "wellknown_key": wellknown_key,
-            "wellknown_token": wellknown_token,
             "metadata": metadata,
             "name": name,
             "base_url": base_url,
@@ -209,9 +211,29 @@ def connection_delete(
 
 
 def connection_mark_error(
-    *, connection: ProviderConnection, message: str, actor: AbstractBaseUser | None = None
+    *,
+    connection: ProviderConnection,
+    message: str,
+    actor: AbstractBaseUser | None = None,
+    project_id: int | None = None,
 ) -> ProviderConnection:
-    """The provider or OpenCode rejected the credential (e.g. ``APIError`` 401)."""
+    """The provider or OpenCode rejected the credential (e.g. ``APIError`` 401) in
+    project ``project_id`` (if known). For an OAuth sign-in that means its tokens can no
+    longer be refreshed: ``expired``, "Sign in again". A follower project's failure says
+    nothing of the tokens (it holds no refresh token; it gets the holder's next ones)."""
+    if connection.auth_type == AuthType.OAUTH:
+        holder = (  # as it is now: the holder may have moved since ``connection`` was read
+            ProviderConnection.objects.filter(pk=connection.pk)
+            .values_list("oauth_token_holder", flat=True)
+            .first()
+        )
+        if project_id is not None and holder is not None and holder != project_id:
+            logger.info(
+                "connection %s: follower project %s was refused; it follows project %s",
+                *(connection.pk, project_id, holder),
+            )
+            return connection
+        return connection_mark_expired(connection=connection, message=message, actor=actor)
     with transaction.atomic():
         connection.status = Status.ERROR
         connection.error_message = redact(message)[:2000]
@@ -223,6 +245,117 @@ def connection_mark_error(
             detail={"message": connection.error_message},
         )
     return connection
+
+
+def connection_mark_expired(
+    *, connection: ProviderConnection, message: str, actor: AbstractBaseUser | None = None
+) -> ProviderConnection:
+    """An OAuth connection whose tokens cannot be refreshed (the refresh failed or the
+    provider refuses them): ``expired`` with "Sign in again", no longer injected, and
+    nobody holds its refresh token any more."""
+    with transaction.atomic():
+        connection.status = Status.EXPIRED
+        connection.error_message = redact(f"{SIGN_IN_AGAIN}: {message}")[:2000]
+        connection.oauth_token_holder = connection.oauth_refreshing_since = None
+        connection.save(
+            update_fields=[
+                "status",
+                "error_message",
+                "oauth_token_holder",
+                "oauth_refreshing_since",
+                "updated_at",
+            ]
+        )
+        audit_record(
+            action=Action.EXPIRED,
+            actor=actor,
+            connection=connection,
+            detail={"message": connection.error_message},
+        )
+    logger.info("connection %s (%s) expired: sign in again", connection.pk, connection.provider_id)
+    return connection
+
+
+@sensitive_variables("credential", "values")
+def connection_tokens_refreshed(
+    *, connection_id: int, holder: int, credential: OAuthCredential
+) -> bool:
+    """Tokens that the holder project's OpenCode refreshed (read back from its auth.json)
+    become the connection's: stored encrypted, audited, and the user's other projects
+    signalled (``oauth_tokens_refreshed``) so they follow. False, storing nothing, when
+    ``holder`` no longer holds the connection, the entry is a follower's, or it is not
+    newer than the stored tokens (e.g. a holder not yet given a new sign-in's tokens)."""
+    if not isinstance(credential, OAuthCredential) or not credential.access:
+        return False
+    if credential.refresh in ("", FOLLOWER_REFRESH):
+        return False
+    if any(
+        len(token) > MAX_TOKEN_LENGTH or not token.isprintable() or not token.isascii()
+        for token in (credential.access, credential.refresh)
+    ):
+        return False  # not a token (the file is written where the agent runs)
+    values = credential_fields(credential)
+    with transaction.atomic():
+        connection = (
+            ProviderConnection.objects.select_for_update()
+            .filter(pk=connection_id, auth_type=AuthType.OAUTH, oauth_token_holder=holder)
+            .first()
+        )
+        if connection is None or connection.undecryptable_fields():
+            return False
+        same = (str(connection.oauth_access_token or ""), str(connection.oauth_refresh_token or ""))
+        if same == (credential.access, credential.refresh):
+            return False
+        stored, expires = connection.oauth_expires_at, values["oauth_expires_at"]
+        if stored is not None and (expires is None or expires <= stored):
+            return False
+        account = values["oauth_account_id"]
+        if connection.oauth_account_id and account and account != connection.oauth_account_id:
+            logger.warning("connection %s: read-back tokens of another account", connection.pk)
+            return False
+        connection.oauth_access_token = values["oauth_access_token"]
+        connection.oauth_refresh_token = values["oauth_refresh_token"]
+        connection.oauth_expires_at = expires
+        if values["oauth_account_id"]:
+            connection.oauth_account_id = values["oauth_account_id"]
+        connection.oauth_refreshing_since = None  # the refresh it took the place for
+        connection.refresh_key_hint()
+        connection.save(
+            update_fields=[
+                "oauth_access_token",
+                "oauth_refresh_token",
+                "oauth_expires_at",
+                "oauth_account_id",
+                "oauth_refreshing_since",
+                "key_hint",
+                "updated_at",
+            ]
+        )
+        audit_record(
+            action=Action.REFRESHED,
+            actor_name="doce (read back from the holder project)",
+            connection=connection,
+            project_id=holder,
+            detail={"expires_at": expires.isoformat() if expires else None},
+        )
+    send_on_commit(
+        oauth_tokens_refreshed,
+        user_id=connection.user_id,
+        provider_id=connection.provider_id,
+        holder=holder,
+    )
+    return True
+
+
+def oauth_holder_move(*, connection_id: int, old: int | None, new: int | None) -> bool:
+    """Hand the refresh token from project ``old`` to ``new`` (None: to nobody; the next
+    project given the credential takes it). Only if ``old`` still holds it."""
+    since = timezone.now() if new is not None else None
+    return bool(
+        ProviderConnection.objects.filter(pk=connection_id, oauth_token_holder=old).update(
+            oauth_token_holder=new, oauth_refreshing_since=since
+        )
+    )
 
 
 def connection_revalidate(
@@ -245,11 +378,17 @@ def connection_revalidate(
     if connection.status != Status.REVOKED:
         if problem:
             connection.status = Status.ERROR
-        elif connection.oauth_expires_at and connection.oauth_expires_at <= now:
+        elif connection.status == Status.EXPIRED or (
+            connection.oauth_expires_at
+            and connection.oauth_expires_at <= now
+            and not connection.oauth_refresh_token
+        ):
+            # A passed expiry alone is not "expired": OpenCode refreshes the token.
             connection.status = Status.EXPIRED
         else:
             connection.status = Status.CONNECTED
-        connection.error_message = problem
+        if connection.status != Status.EXPIRED:
+            connection.error_message = problem
     connection.last_validated_at = now
     if not problem:
         connection.refresh_key_hint()  # e.g. blank while the key could not be decrypted
@@ -283,20 +422,32 @@ def connections_recover_undecryptable() -> int:
 
 
 def connections_expire_oauth(*, now: datetime | None = None) -> int:
-    """Mark ``connected`` OAuth connections whose tokens are past their expiry as
-    ``expired``; the number marked. Locked and re-checked so a token refreshed meanwhile
-    is not marked."""
+    """Mark ``connected`` OAuth connections ``expired`` whose access token is past its
+    expiry and that have no refresh token to get another; the number marked. A token
+    with a refresh token is not expired: OpenCode refreshes it (a refresh that fails is
+    marked by ``connection_mark_error``). Locked and re-checked so a token refreshed
+    meanwhile is not marked."""
     now = now or timezone.now()
     with transaction.atomic():
         due = list(
             ProviderConnection.objects.select_for_update()
-            .filter(auth_type=AuthType.OAUTH, status=Status.CONNECTED, oauth_expires_at__lte=now)
+            .filter(
+                auth_type=AuthType.OAUTH,
+                status=Status.CONNECTED,
+                oauth_expires_at__lte=now,
+                oauth_refresh_token__isnull=True,
+            )
             .values_list("pk", "user_id", "provider_id")
         )
         if not due:
             return 0
         ProviderConnection.objects.filter(pk__in=[pk for pk, _, _ in due]).update(
-            status=Status.EXPIRED, updated_at=now
+            status=Status.EXPIRED,
+            error_message=f"{SIGN_IN_AGAIN}: the access token expired and there is no "
+            "refresh token to renew it.",
+            oauth_token_holder=None,
+            oauth_refreshing_since=None,
+            updated_at=now,
         )
         AuditEvent.objects.bulk_create(
             AuditEvent(
@@ -388,11 +539,21 @@ def _validation_errors(connection: ProviderConnection) -> dict[str, str]:
     return errors
 
 
-def _initialize_settings(user: AbstractBaseUser) -> None:
-    """A user who connects anything is on the new system."""
-    UserSettings.objects.get_or_create(user=user, defaults={"provider_auth_initialized": True})
+def _initialize_settings(user: AbstractBaseUser, *, provider_id: str) -> None:
+    """A user who connects anything is on the new system, and the first provider they
+    connect becomes their preferred one (while none is set): /projects/new/ starts with
+    its model."""
+    _, created = UserSettings.objects.get_or_create(
+        user=user,
+        defaults={"provider_auth_initialized": True, "preferred_provider_id": provider_id},
+    )
+    if created:
+        return
     UserSettings.objects.filter(user=user, provider_auth_initialized=False).update(
         provider_auth_initialized=True
+    )
+    UserSettings.objects.filter(user=user, preferred_provider_id="").update(
+        preferred_provider_id=provider_id
     )
 
 
@@ -490,16 +651,25 @@ def endpoint_save(
 ) -> tuple[ProviderConnection, bool, validation.KeyCheck]:
     """The custom-endpoint form: check the key against ``{base_url}/models``, create the
     endpoint (``connection`` None) or change it, record the check. An empty ``api_key``
-    keeps the stored one on an edit. ValidationError on ``api_key`` when the endpoint
-    rejects it (nothing saved)."""
+    keeps the stored one on an edit; empty ``models`` take the list the endpoint's
+    ``/models`` gave. ValidationError on ``api_key`` when the endpoint rejects it, on
+    ``models`` when there are none either way (nothing saved)."""
+    api_key_for_check = api_key
+    if not models and not api_key and connection and not connection.undecryptable_fields():
+        api_key_for_check = str(connection.api_key or "")  # the stored key lists the models
     check = _checked_key(
         user=user,
         provider_id=provider_id,
-        api_key=api_key,
+        api_key=api_key_for_check,
         base_url=base_url,
         connection=connection,
         actor=actor,
+        list_models=not models,
     )
+    if not models:
+        models = list(check.models or ())
+        if not models:
+            raise ValidationError({"models": _no_models_message(check)})
     fields: dict[str, Any] = {"name": name, "base_url": base_url, "models": models}
     created = connection is None
     if connection is None:
@@ -526,6 +696,38 @@ def endpoint_save(
     return connection, created, check
 
 
+def _no_models_message(check: validation.KeyCheck) -> str:
+    if not validation.checks_enabled():
+        return "Enter at least one model id."
+    reason = check.message or "its answer had no model ids"
+    return f"Enter at least one model id: the endpoint did not list its models ({reason})."
+
+
+@sensitive_variables()
+def endpoint_rescan(
+    *, connection: ProviderConnection, actor: AbstractBaseUser | None = None
+) -> tuple[ProviderConnection, validation.KeyCheck]:
+    """ "Re-scan models": ask the custom endpoint's ``/models`` (with its stored key) and
+    make its list the connection's models (audited; running projects follow). When it
+    lists none, nothing changes and the check says why. The check is recorded as Test
+    records it (a rejected key marks the connection ``error``)."""
+    if connection.undecryptable_fields():
+        return connection, validation.KeyCheck(validation.UNVERIFIED, UNDECRYPTABLE_MESSAGE)
+    check = validation.key_check(
+        provider_id=connection.provider_id,
+        api_key=str(connection.api_key or ""),
+        base_url=connection.base_url,
+        list_models=True,
+    )
+    if check.models and list(check.models) != list(connection.models or []):
+        connection = connection_update(
+            connection=connection, actor=actor, models=list(check.models)
+        )
+    if connection.api_key:
+        connection = connection_record_check(connection=connection, check=check, actor=actor)
+    return connection, check
+
+
 @sensitive_variables()
 def endpoint_resubmitted(
     connection: ProviderConnection,
@@ -543,7 +745,7 @@ def endpoint_resubmitted(
         and connection.created_at >= timezone.now() - DOUBLE_SUBMIT_WINDOW
         and connection.name == name
         and connection.base_url == base_url
-        and list(connection.models or []) == models
+        and (not models or list(connection.models or []) == models)  # empty: discovered
         and str(connection.api_key or "") == (api_key or "")
     )
 
@@ -557,9 +759,12 @@ def _checked_key(
     base_url: str,
     connection: ProviderConnection | None,
     actor: AbstractBaseUser | None,
+    list_models: bool = False,
 ) -> validation.KeyCheck:
     """Ask the provider; a rejected key is audited and refused (ValidationError)."""
-    check = validation.key_check(provider_id=provider_id, api_key=api_key, base_url=base_url)
+    check = validation.key_check(
+        provider_id=provider_id, api_key=api_key, base_url=base_url, list_models=list_models
+    )
     if check.outcome == validation.REJECTED:
         audit_record(
             action=Action.VALIDATION_FAILED,

@@ -10,6 +10,11 @@ urlpatterns = [
     path("providers/add/", views.provider_add, name="add"),
     path("providers/custom/", views.provider_custom, name="custom"),
     path("providers/custom/<str:provider_id>/edit/", views.provider_custom, name="custom_edit"),
+    path(
+        "providers/custom/<str:provider_id>/rescan/",
+        views.provider_custom_rescan,
+        name="custom_rescan",
+    ),
     path("providers/legacy/migrate/", views.legacy_migrate, name="legacy_migrate"),
     path("providers/oauth/<uuid:flow_id>/", views.oauth_flow, name="oauth_flow"),
     path("providers/oauth/<uuid:flow_id>/code/", views.oauth_code, name="oauth_code"),

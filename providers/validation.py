@@ -3,6 +3,7 @@ deadline, to a base URL taken from settings (tests point them at local stubs).
 
     check = key_check(provider_id="openrouter", api_key=key)
     check.outcome  # "valid" | "rejected" | "unverified" | "unchecked"
+    check.models   # a custom endpoint's model ids, when its /models listed them
 
 ``rejected`` (401/403, Google's "API key not valid", or a key that cannot be sent at
 all) means do not save the key; ``unverified`` means the provider could not say
@@ -11,9 +12,15 @@ user: our own words only, never the key and never what the remote end answered (
 custom endpoint is any URL a user types: its body could be anything, and its errors
 would tell open ports from closed ones).
 
+A custom endpoint's answer to ``GET {base_url}/models``, OpenAI's ``{"data": [{"id":
+...}]}``, is also its model list: with ``list_models=True`` it is read into
+``check.models`` (``models_from_body``: at most ``MAX_MODELS`` well-formed ids), and the
+endpoint is asked even without a key (the outcome then stays ``unchecked``).
+
 The check never raises, whatever the key or the URL. It has one total deadline
 (``DOCE_PROVIDER_CHECK_TIMEOUT``) for resolving, connecting, sending and reading, reads
-at most ``MAX_BODY_BYTES`` of a body (and only when the answer depends on it), and never
+at most ``MAX_BODY_BYTES`` of a body (``MAX_MODELS_BODY_BYTES`` of a model list), and
+only when the answer depends on it, and never
 connects to an address in ``DOCE_ENDPOINT_BLOCKED_NETWORKS`` (link-local, cloud metadata):
 the host is resolved here and the vetted address is the one connected to.
 """
@@ -23,6 +30,7 @@ from __future__ import annotations
 import functools
 import http
 import ipaddress
+import json
 import logging
 import socket
 import ssl
@@ -42,8 +50,13 @@ REJECTED = "rejected"
 UNVERIFIED = "unverified"
 UNCHECKED = "unchecked"  # no check exists for this provider (or checks are off)
 
-#: At most this much of an answer's body is read (only Google's 400 needs one).
+#: At most this much of an answer's body is read (Google's 400 needs one)...
 MAX_BODY_BYTES = 64 * 1024
+#: ... and of a custom endpoint's model list (a cut-off list is not JSON: not used).
+MAX_MODELS_BODY_BYTES = 1024 * 1024
+#: A custom endpoint's models: at most this many ids of at most this many characters.
+MAX_MODELS = 500
+MAX_MODEL_ID = 255
 
 # Like every ``KeyCheck.message``, without a final full stop (forms add one).
 NOT_ASCII_MESSAGE = (
@@ -63,6 +76,8 @@ BLOCKED_ENDPOINT_MESSAGE = (
 class KeyCheck:
     outcome: str
     message: str = ""
+    #: A custom endpoint's model ids from its ``/models`` (None: it did not list any).
+    models: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -250,9 +265,15 @@ def _ssl_context() -> ssl.SSLContext:
 
 
 @sensitive_variables()
-def _ask(url: str, headers: dict[str, str], *, wants_body: Callable[[int], bool]):
+def _ask(
+    url: str,
+    headers: dict[str, str],
+    *,
+    wants_body: Callable[[int], bool],
+    limit: int = MAX_BODY_BYTES,
+):
     """GET ``url`` within the check's deadline: the status and, when ``wants_body(status)``,
-    at most ``MAX_BODY_BYTES`` of the body (what arrived before the deadline). No
+    at most ``limit`` bytes of the body (what arrived before the deadline). No
     redirects, no proxies from the environment."""
     timeout = float(settings.DOCE_PROVIDER_CHECK_TIMEOUT)
     backend = _DeadlineBackend(time.monotonic() + timeout)
@@ -269,31 +290,39 @@ def _ask(url: str, headers: dict[str, str], *, wants_body: Callable[[int], bool]
         pool.stream("GET", core_url, headers=raw_headers, extensions=extensions) as response,
     ):
         status = response.status
-        body = _read_capped(response, backend) if wants_body(status) else b""
+        body = _read_capped(response, backend, limit) if wants_body(status) else b""
     return status, body
 
 
-def _read_capped(response: httpcore.Response, backend: _DeadlineBackend) -> bytes:
+def _read_capped(response: httpcore.Response, backend: _DeadlineBackend, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     try:
         for chunk in response.iter_stream():
             chunks.append(chunk)
             size += len(chunk)
-            if size >= MAX_BODY_BYTES or time.monotonic() >= backend.deadline:
+            if size >= limit or time.monotonic() >= backend.deadline:
                 break
     except (httpcore.TimeoutException, httpcore.NetworkError, httpcore.ProtocolError):
         pass  # the deadline, or a broken body: decide on what arrived
-    return b"".join(chunks)[:MAX_BODY_BYTES]
+    return b"".join(chunks)[:limit]
 
 
 # --- the check ----------------------------------------------------------------------------
 @sensitive_variables()
-def key_check(*, provider_id: str, api_key: str, base_url: str = "") -> KeyCheck:
+def key_check(
+    *, provider_id: str, api_key: str, base_url: str = "", list_models: bool = False
+) -> KeyCheck:
     """Ask the provider whether it takes ``api_key``. ``base_url`` marks a custom
-    OpenAI-compatible endpoint (``GET {base_url}/models``). Never raises."""
+    OpenAI-compatible endpoint (``GET {base_url}/models``); ``list_models`` reads its
+    answer as its model list (asked with no key too). Never raises."""
     try:
-        return _key_check(provider_id=provider_id, api_key=api_key, base_url=base_url)
+        return _key_check(
+            provider_id=provider_id,
+            api_key=api_key,
+            base_url=base_url,
+            list_models=bool(base_url) and list_models,
+        )
     except Exception as exc:  # a key check must never turn a page into a 500
         logger.warning("key check for %s failed unexpectedly (%s)", provider_id, type(exc).__name__)
         return KeyCheck(UNVERIFIED, f"{_name(provider_id, base_url)} could not be reached")
@@ -307,26 +336,45 @@ def _name(provider_id: str, base_url: str) -> str:
 
 
 @sensitive_variables()
-def _key_check(*, provider_id: str, api_key: str, base_url: str) -> KeyCheck:
-    if not checks_enabled() or not api_key:
+def _key_check(*, provider_id: str, api_key: str, base_url: str, list_models: bool) -> KeyCheck:
+    if not checks_enabled() or not (api_key or list_models):
         return KeyCheck(UNCHECKED)
     name = _name(provider_id, base_url)
     if base_url:
-        url, headers = base_url.rstrip("/") + "/models", _bearer(api_key)
+        url = base_url.rstrip("/") + "/models"
+        headers = _bearer(api_key) if api_key else {}
     elif provider_id in PROBES:
         probe = PROBES[provider_id]
         root = settings.DOCE_PROVIDER_API_URLS[provider_id].rstrip("/")
         url, headers = root + probe.path, probe.headers(api_key)
     else:
         return KeyCheck(UNCHECKED)
-    if problem := key_problem(api_key):
+    if api_key and (problem := key_problem(api_key)):
         return KeyCheck(REJECTED, problem)  # no provider can take it: nothing is sent
     google = provider_id == "google" and not base_url
+    check = _asked(
+        url, headers, provider_id=provider_id, name=name, google=google, listing=list_models
+    )
+    if not api_key:  # a keyless endpoint asked for its models: no key was checked
+        message = f"{name} asks for a key" if check.outcome == REJECTED else check.message
+        check = KeyCheck(UNCHECKED, message, check.models)
+    return check
+
+
+@sensitive_variables()
+def _asked(
+    url: str, headers: dict[str, str], *, provider_id: str, name: str, google: bool, listing: bool
+) -> KeyCheck:
+    """Ask, and say what the answer means; ``listing``: the answer is a custom endpoint's
+    model list, read into ``KeyCheck.models``."""
     try:
         status, body = _ask(
             url,
             {**headers, "Accept": "application/json"},
-            wants_body=lambda status: google and status == 400,
+            wants_body=lambda status: (
+                (google and status == 400) or (listing and 200 <= status < 300)
+            ),
+            limit=MAX_MODELS_BODY_BYTES if listing else MAX_BODY_BYTES,
         )
     except EndpointBlocked:
         logger.warning(
@@ -339,7 +387,34 @@ def _key_check(*, provider_id: str, api_key: str, base_url: str) -> KeyCheck:
     except Exception as exc:  # refused, reset, not HTTP, TLS, DNS, a bad URL: all alike
         logger.info("key check for %s: unreachable (%s)", provider_id, type(exc).__name__)
         return KeyCheck(UNVERIFIED, f"{name} could not be reached")
-    return _interpret(status, body, name=name, google=google)
+    check = _interpret(status, body, name=name, google=google)
+    if listing and check.outcome == VALID:
+        models = models_from_body(body)
+        message = "" if models else f"{name} listed no model ids"
+        check = KeyCheck(VALID, message, models or None)
+    return check
+
+
+def models_from_body(body: bytes) -> tuple[str, ...]:
+    """The model ids of an OpenAI-style ``/models`` answer (``{"data": [{"id": ...}]}``),
+    in its order: trimmed, without repeats, without ids that are not one printable word
+    of at most ``MAX_MODEL_ID`` characters; at most ``MAX_MODELS``. Anything else: ()."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return ()
+    items = data.get("data") if isinstance(data, dict) else None
+    models: dict[str, None] = {}  # an ordered set
+    for item in items if isinstance(items, list) else ():
+        model = item.get("id") if isinstance(item, dict) else None
+        if not isinstance(model, str):
+            continue
+        model = model.strip()
+        if model and len(model) <= MAX_MODEL_ID and model.isprintable() and " " not in model:
+            models.setdefault(model)
+            if len(models) >= MAX_MODELS:
+                break
+    return tuple(models)
 
 
 def _interpret(status: int, body: bytes, *, name: str, google: bool) -> KeyCheck:

@@ -42,6 +42,17 @@ class StepError(Exception):
             self.retryable = retryable
 
 
+class StepWait(Exception):
+    """The step cannot run yet: it waits for something (a free server slot). It is run
+    again after ``retry_in`` seconds; not a failure, so the attempt is not counted, and
+    the job stays ``queued`` with ``message`` as what the page shows meanwhile."""
+
+    def __init__(self, message: str, *, retry_in: float):
+        super().__init__(message)
+        self.message = message
+        self.retry_in = retry_in
+
+
 @dataclass(frozen=True)
 class Outcome:
     """``done``: the chain goes on; ``retry_in``: run this job again after that many
@@ -93,6 +104,8 @@ def execute(job_id: int, *, task_id: str) -> Outcome:
     heartbeat.start()
     try:
         definition.run(job)
+    except StepWait as exc:
+        return _wait(job, exc)
     except StepError as exc:
         return _handle_error(job, exc)
     except Exception as exc:  # a bug or an unexpected failure: stop, say so, keep the trace
@@ -168,6 +181,18 @@ def _handle_error(job: Job, exc: StepError) -> Outcome:
             if on_failure is not None:
                 on_failure(job, exc)
     return Outcome(detail=message)
+
+
+def _wait(job: Job, exc: StepWait) -> Outcome:
+    message = redact(exc.message)[:2000]
+    if not Job.objects.filter(id=job.pk, state=JobState.RUNNING).update(
+        state=JobState.QUEUED,
+        attempts=F("attempts") - 1,
+        last_error=message,
+        updated_at=timezone.now(),
+    ):
+        return Outcome(detail="cancelled while waiting")
+    return Outcome(retry_in=exc.retry_in, detail=message)
 
 
 def _finish(job: Job, state: str, error: str) -> bool:

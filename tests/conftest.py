@@ -110,11 +110,17 @@ def stop_process_group(process: subprocess.Popen, timeout: float = 10) -> None:
 
 
 def start_celery_worker(
-    log_path: Path, *, beat: bool = False, **extra_env: str
+    log_path: Path,
+    *,
+    beat: bool = False,
+    queue: str = "celery",
+    pool_args: tuple[str, ...] = ("--concurrency", "2"),
+    **extra_env: str,
 ) -> subprocess.Popen:
     """Start a real Celery worker subprocess on the configured broker and the test
     database, and wait until it answers a ping task. ``beat``: with the periodic
-    scheduler in it, as `make run` has."""
+    scheduler in it, as `make run` has. ``queue``: the one it consumes (project work by
+    default; sign-ins have their own, see ``start_signin_worker``)."""
     from doce.tasks import ping
 
     log = open(log_path, "w")  # noqa: SIM115 (the child keeps writing to it)
@@ -128,10 +134,11 @@ def start_celery_worker(
             "worker",
             "--loglevel",
             "INFO",
-            "--concurrency",
-            "2",
+            "--queues",
+            queue,
+            *pool_args,
             "--hostname",
-            f"test-{uuid.uuid4().hex[:8]}@%h",
+            f"test-{queue}-{uuid.uuid4().hex[:8]}@%h",
             *(["--beat", "--schedule", str(log_path.with_suffix(".schedule"))] if beat else []),
         ],
         env=subprocess_env(**extra_env),
@@ -147,7 +154,8 @@ def start_celery_worker(
         if process.poll() is not None:
             raise RuntimeError(f"Celery worker exited: {Path(log_path).read_text()[-3000:]}")
         try:
-            if ping.apply_async(expires=10).get(timeout=5, interval=0.05) == "pong":
+            answer = ping.apply_async(expires=10, queue=queue).get(timeout=5, interval=0.05)
+            if answer == "pong":
                 return process
         except Exception:
             if time.monotonic() > deadline:
@@ -155,6 +163,17 @@ def start_celery_worker(
                 raise RuntimeError(
                     f"Celery worker never answered: {Path(log_path).read_text()[-3000:]}"
                 ) from None
+
+
+def start_signin_worker(log_path: Path, **extra_env: str) -> subprocess.Popen:
+    """The sign-in worker as `make run` starts it: the sign-in queue, on threads, one per
+    sign-in allowed at once."""
+    return start_celery_worker(
+        log_path,
+        queue=settings.DOCE_OAUTH_QUEUE,
+        pool_args=("--pool", "threads", "--concurrency", str(settings.DOCE_OAUTH_MAX_FLOWS)),
+        **extra_env,
+    )
 
 
 def purge_broker() -> None:

@@ -220,6 +220,11 @@ class OpenCodeClient:
     def session_list(self) -> list[dict[str, Any]]:
         return self._json("GET", "/session")
 
+    def session_status(self) -> dict[str, dict[str, Any]]:
+        """``{session_id: {"type": "busy" | "retry", ...}}`` for the sessions at work;
+        an idle session is absent (or ``{"type": "idle"}``)."""
+        return self._json("GET", "/session/status") or {}
+
     def prompt(
         self,
         session_id: str,

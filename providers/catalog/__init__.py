@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -36,6 +37,8 @@ POPULAR = (
     "togetherai",
     "fireworks-ai",
 )
+#: The provider whose free models OpenCode serves without a key (OpenCode Zen).
+FREE_PROVIDER_ID = "opencode"
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,7 @@ class CatalogEntry:
     default_model: str = ""
     auth_methods: tuple[AuthMethod, ...] = ()
     models: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # (id, name)
+    free_models: tuple[str, ...] = ()  # ids OpenCode serves without a key
 
     @property
     def methods(self) -> tuple[AuthMethod, ...]:
@@ -130,6 +134,7 @@ class CatalogEntry:
                 for index, method in enumerate(data.get("auth_methods") or ())
             ),
             models=tuple((m[0], m[1]) for m in data.get("models") or ()) if with_models else (),
+            free_models=tuple(data.get("free_models") or ()) if with_models else (),
         )
 
     @classmethod
@@ -142,6 +147,7 @@ class CatalogEntry:
                 "default_model": row.default_model,
                 "auth_methods": row.auth_methods,
                 "models": row.models if with_models else (),
+                "free_models": row.free_models if with_models else (),
             },
             with_models=with_models,
         )
@@ -172,7 +178,7 @@ def catalog_entries(*, query: str = "") -> list[CatalogEntry]:
     """Every provider (popular first), optionally only those whose id or name contains
     ``query``; without models. The fallback list while nothing was fetched."""
     query = query.strip()
-    rows = CatalogProvider.objects.defer("models").order_by("position", "name")
+    rows = CatalogProvider.objects.defer("models", "free_models").order_by("position", "name")
     if query:
         rows = rows.filter(Q(name__icontains=query) | Q(provider_id__icontains=query))
     entries = [CatalogEntry.from_row(row, with_models=False) for row in rows]
@@ -220,6 +226,27 @@ def catalog_models(provider_ids: Iterable[str]) -> dict[str, list[tuple[str, str
     return models
 
 
+def free_models() -> dict[str, str]:
+    """``{model id: name}`` of the models every user may pick without connecting a key:
+    OpenCode Zen's free ones (``FREE_PROVIDER_ID``), from the stored catalog (the
+    built-in list until one is fetched); empty when ``DOCE_FREE_MODELS`` is off. One
+    query."""
+    if not settings.DOCE_FREE_MODELS:
+        return {}
+    row = (
+        CatalogProvider.objects.filter(provider_id=FREE_PROVIDER_ID)
+        .values_list("models", "free_models")
+        .first()
+    )
+    if row is None:
+        entry = _FALLBACK.get(FREE_PROVIDER_ID)
+        models, free = (entry.models, entry.free_models) if entry else ((), ())
+    else:
+        models, free = row
+    names = {m[0]: m[1] for m in models or ()}
+    return {model_id: names.get(model_id, model_id) for model_id in free or ()}
+
+
 @dataclass(frozen=True)
 class CatalogStatus:
     providers: int
@@ -262,6 +289,7 @@ def catalog_store(entries: list[dict[str, Any]], *, opencode_version: str = "") 
             default_model=(entry.get("default_model") or "")[:255],
             auth_methods=entry.get("auth_methods") or [],
             models=entry.get("models") or [],
+            free_models=entry.get("free_models") or [],
             opencode_version=opencode_version[:50],
             fetched_at=now,
         )

@@ -2,7 +2,8 @@
 
 Taken from OpenCode 1.18.33's bundled catalog (names, env variables, auth methods) with a
 few current models each; ``manage.py refresh_provider_catalog`` replaces it with the real
-list (about 225 providers).
+list (about 225 providers). ``opencode`` (OpenCode Zen) lists the models that 1.18.33
+serves without a key, all free (``free_models``).
 """
 
 from __future__ import annotations
@@ -123,6 +124,33 @@ FALLBACK: list[dict[str, Any]] = [
             ["openai/gpt-oss-20b", "GPT OSS 20B"],
             ["qwen/qwen3.6-27b", "Qwen3.6 27B"],
             ["llama-3.3-70b-versatile", "Llama 3.3 70B"],
+        ],
+    },
+    {
+        "id": "opencode",
+        "name": "OpenCode Zen",
+        "env": ["OPENCODE_API_KEY"],
+        "default_model": "big-pickle",
+        "auth_methods": [],
+        "models": [
+            ["longcat-2.5-preview-free", "LongCat 2.5 Preview Free"],
+            ["space-bunny-free", "Space Bunny Free"],
+            ["mimo-v2.6-flash-free", "MiMo-V2.6-Flash Free"],
+            ["muse-spark-1.3-contributor-free", "Muse Spark 1.3 Free"],
+            ["ling-3.0-flash-fin-free", "Ling 3.0 Flash Fin Free"],
+            ["nemotron-3.5-lightning-free", "Nemotron 3.5 Lightning Free"],
+            ["nemotron-3-ultra-free", "Nemotron 3 Ultra Free"],
+            ["big-pickle", "Big Pickle"],
+        ],
+        "free_models": [
+            "longcat-2.5-preview-free",
+            "space-bunny-free",
+            "mimo-v2.6-flash-free",
+            "muse-spark-1.3-contributor-free",
+            "ling-3.0-flash-fin-free",
+            "nemotron-3.5-lightning-free",
+            "nemotron-3-ultra-free",
+            "big-pickle",
         ],
     },
 ]

@@ -13,9 +13,10 @@ import shutil
 from collections.abc import Mapping
 from typing import Any
 
+from doce import capacity
 from doce.opencode import OpenCodeError
 from doce.opencode.runtimes import LocalRuntime, RuntimeFailure, ServerSpec, scratch_dir
-from providers.catalog import catalog_store
+from providers.catalog import FREE_PROVIDER_ID, catalog_store
 from providers.models import PROVIDER_ID_RE
 
 logger = logging.getLogger(__name__)
@@ -25,6 +26,8 @@ PLACEHOLDER_MODEL = "opencode/big-pickle"
 _PROVIDER_ID = re.compile(PROVIDER_ID_RE)
 # A prompt key becomes a form field name.
 _PROMPT_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+# The server takes a slot of the server ledger (doce.capacity); refused, not queued.
+CATALOG_SERVERS = capacity.kind_register("catalog")
 
 
 class CatalogUnavailable(Exception):
@@ -44,7 +47,12 @@ def catalog_fetch() -> tuple[list[dict[str, Any]], str]:
     )
     state = None
     try:
+        capacity.slot_take(kind=CATALOG_SERVERS, key=token)
+    except capacity.CapacityFull as exc:
+        raise CatalogUnavailable(f"could not start OpenCode to read the catalog: {exc}") from exc
+    try:
         state = runtime.start(spec)
+        capacity.slot_attach(kind=CATALOG_SERVERS, key=token, state=state)
         health = runtime.wait_healthy(state, spec.password)
         with runtime.client(state, spec.password) as client:
             providers = client.providers()
@@ -56,6 +64,7 @@ def catalog_fetch() -> tuple[list[dict[str, Any]], str]:
             runtime.remove(state)
         else:
             shutil.rmtree(spec.data_dir, ignore_errors=True)
+        capacity.slot_release(kind=CATALOG_SERVERS, key=token)
     return trim_catalog(providers, methods), str(health.get("version") or "")
 
 
@@ -72,8 +81,9 @@ def catalog_refresh() -> int:
 # --- trimming ---------------------------------------------------------------------------
 def trim_catalog(providers: Mapping[str, Any], methods: Mapping[str, Any]) -> list[dict[str, Any]]:
     """``GET /provider`` + ``GET /provider/auth`` -> ``[{"id", "name", "env",
-    "default_model", "auth_methods", "models"}]``. Providers that only a plugin declares
-    (in ``/provider/auth`` but not in the catalog) are kept, without models."""
+    "default_model", "auth_methods", "models", "free_models"}]``. Providers that only a
+    plugin declares (in ``/provider/auth`` but not in the catalog) are kept, without
+    models. ``free_models``: see ``_free_models``."""
     defaults = providers.get("default") or {}
     entries: dict[str, dict[str, Any]] = {}
     for provider in providers.get("all") or ():
@@ -90,6 +100,7 @@ def trim_catalog(providers: Mapping[str, Any], methods: Mapping[str, Any]) -> li
             "default_model": default if default in model_ids else (model_ids or [""])[0],
             "auth_methods": _trim_methods(methods.get(provider_id)),
             "models": [list(model) for model in models],
+            "free_models": _free_models(provider_id, provider.get("models") or {}, model_ids),
         }
     for provider_id, provider_methods in methods.items():
         if provider_id not in entries and _PROVIDER_ID.match(str(provider_id)):
@@ -100,8 +111,23 @@ def trim_catalog(providers: Mapping[str, Any], methods: Mapping[str, Any]) -> li
                 "default_model": "",
                 "auth_methods": _trim_methods(provider_methods),
                 "models": [],
+                "free_models": [],
             }
     return list(entries.values())
+
+
+def _free_models(provider_id: str, models: Mapping[str, Any], kept: list[str]) -> list[str]:
+    """The models OpenCode serves with no key: only the ``opencode`` provider (OpenCode
+    Zen) has such, the ones that cost nothing. (A server without a Zen key lists only
+    those, with ``options.apiKey`` "public"; with a key, every Zen model.)"""
+    if provider_id != FREE_PROVIDER_ID:
+        return []
+    free = set()
+    for model_id, model in models.items():
+        cost = model.get("cost") if isinstance(model, dict) else None
+        if isinstance(cost, dict) and cost.get("input") == 0 and cost.get("output") == 0:
+            free.add(str(model_id))
+    return [model_id for model_id in kept if model_id in free]
 
 
 def _trim_models(models: Mapping[str, Any]) -> list[tuple[str, str]]:

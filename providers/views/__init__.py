@@ -18,6 +18,7 @@ from providers.views.connections import (
     provider_methods,
     provider_test,
 )
+from providers.views.endpoints import provider_custom_rescan
 from providers.views.oauth import oauth_cancel, oauth_code, oauth_flow, provider_oauth
 from providers.views.user_settings import legacy_migrate, preferences
 
@@ -30,6 +31,7 @@ __all__ = [
     "provider_add",
     "provider_api_key",
     "provider_custom",
+    "provider_custom_rescan",
     "provider_disconnect",
     "provider_list",
     "provider_methods",

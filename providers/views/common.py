@@ -135,11 +135,10 @@ def row_for(connection: ProviderConnection, name: str, now: datetime) -> Row:
     expiry = ""
     expires_at = connection.oauth_expires_at
     if connection.auth_type == "oauth" and expires_at and expires_at < now + EXPIRY_WARNING:
-        expiry = (
-            f"Token expired {ago(expires_at, now)}: sign in again."
-            if expires_at <= now
-            else f"Token expires in {within(expires_at, now)}."
-        )
+        # A passed expiry is not "expired": OpenCode refreshes the token (see
+        # docs/oauth-tokens.md); a refresh that failed shows as status "expired".
+        note = connection.oauth_expiry_note
+        expiry = f"Token {note}." if note else ""
     if connection.is_custom:
         edit_url = reverse("providers:custom_edit", args=[connection.provider_id])
     elif connection.auth_type == "oauth":

@@ -15,6 +15,7 @@ from providers import services, validation
 from providers.catalog import catalog_entries, catalog_entry, catalog_names, catalog_status
 from providers.forms import ApiKeyForm, CustomProviderForm, prompt_field_name
 from providers.models import AuditEvent, OAuthFlow, ProviderConnection
+from providers.oauth_guard import local_callback_methods
 from providers.selectors import connection_for, connections_for_user, user_settings_for
 from providers.views.common import (
     Status,
@@ -77,7 +78,8 @@ def provider_methods(request, provider_id: str):
     if entry is None:
         raise Http404("OpenCode does not know this provider.")
     connected = connection_for(user=request.user, provider_id=provider_id) is not None
-    context = {"entry": entry, "connected": connected}
+    local = local_callback_methods(entry.id)  # sign-ins that need a browser on the host
+    context = {"entry": entry, "connected": connected, "local_methods": local}
     return render_page(request, "providers/methods.html", "providers/_methods.html", context)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.http import Http404
+from django.http.request import split_domain_port
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
@@ -15,6 +16,7 @@ from providers import oauth
 from providers.catalog import CatalogEntry, catalog_entry, catalog_names
 from providers.forms import OAuthStartForm
 from providers.models import OAuthFlow
+from providers.oauth_guard import OAuthLimit, is_loopback_host, local_callback
 from providers.views.common import (
     done,
     flow_or_404,
@@ -52,14 +54,29 @@ def provider_oauth(request, provider_id: str):
         if recent is not None:  # a double submit: show the flow the first one started
             return done(request, reverse("providers:oauth_flow", args=[recent.pk]))
         if not rate_limited(request, form):
-            flow = oauth.oauth_flow_start(
-                user=request.user, entry=entry, method=method, inputs=form.metadata
-            )
-            return done(request, reverse("providers:oauth_flow", args=[flow.pk]))
+            try:
+                flow = oauth.oauth_flow_start(
+                    user=request.user,
+                    entry=entry,
+                    method=method,
+                    inputs=form.metadata,
+                    browser_on_host=browser_on_host(request),
+                )
+            except OAuthLimit as exc:
+                form.add_error(None, str(exc))
+            else:
+                return done(request, reverse("providers:oauth_flow", args=[flow.pk]))
     context = {"entry": entry, "method": method, "form": form}
     return render_page(
         request, "providers/oauth_start.html", "providers/_oauth_start_form.html", context
     )
+
+
+def browser_on_host(request) -> bool:
+    """The browser runs on the doce host: it connected over loopback and asked for a
+    loopback name (not through a proxy or a published port)."""
+    host, _port = split_domain_port(request.get_host())
+    return is_loopback_host(request.META.get("REMOTE_ADDR")) and is_loopback_host(host)
 
 
 def _recent_flow(user, provider_id: str, method: int, inputs: dict) -> OAuthFlow | None:
@@ -86,6 +103,7 @@ def _flow_context(flow: OAuthFlow) -> dict:
         and not expired
         and not (flow.state == OAuthFlow.State.PENDING and flow.kind == "code"),
         "expires_in": within(flow.expires_at, now),
+        "local_callback": local_callback(flow.url) if flow.url else None,
     }
 
 

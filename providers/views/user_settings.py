@@ -7,7 +7,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from providers import services
-from providers.catalog import catalog_models, catalog_names
+from providers.catalog import FREE_PROVIDER_ID, catalog_models, catalog_names, free_models
 from providers.forms import PreferencesForm
 from providers.legacy import legacy_keys_migrate
 from providers.models import ProviderConnection, UserSettings
@@ -39,8 +39,11 @@ def preferences(request):
     )
     settings_row = UserSettings.objects.filter(user=request.user).first()
     ids = list(usable_provider_ids(user=request.user))
-    names = catalog_names(ids)
+    names = catalog_names([*ids, FREE_PROVIDER_ID])
     known_models = catalog_models(ids)
+    if FREE_PROVIDER_ID not in ids and (free := free_models()):
+        ids.append(FREE_PROVIDER_ID)  # its free models need no key
+        known_models[FREE_PROVIDER_ID] = list(free.items())
     providers, models = [], []
     for provider_id in sorted(ids):
         custom = next(

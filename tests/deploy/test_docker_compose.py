@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from cryptography.fernet import Fernet
+from django.conf import settings
 
 from tests.deploy.sources import (
     COMPOSE_FILE,
@@ -111,12 +112,15 @@ def test_db_and_redis_use_the_intended_images(services):
     assert services["redis"]["image"].startswith("redis:7")
 
 
-def test_web_runs_gunicorn_on_port_8000_published_on_a_configurable_port(services):
+def test_web_runs_uvicorn_on_port_8000_published_on_a_configurable_port(services):
     web = services["web"]
     command = " ".join(web["command"]) if isinstance(web["command"], list) else web["command"]
-    assert command.startswith("gunicorn ")
-    assert "doce.wsgi" in command
-    assert re.search(r"--bind[= ]0\.0\.0\.0:8000\b", command)
+    # ASGI: the live transcript's event streams (projects.stream).
+    assert command.startswith("uvicorn doce.asgi:application ")
+    assert re.search(r"--host[= ]0\.0\.0\.0\b", command)
+    assert re.search(r"--port[= ]8000\b", command)
+    # A stop must not wait for the open streams, which never end by themselves.
+    assert re.search(r"--timeout-graceful-shutdown[= ]\d+\b", command)
     # web listens in the pod's network namespace, so the pod publishes its port.
     publisher = services[namespace_owner(web, "network_mode")]
     ports = [str(port) for port in publisher["ports"]]
@@ -384,3 +388,29 @@ def test_services_that_run_no_server_get_no_sandbox_rights(services):
     for name in ("pod", "migrate", "beat"):
         assert services[name]["security_opt"] == ["no-new-privileges:true"], name
         assert "devices" not in services[name]
+
+
+def test_sign_ins_have_a_worker_of_their_own(services):
+    """Issue 11: waiting for a sign-in's approval never holds a project worker. The
+    project worker consumes the default queue only; the sign-in worker the sign-in
+    queue, on threads (one per sign-in allowed at once), beside it in the pod (web
+    reaches the flows' servers there and stops them by pid)."""
+
+    def words(name: str) -> list[str]:
+        command = services[name]["command"]
+        return command if isinstance(command, list) else command.split()
+
+    assert "--queues=celery" in words("worker")
+    signin = words("signin-worker")
+    assert signin[:3] == ["celery", "--app=doce", "worker"]
+    assert f"--queues={settings.DOCE_OAUTH_QUEUE}" in signin
+    assert "--pool=threads" in signin
+    assert "--concurrency=${DOCE_OAUTH_MAX_FLOWS:-8}" in signin
+    assert "--hostname=signin@%h" in signin
+    for key in ("network_mode", "pid"):
+        assert services["signin-worker"][key] == services["worker"][key] == "service:pod"
+    check = " ".join(services["signin-worker"]["healthcheck"]["test"][1:])
+    assert "signin@$$HOSTNAME" in check
+    assert services["signin-worker"]["depends_on"]["migrate"] == {
+        "condition": "service_completed_successfully"
+    }

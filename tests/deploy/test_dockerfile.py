@@ -127,8 +127,10 @@ def test_entrypoint_and_cmd_exist(final):
     assert script == ENTRYPOINT
     assert script.is_file() and os.access(script, os.X_OK), f"{script} must be executable"
     cmd = exec_form(arguments_of(final, "CMD")[-1])
-    assert cmd[:2] == ["gunicorn", "doce.wsgi:application"]
-    assert "0.0.0.0:8000" in cmd
+    assert cmd[:2] == ["uvicorn", "doce.asgi:application"]
+    assert cmd[cmd.index("--host") + 1] == "0.0.0.0"
+    assert cmd[cmd.index("--port") + 1] == "8000"
+    assert "--timeout-graceful-shutdown" in cmd
     assert arguments_of(final, "EXPOSE") == ["8000"]
 
 

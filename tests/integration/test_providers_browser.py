@@ -53,7 +53,7 @@ def test_add_edit_and_disconnect_a_custom_provider(page, live_server, alice, stu
     shown = dialog.locator("[data-catalog-id]").evaluate_all(
         "els => els.map(e => e.dataset.catalogId)"
     )
-    assert shown == ["openrouter", "openai"]
+    assert shown == ["openrouter", "openai", "opencode"]
     dialog.get_by_role("searchbox", name="Search providers").fill("")
     dialog.get_by_role("link", name="Custom OpenAI-compatible endpoint").click()
     dialog.locator("#custom-form").wait_for()

@@ -20,7 +20,7 @@ from doce.opencode.runtimes import RuntimeState
 from providers.catalog import catalog_entry, catalog_status, catalog_store
 from providers.catalog.fetch import catalog_fetch
 from providers.models import OAuthFlow, ProviderConnection
-from tests.conftest import purge_broker, start_celery_worker, stop_process_group
+from tests.conftest import purge_broker, start_signin_worker, stop_process_group
 from tests.doce.opencode.fakes import FIXTURES, processes_in
 from tests.doce.opencode.servers import require_binary
 from tests.integration.conftest import assert_sealed, wait_for
@@ -40,11 +40,13 @@ def operator_config(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def fetched_catalog(operator_config):
-    """The catalog of the real binary, read once (about 5 s) with the test plugins."""
+def fetched_catalog(operator_config, django_db_setup, django_db_blocker):
+    """The catalog of the real binary, read once (about 5 s) with the test plugins (its
+    server takes, then gives back, a slot of the server ledger: the database)."""
     require_binary()
     started = time.monotonic()
-    entries, version = catalog_fetch()
+    with django_db_blocker.unblock():
+        entries, version = catalog_fetch()
     return entries, version, time.monotonic() - started
 
 
@@ -56,11 +58,12 @@ def catalog(fetched_catalog):
 
 @pytest.fixture(scope="module")
 def worker(operator_config, approval_server, django_db_setup, django_db_blocker, tmp_path_factory):
-    """A real worker that starts the flows' servers with the test plugins. The fake
-    provider's approval endpoint runs on this machine: as an operator's own OAuth
-    endpoint would, it is let into the sandboxes by DOCE_SANDBOX_ALLOW."""
+    """The real sign-in worker (the flows' own queue, nothing else) that starts the flows'
+    servers with the test plugins. The fake provider's approval endpoint runs on this
+    machine: as an operator's own OAuth endpoint would, it is let into the sandboxes by
+    DOCE_SANDBOX_ALLOW."""
     purge_broker()
-    process = start_celery_worker(
+    process = start_signin_worker(
         tmp_path_factory.mktemp("worker") / "worker.log",
         DOCE_OPENCODE_CONFIG=str(operator_config),
         DOCE_SANDBOX_ALLOW=approval_server.url.split("/")[2],

@@ -94,7 +94,13 @@ def test_rundoce_serves_web_and_worker_and_stops_both_on_ctrl_c(first_run_env, t
         assert first_page.status_code == 302 and first_page.headers["location"] == "/setup/"
 
         children = psutil.Process(process.pid).children(recursive=True)
-        assert len(children) >= 2  # the web server and the worker (+ its pool)
+        assert len(children) >= 3  # the web server, the worker (+ its pool), sign-ins
+        # Sign-ins wait on a queue of their own, in threads: never in the project worker.
+        workers = [" ".join(child.cmdline()) for child in children if "celery" in child.cmdline()]
+        assert any("--queues celery" in command for command in workers), workers
+        assert any(
+            "--queues signin" in command and "--pool threads" in command for command in workers
+        ), workers
 
         os.kill(process.pid, signal.SIGINT)  # what Ctrl-C sends
         assert process.wait(timeout=30) == 0

@@ -7,7 +7,8 @@ from queue_jobs.models import Job
 pytestmark = pytest.mark.django_db
 
 
-def test_without_a_connected_provider_the_page_says_what_to_do(alice_client):
+def test_without_a_connected_provider_the_page_says_what_to_do(alice_client, settings):
+    settings.DOCE_FREE_MODELS = False  # else OpenCode Zen's free models are offered
     html = alice_client.get("/projects/new/").content.decode()
     assert "Connect an LLM provider first" in html
     assert 'href="/settings/providers/"' in html
@@ -66,7 +67,8 @@ def test_bad_input_gets_a_clear_error_and_creates_nothing(alice_client, alice_st
     assert not Project.objects.exists()
 
 
-def test_a_revoked_connection_is_not_usable(alice_client, alice_stub):
+def test_a_revoked_connection_is_not_usable(alice_client, alice_stub, settings):
+    settings.DOCE_FREE_MODELS = False
     alice_stub.status = "revoked"
     alice_stub.save()
     response = alice_client.post("/projects/new/", {"prompt": "hi", "model": "stub/stub-model"})

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.django_db
 API_KEY = "sk-ant-api03-" + "k" * 40 + "f3a9"
 NEW_API_KEY = "sk-ant-api03-" + "n" * 40 + "0042"
 ACCESS, REFRESH = "oauth-access-" + "a" * 30, "oauth-refresh-" + "r" * 30
-WK_URL, WK_TOKEN = "https://wellknown-secret-host.example.test", "wk-token-" + "w" * 30
+BOB_KEY = "gsk_" + "b" * 40
 LEGACY_KEY = "sk-or-v1-" + "l" * 50
 
 
@@ -40,22 +40,12 @@ def world(alice, bob):
         oauth_refresh_token=REFRESH,
         oauth_expires_at=timezone.now() + timedelta(minutes=30),
     )
-    wellknown = services.connection_create(
-        user=bob,
-        provider_id="corp",
-        auth_type="wellknown",
-        wellknown_key=WK_URL,
-        wellknown_token=WK_TOKEN,
-    )
-    return {"api": api, "oauth": oauth, "wellknown": wellknown}
+    groq = services.connection_create(user=bob, provider_id="groq", api_key=BOB_KEY)
+    return {"api": api, "oauth": oauth, "groq": groq}
 
 
 def secrets_in(html: str) -> list[str]:
-    found = [
-        s
-        for s in (API_KEY, NEW_API_KEY, ACCESS, REFRESH, WK_URL, WK_TOKEN, LEGACY_KEY)
-        if s in html
-    ]
+    found = [s for s in (API_KEY, NEW_API_KEY, ACCESS, REFRESH, BOB_KEY, LEGACY_KEY) if s in html]
     if "gAAAAA" in html:
         found.append("a Fernet token")
     return found
@@ -211,11 +201,11 @@ def test_mark_revoked_and_revalidate_actions(admin_client, admin_user, world, us
 
 
 def test_deleting_in_the_admin_goes_through_the_service(admin_client, world):
-    connection = world["wellknown"]
+    connection = world["groq"]
     url = reverse("admin:providers_providerconnection_delete", args=[connection.pk])
     assert admin_client.post(url, {"post": "yes"}).status_code == 302
     assert not ProviderConnection.objects.filter(pk=connection.pk).exists()
-    assert AuditEvent.objects.get(action="disconnected").provider_id == "corp"
+    assert AuditEvent.objects.get(action="disconnected").provider_id == "groq"
 
 
 def test_the_audit_log_is_read_only(admin_client, world):

@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from doce.opencode import WellKnownCredential
 from providers import services
 from providers.models import AuditEvent, ProviderConnection
 from providers.services import CredentialUnavailable, credential_for
@@ -48,7 +50,8 @@ def test_an_oauth_connection_gives_the_oauth_body(alice):
         oauth_account_id="acct-7",
         oauth_enterprise_url="https://ghe.example.test",
     )
-    assert credential_for(user=alice.pk, provider_id="github-copilot").credential.to_json() == {
+    credential = credential_for(user=alice.pk, provider_id="github-copilot", holder=7)
+    assert credential.credential.to_json() == {
         "type": "oauth",
         "refresh": "refresh-0123456789",
         "access": "access-0123456789",
@@ -58,19 +61,13 @@ def test_an_oauth_connection_gives_the_oauth_body(alice):
     }
 
 
-def test_a_wellknown_connection_gives_the_wellknown_body(alice):
-    services.connection_create(
-        user=alice,
-        provider_id="corp",
-        auth_type="wellknown",
-        wellknown_key="https://ai.example.test",
-        wellknown_token="wk-token-0123456789",
-    )
-    assert credential_for(user=alice, provider_id="corp").credential.to_json() == {
-        "type": "wellknown",
-        "key": "https://ai.example.test",
-        "token": "wk-token-0123456789",
-    }
+def test_there_is_no_wellknown_connection(alice):
+    """Dropped (migration 0007): OpenCode keeps such entries under a URL, not a provider."""
+    with pytest.raises(ValidationError) as error:
+        services.connection_create(user=alice, provider_id="corp", auth_type="wellknown")
+    assert "auth_type" in error.value.message_dict
+    with pytest.raises(ValueError, match="well-known"):
+        services.credential_fields(WellKnownCredential("https://ai.example.test", "tok"))
 
 
 def test_another_users_connection_is_not_yours(alice, bob):

@@ -30,8 +30,12 @@ def oauth(user, provider_id, expires_in, **extra):
     )
 
 
-def test_the_task_marks_only_connected_oauth_connections_past_expiry(alice, bob):
-    past = oauth(alice, "github-copilot", timedelta(minutes=-5))
+def test_the_task_marks_only_tokens_that_cannot_be_refreshed(alice, bob):
+    """A passed expiry is not "expired" while there is a refresh token: OpenCode refreshes
+    it at the next use. Only a token with nothing to renew it is."""
+    refreshable = oauth(alice, "github-copilot", timedelta(minutes=-5))
+    stuck = oauth(alice, "openai", timedelta(minutes=-5))
+    ProviderConnection.objects.filter(pk=stuck.pk).update(oauth_refresh_token=None)
     future = oauth(alice, "anthropic", timedelta(minutes=30))
     revoked = services.connection_revoke(connection=oauth(bob, "github-copilot", -timedelta(1)))
     api = services.connection_create(user=bob, provider_id="groq", api_key="gsk_0123456789abc")
@@ -39,13 +43,16 @@ def test_the_task_marks_only_connected_oauth_connections_past_expiry(alice, bob)
     assert expire_oauth_connections.apply().get() == 1  # eager: the task's own code path
     statuses = dict(ProviderConnection.objects.values_list("pk", "status"))
     assert statuses == {
-        past.pk: "expired",
+        refreshable.pk: "connected",
+        stuck.pk: "expired",
         future.pk: "connected",
         revoked.pk: "revoked",
         api.pk: "connected",
     }
+    stuck.refresh_from_db()
+    assert stuck.error_message.startswith("Sign in again")
     event = AuditEvent.objects.get(action="expired")
-    assert (event.connection_id, event.user) == (past.pk, alice)
+    assert (event.connection_id, event.user) == (stuck.pk, alice)
     assert expire_oauth_connections.apply().get() == 0  # nothing twice
 
 
@@ -62,7 +69,10 @@ def test_credentials_status_prints_counts_legacy_and_expiring_tokens(alice, bob)
     services.connection_revoke(
         connection=services.connection_create(user=alice, provider_id="groq", api_key="g" * 20)
     )
-    expire_oauth_connections.apply()
+    services.connection_mark_expired(
+        connection=ProviderConnection.objects.get(user=alice, auth_type="oauth"),
+        message="the refresh failed",
+    )
     carol = UserSettingsFactory(openrouter_api_key=("sk-or-v1-" + "pending-legacy-key")).user
 
     out = io.StringIO()

@@ -22,11 +22,7 @@ def _secret(prefix: str) -> str:
 @pytest.mark.django_db(transaction=True)
 def test_no_secret_is_stored_in_plaintext(alice, bob):
     api_key, access, refresh = _secret("sk-ant-api03-"), _secret("acc-"), _secret("ghr_")
-    wk_url, wk_token, legacy = (
-        "https://" + _secret("wk") + ".test",
-        _secret("wk-"),
-        _secret("sk-or-"),
-    )
+    endpoint_key, legacy = _secret("ep-"), _secret("sk-or-")
     api = services.connection_create(user=alice, provider_id="anthropic", api_key=api_key)
     services.connection_create(
         user=alice,
@@ -39,9 +35,10 @@ def test_no_secret_is_stored_in_plaintext(alice, bob):
     services.connection_create(
         user=bob,
         provider_id="corp",
-        auth_type="wellknown",
-        wellknown_key=wk_url,
-        wellknown_token=wk_token,
+        api_key=endpoint_key,
+        name="Corp",
+        base_url="http://127.0.0.1:9/v1",
+        models=["m"],
     )
     with connection.cursor() as cursor:  # bob's row, restored in plaintext from a backup
         cursor.execute(
@@ -50,7 +47,7 @@ def test_no_secret_is_stored_in_plaintext(alice, bob):
     call_command("migrate_legacy_keys", stdout=io.StringIO())
 
     raw = database_bytes()
-    for secret in (api_key, access, refresh, wk_url, wk_token, legacy):
+    for secret in (api_key, access, refresh, endpoint_key, legacy):
         assert secret.encode() not in raw, "a secret is stored in plaintext"
     # The ciphertexts are there: the bytes we searched are the database's.
     assert raw_connection_value(api.pk, "api_key").encode() in raw

@@ -62,10 +62,7 @@ def test_each_user_has_their_own_connection_and_one_per_provider(alice, bob):
             {"provider_id": "github-copilot", "auth_type": "oauth", "oauth_access_token": "a"},
             "oauth_refresh_token",
         ),
-        (
-            {"provider_id": "x", "auth_type": "wellknown", "wellknown_key": "https://x"},
-            "wellknown_token",
-        ),
+        ({"provider_id": "x", "auth_type": "wellknown", "api_key": "k" * 20}, "auth_type"),
         (
             {
                 "provider_id": "mine",
@@ -106,7 +103,7 @@ def test_create_rejects_what_does_not_fit(alice, arguments, field):
     assert not AuditEvent.objects.exists()
 
 
-def test_create_a_custom_provider_and_an_oauth_and_a_wellknown_connection(alice):
+def test_create_a_custom_provider_and_an_oauth_connection(alice):
     custom = services.connection_create(
         user=alice,
         provider_id="stub",
@@ -127,14 +124,6 @@ def test_create_a_custom_provider_and_an_oauth_and_a_wellknown_connection(alice)
         oauth_account_id="acct-1",
     )
     assert oauth.key_hint == "…6789" and oauth.api_key is None
-    wellknown = services.connection_create(
-        user=alice,
-        provider_id="corp",
-        auth_type="wellknown",
-        wellknown_key="https://ai.example.test",
-        wellknown_token="wk-token-abcdefgh1234",
-    )
-    assert wellknown.key_hint == "wk-…1234"
 
 
 def test_update_replaces_the_key_resets_the_status_and_audits_field_names_only(alice, bob):
@@ -219,7 +208,9 @@ def test_revalidate_checks_what_it_can_without_the_provider(alice, use_keys):
     assert ProviderConnection.objects.get(pk=broken.pk).status == "revoked"
 
 
-def test_revalidate_marks_an_oauth_connection_past_expiry_expired(alice):
+def test_revalidate_tells_the_truth_about_an_oauth_expiry(alice):
+    """Past its expiry with a refresh token: still connected (OpenCode refreshes it).
+    After a refresh failed: expired, and Test does not hide that."""
     connection = services.connection_create(
         user=alice,
         provider_id="github-copilot",
@@ -229,7 +220,12 @@ def test_revalidate_marks_an_oauth_connection_past_expiry_expired(alice):
         oauth_expires_at=timezone.now() - timedelta(minutes=1),
     )
     services.connection_revalidate(connection=connection)
-    assert ProviderConnection.objects.get(pk=connection.pk).status == "expired"
+    assert ProviderConnection.objects.get(pk=connection.pk).status == "connected"
+
+    services.connection_mark_expired(connection=connection, message="invalid_grant")
+    services.connection_revalidate(connection=ProviderConnection.objects.get(pk=connection.pk))
+    again = ProviderConnection.objects.get(pk=connection.pk)
+    assert again.status == "expired" and again.error_message == "Sign in again: invalid_grant"
 
 
 def test_credential_changes_are_signalled_after_commit_with_ids_only(

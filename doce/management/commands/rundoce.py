@@ -1,5 +1,6 @@
-"""Run the web server and a Celery worker (with beat) together; one Ctrl-C stops both, and
-then the projects' OpenCode servers (``--keep-servers`` leaves them running)."""
+"""Run the web server, a Celery worker (with beat) and the sign-in worker together; one
+Ctrl-C stops them all, and then the projects' OpenCode servers (``--keep-servers`` leaves
+them running)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 STOP_GRACE_SECONDS = 10
+WEB_STOP_GRACE_SECONDS = 3  # open event streams never end by themselves
+DEFAULT_QUEUE = "celery"  # Celery's default queue: everything but the sign-ins
+DEFAULT_WORKER_CONCURRENCY = 4  # worker processes for project work (DOCE_WORKER_CONCURRENCY)
 _ALL_INTERFACES = {"0.0.0.0", "::", ""}  # noqa: S104 (only recognised, to print a usable URL)
 
 
@@ -32,8 +36,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--concurrency",
             type=int,
-            default=int(os.environ.get("DOCE_WORKER_CONCURRENCY", 4)),
-            help="Celery worker processes (OAuth flows block one while they wait).",
+            default=int(os.environ.get("DOCE_WORKER_CONCURRENCY", DEFAULT_WORKER_CONCURRENCY)),
+            help="Celery worker processes for project work (sign-ins have their own worker).",
         )
         parser.add_argument(
             "--keep-servers",
@@ -49,9 +53,26 @@ class Command(BaseCommand):
                 "with DOCE_PORT=8001."
             )
         python = sys.executable
-        manage = str(settings.BASE_DIR / "manage.py")
         commands = {
-            "web": [python, manage, "runserver", f"{host}:{port}", "--noreload"],
+            # ASGI (uvicorn), as in production: the live transcript holds a stream open
+            # per page. Static files come through WhiteNoise (from the finders in DEBUG).
+            # Open streams are cut after a short grace when stopping.
+            "web": [
+                python,
+                "-m",
+                "uvicorn",
+                "doce.asgi:application",
+                "--app-dir",
+                str(settings.BASE_DIR),
+                "--host",
+                host,
+                "--port",
+                str(port),
+                "--lifespan",
+                "off",
+                "--timeout-graceful-shutdown",
+                str(WEB_STOP_GRACE_SECONDS),
+            ],
             "worker": [
                 python,
                 "-m",
@@ -62,10 +83,32 @@ class Command(BaseCommand):
                 "--beat",
                 "--loglevel",
                 "INFO",
+                "--queues",
+                DEFAULT_QUEUE,
                 "--concurrency",
                 str(concurrency),
                 "--schedule",
                 settings.CELERY_BEAT_SCHEDULE_FILENAME,
+            ],
+            # OAuth sign-ins wait for the user's approval: threads of their own, one per
+            # sign-in allowed at once, so they never hold a process that projects need.
+            "signin": [
+                python,
+                "-m",
+                "celery",
+                "-A",
+                "doce",
+                "worker",
+                "--loglevel",
+                "INFO",
+                "--queues",
+                settings.DOCE_OAUTH_QUEUE,
+                "--pool",
+                "threads",
+                "--concurrency",
+                str(settings.DOCE_OAUTH_MAX_FLOWS),
+                "--hostname",
+                f"{settings.DOCE_OAUTH_QUEUE}@%h",
             ],
         }
         children: dict[str, subprocess.Popen] = {}
@@ -92,7 +135,7 @@ class Command(BaseCommand):
                     announced = True
                     url = f"http://{_reachable(host)}:{port}/"
                     self.stdout.write(self.style.SUCCESS(f"\n  doce is running: open {url}\n"))
-                    self.stdout.write("  Press Ctrl-C to stop the web server and the worker.\n")
+                    self.stdout.write("  Press Ctrl-C to stop the web server and the workers.\n")
                 time.sleep(0.2)
         finally:
             _stop_all(children)

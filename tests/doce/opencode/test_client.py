@@ -95,6 +95,12 @@ CATALOG = {"all": [], "default": {}, "connected": ["opencode"]}
         (lambda c: c.session_get(r.SESSION_ID), "GET", SES, r.SESSION),
         (lambda c: c.session_list(), "GET", "/session", [r.SESSION]),
         (lambda c: c.messages(r.SESSION_ID), "GET", f"{SES}/message", [r.PROMPT_REPLY]),
+        (
+            lambda c: c.session_status(),
+            "GET",
+            "/session/status",
+            {r.SESSION_ID: {"type": "busy"}},
+        ),
     ],
 )
 def test_instance_routes_carry_the_directory(call, method, path, answer):

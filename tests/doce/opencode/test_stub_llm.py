@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 
@@ -43,3 +44,26 @@ def test_it_can_reject_keys_like_a_provider():
         assert response.status_code == 401
         assert response.json()["error"]["code"] == "invalid_api_key"
         assert len(stub.completions()) == 1
+
+
+def test_it_streams_a_reply_in_pieces_and_notes_when_each_was_written():
+    with StubLLM(chunks=["Once ", "upon ", "a time."], chunk_interval=0.3) as stub:
+        arrived = []
+        for tools in (None, [{"type": "function"}]):  # OpenCode's title request has none
+            body = {"stream": True, "messages": [{"role": "user", "content": "hi"}]}
+            if tools:
+                body["tools"] = tools
+            with httpx.stream("POST", f"{stub.base_url}/chat/completions", json=body) as resp:
+                for line in resp.iter_lines():
+                    if line.startswith("data: {"):
+                        content = json.loads(line[6:])["choices"][0]["delta"].get("content")
+                        if content and tools:
+                            arrived.append((content, time.monotonic()))
+        assert stub.reply == "Once upon a time."
+        emitted = stub.emitted()
+        assert [piece for piece, _ in emitted] == ["Once ", "upon ", "a time."]
+        # Each piece was on the wire on its own, before the next was written.
+        assert [piece for piece, _ in arrived] == ["Once ", "upon ", "a time."]
+        assert all(a < w for (_, a), (_, w) in zip(arrived, emitted[1:], strict=False))
+        stub.clear()
+        assert stub.emitted() == []

@@ -22,6 +22,7 @@ TOKENS = {
 class FakeRuntime:
     def __init__(self) -> None:
         self.kind = "code"
+        self.url = "https://auth.example.test/authorize?state=abc"
         self.tokens: dict | None = dict(TOKENS)
         self.good_code = "good-code"
         self.auto_result = "success"  # success | timeout | failed
@@ -72,7 +73,7 @@ class FakeClient:
     def oauth_authorize(self, provider_id, method, inputs=None):
         self.runtime.authorized.append((provider_id, method, inputs))
         return OAuthAuthorization(
-            url="https://auth.example.test/authorize?state=abc",
+            url=self.runtime.url,
             method=self.runtime.kind,
             instructions="Enter code ABCD-1234",
         )

@@ -127,6 +127,7 @@ def test_trim_keeps_what_doce_needs():
         "auth_methods": [],
         # Newest first; no embeddings, nothing deprecated.
         "models": [["z-2", "Z Two"], ["z-1", "Z One"]],
+        "free_models": [],  # only OpenCode Zen's free models need no key
     }
     copilot = entries["github-copilot"]["auth_methods"]
     assert copilot[0]["type"] == "oauth" and [p["key"] for p in copilot[0]["prompts"]] == [
@@ -179,7 +180,10 @@ def test_search_by_name_or_id():
 def test_the_fallback_before_any_fetch():
     assert not CatalogProvider.objects.exists()
     ids = [e.id for e in catalog_entries()]
-    assert ids == ["openrouter", "anthropic", "openai", "google", "github-copilot", "groq"]
+    assert ids == [
+        *("openrouter", "anthropic", "openai", "google", "github-copilot", "groq"),
+        "opencode",
+    ]
     assert catalog_status().is_fallback
     assert catalog_entry("github-copilot").oauth_methods[0].prompts[1].key == "enterpriseUrl"
     openai = catalog_entry("openai")

@@ -69,7 +69,12 @@ def test_an_unreachable_endpoint_with_a_key_is_saved_not_verified(alice, alice_c
         ({"base_url": "ftp://127.0.0.1/v1"}, "base_url", "Enter an http:// or https:// URL"),
         ({"base_url": "javascript:alert(1)"}, "base_url", "Enter an http:// or https:// URL"),
         ({"base_url": "localhost:11434/v1"}, "base_url", "Enter an http:// or https:// URL"),
-        ({"models": " \n \n"}, "models", "Enter at least one model id."),
+        (
+            {"models": " \n \n"},  # discovery: nothing listens at 127.0.0.1:1
+            "models",
+            "Enter at least one model id: the endpoint did not list its models (The endpoint "
+            "could not be reached).",
+        ),
         ({"models": "llama 3"}, "models", "A model id is one word"),
         ({"models": "\n".join(f"m{i}" for i in range(501))}, "models", "At most 500 models"),
         ({"name": "  "}, "name", "This field is required."),

@@ -33,7 +33,9 @@ def runtime(monkeypatch, settings, tmp_path):
 def queued(monkeypatch):
     """Flow ids the views queued for the worker (run by hand in these tests)."""
     ids = []
-    monkeypatch.setattr(oauth.oauth_flow_task, "delay", lambda flow_id: ids.append(flow_id))
+    monkeypatch.setattr(
+        oauth.oauth_flow_task, "delay", lambda flow_id, *args, **kwargs: ids.append(flow_id)
+    )
     return ids
 
 

@@ -25,7 +25,8 @@ def connected(alice, catalog):
     )
 
 
-def test_without_providers_it_says_to_connect_one(alice_client):
+def test_without_providers_it_says_to_connect_one(alice_client, settings):
+    settings.DOCE_FREE_MODELS = False  # else OpenCode Zen's free models are offered
     assert "Connect a provider first." in alice_client.get(URL).content.decode()
 
 

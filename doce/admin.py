@@ -1,0 +1,31 @@
+"""The server-slot ledger in the admin: which OpenCode servers run or wait, read-only
+(doce.capacity owns every change)."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+
+from doce import capacity
+from doce.models import ServerSlot
+
+
+@admin.register(ServerSlot)
+class ServerSlotAdmin(admin.ModelAdmin):
+    list_display = ("kind", "key", "owner", "state", "waiting_for", "created_at", "updated_at")
+    list_filter = ("state", "kind")
+    list_select_related = ("owner",)
+    ordering = ("state", "created_at")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        usage = capacity.usage()
+        title = (
+            f"OpenCode servers: {usage.held} of {usage.limit} running, {usage.waiting} "
+            f"waiting (at most {usage.per_user} projects per user)"
+        )
+        return super().changelist_view(request, {**(extra_context or {}), "title": title})
