@@ -10,8 +10,10 @@ class DoceConfig(AppConfig):
     verbose_name = "doce"
 
     def ready(self) -> None:
+        # ready() is where Django wants start-up registration: apps.py is imported while
+        # the app registry is still loading, so it imports nothing of the app's own.
         from doce import bootstrap, checks  # noqa: F401  (registers system checks)
-        from doce.opencode.runtimes import sandbox_plan  # needs the settings: here, not above
+        from doce.opencode.runtimes import sandbox_plan  # see above: not at module level
 
         while bootstrap.PENDING_MESSAGES:
             logger.warning(bootstrap.PENDING_MESSAGES.pop(0))

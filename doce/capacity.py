@@ -3,7 +3,7 @@
 Every server doce starts holds 300-850 MB, so every start takes a slot first and every
 stop gives it back. The ledger (``doce.models.ServerSlot``, one row per server) knows
 nothing of what a server serves: callers register a *kind* ("project", "oauth_flow",
-"catalog", a warm pool later) and say how it is counted:
+"catalog", "pool") and say how it is counted:
 
 - every held slot counts toward the global bound, ``server_limit()``
   (``DOCE_MAX_SERVERS``, by default what the machine's memory holds at
@@ -186,15 +186,25 @@ def slot_take(*, kind: str, key: str, owner_id: int | None = None) -> None:
         )
 
 
+def _user_full(spec: Kind, owner_id: int | None) -> Decision | None:
+    """The refusal when ``owner_id`` already holds their bound of ``per_user`` slots."""
+    if not spec.per_user or owner_id is None:
+        return None
+    mine = list(
+        ServerSlot.objects.filter(
+            state=ServerSlot.State.HELD, owner_id=owner_id, counts_for_owner=True
+        ).values_list("kind", "key")
+    )
+    if len(mine) < user_limit():
+        return None
+    same_kind = tuple(key for kind, key in mine if kind == spec.name)
+    return Decision(granted=False, user_full=True, user_held=same_kind)
+
+
 def _decide(spec: Kind, row: ServerSlot | None, owner_id: int | None, now) -> Decision:
     held = ServerSlot.objects.filter(state=ServerSlot.State.HELD)
-    if spec.per_user and owner_id is not None:
-        mine = list(
-            held.filter(owner_id=owner_id, counts_for_owner=True).values_list("kind", "key")
-        )
-        if len(mine) >= user_limit():
-            same_kind = tuple(key for kind, key in mine if kind == spec.name)
-            return Decision(granted=False, user_full=True, user_held=same_kind)
+    if (refusal := _user_full(spec, owner_id)) is not None:
+        return refusal
     waiters = ServerSlot.objects.filter(
         state=ServerSlot.State.WAITING,
         waiting_for=ServerSlot.WaitingFor.SERVER,
@@ -263,9 +273,49 @@ def slot_attach(*, kind: str, key: str, state: RuntimeState, owner_id: int | Non
         )
 
 
+def slot_move(
+    *, kind: str, key: str, to_kind: str, to_key: str, owner_id: int | None = None
+) -> Decision:
+    """Hand the held slot ``kind``/``key`` over to ``to_kind``/``to_key`` with its server
+    (a pooled server that a project claims): the global count does not change, the new
+    owner's own bound is checked. Refused (``user_full``), nothing moves. If the target
+    already holds a slot, the source's is released; if the source holds none (it was
+    freed as dead), the answer is not granted and the caller acquires as usual."""
+    spec = _kind(to_kind)
+    _kind(kind)
+    now = timezone.now()
+    with _ledger_lock():
+        target = ServerSlot.objects.filter(kind=to_kind, key=str(to_key)).first()
+        source = ServerSlot.objects.filter(
+            kind=kind, key=str(key), state=ServerSlot.State.HELD
+        ).first()
+        if target is not None and target.state == ServerSlot.State.HELD:
+            if source is not None:
+                source.delete()
+            return Decision(granted=True)
+        if source is None:
+            return Decision(granted=False)
+        if (refusal := _user_full(spec, owner_id)) is not None:
+            return refusal
+        if target is not None:  # its place in the queue: the move serves it
+            target.delete()
+        source.kind, source.key, source.owner_id = to_kind, str(to_key), owner_id
+        source.counts_for_owner = spec.per_user and owner_id is not None
+        source.waiting_for, source.updated_at = ServerSlot.WaitingFor.NOTHING, now
+        source.save()
+    return Decision(granted=True)
+
+
 def slot_release(*, kind: str, key: str) -> bool:
     """The server stopped (or will not start): free its slot, or leave the queue."""
     return bool(ServerSlot.objects.filter(kind=kind, key=str(key)).delete()[0])
+
+
+def slots_with_servers(kind: str) -> list[tuple[str, RuntimeState]]:
+    """(key, state) of each slot of ``kind`` whose server was started (for stopping them
+    all: a worker killed mid-way leaves its short-lived servers here)."""
+    rows = ServerSlot.objects.filter(kind=kind).exclude(runtime_state={})
+    return [(row.key, RuntimeState.from_dict(row.runtime_state)) for row in rows]
 
 
 def slot_withdraw(*, kind: str, key: str) -> bool:

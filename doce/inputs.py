@@ -3,6 +3,7 @@ submit counts as a double click rather than a second request."""
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from datetime import timedelta
 
@@ -15,6 +16,17 @@ _ONE_LINE_FORBIDDEN = frozenset({"Cc", "Cf", "Zl", "Zp"})
 # Free text (prompts, messages) keeps line breaks and tabs, and format characters such
 # as the zero-width joiner inside emoji.
 _TEXT_ALLOWED_CONTROLS = frozenset("\n\r\t")
+
+
+# OpenCode replaces ``{env:NAME}`` and ``{file:path}`` anywhere in opencode.json with a
+# variable's value or a file's content before it reads the JSON: a name or an id that doce
+# writes there must not hold one.
+_CONFIG_SUBSTITUTION = re.compile(r"\{(env|file):", re.IGNORECASE)
+
+
+def has_config_substitution(value: str) -> bool:
+    """Would OpenCode expand part of ``value`` written into opencode.json?"""
+    return bool(_CONFIG_SUBSTITUTION.search(value))
 
 
 def has_control_characters(value: str, *, multiline: bool = False) -> bool:

@@ -460,6 +460,15 @@ for _name, _value, _least in (
 ):
     if _value < _least:
         raise ImproperlyConfigured(f"{_name}={_value}: use a whole number of at least {_least}.")
+# The warm pool (docs/warm-pool.md): OpenCode servers started ahead of demand, each
+# counted as a server; a new project takes a ready one. Unset: sized to memory (a quarter
+# of DOCE_MAX_SERVERS' bound, at most 2); 0: no pool.
+_pool_size = env.str("DOCE_POOL_SIZE", default="").strip()
+if _pool_size and not (_pool_size.isdigit()):
+    raise ImproperlyConfigured(
+        f"DOCE_POOL_SIZE={_pool_size}: use 0 (no pool), a whole number, or leave it empty."
+    )
+DOCE_POOL_SIZE: int | None = int(_pool_size) if _pool_size else None
 # Jobs belong to projects (queue_jobs itself is generic).
 QUEUE_JOBS_SUBJECT_MODEL = "projects.Project"
 _RECONCILE_SECONDS = env.float("DOCE_RECONCILE_SECONDS", default=60.0)

@@ -35,6 +35,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 DEFAULT_MODEL = "stub-model"
+HOLD_SECONDS = 120.0  # the longest a held chunk waits (a test that never releases it)
 
 
 @dataclass(frozen=True)
@@ -63,10 +64,14 @@ class StubLLM:
         commands: dict[str, str] | None = None,
         chunks: list[str] | None = None,
         chunk_interval: float = 0.0,
+        hold_last_chunk: threading.Event | None = None,
     ) -> None:
         self.reply = "".join(chunks) if chunks else reply
         self.chunks = list(chunks) if chunks else None
         self.chunk_interval = chunk_interval
+        # Set: the last chunk (and the end of the reply) waits until the event is set
+        # (at most HOLD_SECONDS), so a test sees the reply half written, whatever the load.
+        self.hold_last_chunk = hold_last_chunk
         self._emitted: list[tuple[str, float]] = []
         self.commands = dict(commands or {})
         self.status = status
@@ -250,8 +255,10 @@ class _Handler(BaseHTTPRequestHandler):
         model = self.stub.model
         self._start_stream()
         self._write(_chunk(model, {"role": "assistant", "content": ""}))
-        for piece in pieces:
+        for number, piece in enumerate(pieces, 1):
             time.sleep(interval)
+            if number == len(pieces) and record and self.stub.hold_last_chunk is not None:
+                self.stub.hold_last_chunk.wait(HOLD_SECONDS)
             self._write(_chunk(model, {"content": piece}))
             if record:
                 with self.stub._lock:

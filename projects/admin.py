@@ -1,10 +1,10 @@
 """Projects and their pipeline jobs in the admin, with the operator's actions: retry a
-failed pipeline, cancel queued work."""
+failed pipeline, cancel queued work. The warm pool's servers, read-only."""
 
 from django.contrib import admin, messages
 
 from projects import services as project_services
-from projects.models import Project
+from projects.models import PooledServer, Project
 from queue_jobs.models import ACTIVE_STATES, Job, JobState
 from queue_jobs.pipeline import PipelineBusy, jobs_cancel
 
@@ -92,3 +92,31 @@ class JobAdmin(admin.ModelAdmin):
         for job in queryset.filter(state__in=ACTIVE_STATES).select_related("subject"):
             cancelled += jobs_cancel(subject=job.subject, reason=f"cancelled by {request.user}")
         self.message_user(request, f"Cancelled {cancelled} job(s).")
+
+
+@admin.register(PooledServer)
+class PooledServerAdmin(admin.ModelAdmin):
+    """The warm pool (projects.pool), read-only: the pool starts, claims and stops them.
+    The server password is never shown."""
+
+    list_display = ("key", "state", "runtime", "port", "pid", "created_at", "ready_at")
+    list_filter = ("state", "runtime")
+    fields = ("key", "state", "runtime", "runtime_state", "data_dir", "created_at", "ready_at")
+    readonly_fields = fields
+
+    @admin.display(description="port")
+    def port(self, obj: PooledServer):
+        return (obj.runtime_state or {}).get("port")
+
+    @admin.display(description="pid")
+    def pid(self, obj: PooledServer):
+        return (obj.runtime_state or {}).get("pid")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

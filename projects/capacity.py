@@ -2,6 +2,8 @@
 (doce.capacity).
 
 Before a project's server starts, it takes a slot:
+- over the global bound, a server of the warm pool (projects.pool) is stopped first:
+  the pool never makes a project wait;
 - over its owner's own bound (DOCE_MAX_SERVERS_PER_USER), the owner's least recently
   used idle project (running, no work queued, its agent not answering) is stopped to make
   room, and both project pages say which and why;
@@ -20,6 +22,7 @@ from django.utils import timezone
 from doce import capacity
 from doce.opencode import OpenCodeError
 from doce.opencode.runtimes import RuntimeFailure
+from projects import pool
 from projects import services as project_services
 from projects.models import Project
 from queue_jobs.engine import StepWait
@@ -55,10 +58,12 @@ def user_waiting_message() -> str:
 
 
 def server_slot_take(project: Project) -> None:
-    """Take a slot for the project's server, stopping the owner's least recently used
-    idle project if that makes room; StepWait when the start has to wait."""
+    """Take a slot for the project's server, stopping a server of the warm pool or the
+    owner's least recently used idle project if that makes room; StepWait when the start
+    has to wait."""
     stopped: list[Project] = []
-    for _ in range(capacity.user_limit() + 1):  # a bound lowered meanwhile: a few stops
+    stops = 0
+    while True:
         decision = capacity.slot_acquire(
             kind=project_services.PROJECT_SERVERS, key=str(project.pk), owner_id=project.owner_id
         )
@@ -66,8 +71,13 @@ def server_slot_take(project: Project) -> None:
             _granted(project, stopped)
             return
         if not decision.user_full:
+            if pool.servers_yield():  # the warm pool never makes a project wait
+                continue
             _note(project, waiting_message(decision.ahead))
             raise StepWait(waiting_message(decision.ahead), retry_in=poll_delay(decision.ahead))
+        if stops > capacity.user_limit():  # a bound lowered meanwhile: a few stops
+            break
+        stops += 1
         victim = idle_project(project, keys=decision.user_held)
         if victim is None or not _stop_for(victim, project):
             break

@@ -20,17 +20,14 @@ starting or running (``MessageAbortedError``): the prompt is lost. Hence three r
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from pathlib import Path
 
-from django.conf import settings
 from django.utils import timezone
 
+from doce.locks import file_lock, lock_path
 from doce.opencode import ModelRef, NotFound, OpenCodeClient, OpenCodeError
 from projects.models import Project
 from providers.services import (
@@ -55,28 +52,34 @@ class ServerBusy(Exception):
     """Another prompt or credential change held the project's server for too long."""
 
 
+def _lock_name(project_id: int) -> str:
+    return f"project-{int(project_id)}"
+
+
+def _busy() -> ServerBusy:
+    return ServerBusy("The project's server is busy with another change: try again in a moment.")
+
+
 @contextmanager
 def server_lock(project_id: int, *, timeout: float | None = None) -> Iterator[None]:
     """Hold the project's server: no dispose and no prompt of another process meanwhile."""
     timeout = LOCK_TIMEOUT_SECONDS if timeout is None else timeout
-    folder = Path(settings.DOCE_DATA_DIR) / "locks"
-    folder.mkdir(mode=0o700, exist_ok=True)
-    fd = os.open(folder / f"project-{int(project_id)}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise ServerBusy(
-                        "The project's server is busy with another change: try again in a moment."
-                    ) from None
-                time.sleep(POLL_SECONDS)
+    with file_lock(_lock_name(project_id), timeout=timeout, poll=POLL_SECONDS, busy=_busy):
         yield
-    finally:
-        os.close(fd)  # closing the file lets go of the lock
+
+
+def server_lock_remove(project_id: int) -> None:
+    """The project's server is gone for good (a deleted project): delete its lock file.
+    It is taken first, so a prompt or a dispose that still holds it ends before; a
+    holder that does not let go in time keeps the file (a leftover is harmless)."""
+    path = lock_path(_lock_name(project_id))
+    if not path.exists():
+        return
+    try:
+        with server_lock(project_id):
+            path.unlink(missing_ok=True)
+    except ServerBusy:
+        logger.warning("project %s: its lock file is left, still held", project_id)
 
 
 def busy_sessions(client: OpenCodeClient) -> list[str]:

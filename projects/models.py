@@ -71,3 +71,34 @@ class Project(models.Model):
     def model(self) -> str:
         """``provider/model`` as OpenCode and the forms write it."""
         return f"{self.current_model_provider_id}/{self.current_model_id}"
+
+
+class PooledServer(models.Model):
+    """A server of the warm pool (projects.pool): started ahead of demand with a neutral
+    opencode.json and no credential, in a folder of its own. A new project that claims it
+    takes over its folder, port, process and password, and this row goes: a pooled
+    server serves one project, never a second."""
+
+    class State(models.TextChoices):
+        STARTING = "starting", "Starting"
+        WARMING = "warming", "Warming up"
+        READY = "ready", "Ready"
+
+    # Names its folder and its slot in the server ledger (doce.capacity, kind "pool").
+    key = models.CharField(max_length=32, unique=True)
+    state = models.CharField(max_length=8, choices=State.choices, default=State.STARTING)
+    runtime = models.CharField(max_length=16)
+    runtime_state = models.JSONField(default=dict, blank=True)
+    data_dir = models.CharField(max_length=500)
+    server_password = EncryptedTextField()
+    # The throw-away session of the warm-up prompt, deleted once it has run.
+    warm_session = models.CharField(max_length=100, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    ready_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        indexes = [models.Index(fields=["state", "ready_at"], name="projects_pool_state_idx")]
+
+    def __str__(self) -> str:
+        return f"pooled server {self.key} ({self.state})"

@@ -33,6 +33,7 @@ from projects import instance, tokens
 from projects.jobs import START_PIPELINE, JobType
 from projects.models import Project
 from providers.selectors import custom_endpoints
+from providers.services import provider_config_for
 from queue_jobs.models import Job
 from queue_jobs.pipeline import jobs_cancel, pipeline_enqueue
 
@@ -78,6 +79,17 @@ def project_spec(project: Project) -> ServerSpec:
                 models=list(c.models or []),
             )
             for c in custom_endpoints(user=project.owner_id)
+        ],
+        # The project's provider's options (docs/providers.md); its key goes through
+        # PUT /auth (projects.credentials).
+        provider_configs=[
+            config
+            for config in [
+                provider_config_for(
+                    user=project.owner_id, provider_id=project.current_model_provider_id
+                )
+            ]
+            if config is not None
         ],
     )
 
@@ -154,7 +166,8 @@ def servers_stop_all() -> tuple[int, list[tuple[int, str]]]:
 
 
 def project_destroy(*, project: Project) -> None:
-    """Stop the server and delete its folders (with its auth.json), then the row."""
+    """Stop the server and delete its folders (with its auth.json) and its lock file, then
+    the row."""
     state = runtime_state(project)
     if state is not None:
         project_runtime(project).remove(state)
@@ -162,6 +175,7 @@ def project_destroy(*, project: Project) -> None:
     data_dir = Path(project.data_dir) if project.data_dir else project_data_dir(project.pk)
     if data_dir.exists():
         shutil.rmtree(data_dir, ignore_errors=True)
+    instance.server_lock_remove(project.pk)  # no server left to guard
     Project.objects.filter(pk=project.pk).delete()
 
 
@@ -255,6 +269,9 @@ def project_delete(*, project: Project) -> None:
 
 
 def project_change_model(*, project: Project, model: str) -> None:
+    """Switch the project's model. A running server gets the new provider's credential
+    and config from a re-injection job; until that job has run, the mark has the next
+    prompt apply them first (as after a key edit, ``projects.propagation``)."""
     ref = ModelRef.parse(model)
     with transaction.atomic():
         Project.objects.filter(pk=project.pk).update(
@@ -263,6 +280,7 @@ def project_change_model(*, project: Project, model: str) -> None:
             updated_at=timezone.now(),
         )
         if project.status == Project.Status.RUNNING:
+            instance.rebuild_mark(project.pk)
             pipeline_enqueue(
                 subject=project,
                 job_types=[JobType.REINJECT_CREDENTIALS],
@@ -274,10 +292,9 @@ def message_send(*, project: Project, text: str) -> None:
     """Queue a follow-up prompt on the project's session (OpenCode answers 204 at once)."""
     if project.status != Project.Status.RUNNING or not project.bootstrap_session_id:
         raise ProjectNotRunning("The project is not running: start it first.")
-    # An OAuth token due for refresh: this project refreshes it (projects.tokens).
-    tokens.oauth_lease(project=project)
     # Under the server lock: a credential change waiting for a rebuild is applied first
-    # (so this prompt uses it), and no dispose can land while the prompt starts.
+    # (so this prompt uses it), an OAuth token due for refresh is this project's to
+    # refresh (projects.tokens), and no dispose can land while the prompt starts.
     try:
         with instance.server_lock(project.pk), project_client(project) as client:
             try:
@@ -286,6 +303,7 @@ def message_send(*, project: Project, text: str) -> None:
                     project=project,
                     prepare=lambda: write_opencode_config(project_spec(project)),
                 )
+                tokens.oauth_lease(project=project)
                 model = ModelRef(project.current_model_provider_id, project.current_model_id)
                 instance.prompt_send(client, project.bootstrap_session_id, text, model=model)
             except OpenCodeError as exc:

@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import logging
 
+from django.db import transaction
 from django.utils import timezone
 
 from doce import capacity
 from doce.encrypted_fields import is_undecryptable
-from doce.opencode import ModelRef, NotFound, OpenCodeError
+from doce.opencode import ModelRef, NotFound, OpenCodeClient, OpenCodeError
 from doce.opencode.runtimes import RuntimeFailure, RuntimeState
-from projects import credentials, tokens
+from doce.opencode.runtimes.config import write_opencode_config
+from projects import credentials, instance, pool, tokens
 from projects import services as project_services
 from projects.capacity import server_slot_take
 from projects.jobs import CREDENTIAL_ATTEMPTS, JobType
 from projects.models import Project
+from projects.tasks import pool_fill
 from queue_jobs.engine import StepError
 from queue_jobs.models import Job
 from queue_jobs.registry import step
@@ -48,13 +51,19 @@ def runtime_up(job: Job) -> None:
 
 
 def _server_up(project: Project) -> RuntimeState:
-    """Start the project's server unless its own still runs; record where it runs."""
+    """Take a ready server of the warm pool, or start the project's own unless it still
+    runs; record where it runs."""
     runtime = project_services.project_runtime(project)
     if is_undecryptable(project.server_password):
         # Made while a wrong DOCE_ENCRYPTION_KEYS was configured: nothing opens it now,
         # so its server could never be reached. A new password, and a new server.
         project = project_services.server_password_renew(project=project)
+    claim = pool.server_claim(project)
+    if claim is pool.Claim.CLAIMED:
+        return _pooled_up(project)
     server_slot_take(project)  # or StepWait: the start waits its turn
+    if claim is pool.Claim.USER_FULL and pool.server_claim(project) is pool.Claim.CLAIMED:
+        return _pooled_up(project)  # room was made: the pooled server takes the slot
     slot = {"kind": project_services.PROJECT_SERVERS, "key": str(project.pk)}
     try:
         state = runtime.ensure_started(
@@ -79,6 +88,23 @@ def _server_up(project: Project) -> RuntimeState:
         updated_at=timezone.now(),
     )
     return state
+
+
+def _pooled_up(project: Project) -> RuntimeState:
+    """The project took over a pooled server (projects.pool): it gets the project's
+    opencode.json (the credential step disposes the neutral instance). The pool gets a
+    replacement once the prompt is sent (``send_initial_prompt``)."""
+    project = Project.objects.get(pk=project.pk)
+    try:
+        write_opencode_config(project_services.project_spec(project))
+    except (RuntimeFailure, ValueError) as exc:
+        failure = exc if isinstance(exc, RuntimeFailure) else RuntimeFailure(str(exc))
+        raise StepError(
+            f"The project's server did not start: {failure.message}",
+            retryable=failure.retryable and isinstance(exc, RuntimeFailure),
+            kind=Project.ErrorKind.RUNTIME,
+        ) from exc
+    return project_services.runtime_state(project)
 
 
 @step(JobType.WAIT_HEALTHY, on_failure=mark_project_failed)
@@ -111,7 +137,10 @@ def set_provider_credentials(job: Job) -> None:
     # Right after health and before the first session the server has no instance yet,
     # so the credential applies at once. A project that already had a session may have
     # a live instance caching the old one: dispose (5 ms) so the next request rebuilds.
-    credentials.inject(project=project, dispose=bool(project.bootstrap_session_id))
+    # A pooled server (rebuild_pending) has the neutral config's instance: dispose it too.
+    credentials.inject(
+        project=project, dispose=bool(project.bootstrap_session_id) or project.rebuild_pending
+    )
 
 
 @step(JobType.REINJECT_CREDENTIALS, max_attempts=CREDENTIAL_ATTEMPTS)
@@ -169,21 +198,14 @@ def session_create(job: Job) -> None:
 def send_initial_prompt(job: Job) -> None:
     project = job.subject
     if not project.initial_prompt_sent:
-        tokens.oauth_lease(project=project)  # an OAuth token due for refresh: see tokens
-        with project_services.project_client(project) as client:
-            try:
-                sent_before = any(
-                    message["info"].get("role") == "user"
-                    for message in client.messages(project.bootstrap_session_id)
-                )
-                if not sent_before:
-                    client.prompt_async(
-                        project.bootstrap_session_id,
-                        project.prompt,
-                        model=ModelRef(project.current_model_provider_id, project.current_model_id),
-                    )
-            except OpenCodeError as exc:
-                raise _opencode_error(exc, "take your prompt") from exc
+        try:
+            with (
+                instance.server_lock(project.pk),
+                project_services.project_client(project) as client,
+            ):
+                _initial_prompt_send(client, project)
+        except instance.ServerBusy as exc:
+            raise StepError(str(exc), retryable=True) from exc
     now = timezone.now()
     Project.objects.filter(pk=project.pk).update(
         initial_prompt_sent=True,
@@ -193,6 +215,31 @@ def send_initial_prompt(job: Job) -> None:
         last_activity_at=now,
         updated_at=now,
     )
+    if pool.pool_size():
+        # A server taken from the pool is replaced now that the prompt is on its way,
+        # a little later still, so that starting it does not slow the prompt's way to
+        # the LLM (or the other projects of a burst) down.
+        transaction.on_commit(
+            lambda: pool_fill.apply_async(countdown=pool.REFILL_DELAY_SECONDS), robust=True
+        )
+
+
+def _initial_prompt_send(client: OpenCodeClient, project: Project) -> None:
+    """With the server lock held, as for a message (projects.services.message_send)."""
+    tokens.oauth_lease(project=project)  # an OAuth token due for refresh: see tokens
+    try:
+        sent_before = any(
+            message["info"].get("role") == "user"
+            for message in client.messages(project.bootstrap_session_id)
+        )
+        if not sent_before:
+            client.prompt_async(
+                project.bootstrap_session_id,
+                project.prompt,
+                model=ModelRef(project.current_model_provider_id, project.current_model_id),
+            )
+    except OpenCodeError as exc:
+        raise _opencode_error(exc, "take your prompt") from exc
 
 
 @step(JobType.RUNTIME_DOWN, on_failure=mark_project_failed)

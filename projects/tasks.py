@@ -1,10 +1,13 @@
 """Periodic housekeeping of projects (scheduled by beat): notice servers that died, stop
-the servers of failed projects, stop projects left idle. Takes and returns no secret."""
+the servers of failed projects, stop projects left idle, keep the warm pool full. Takes
+and returns no secret."""
 
 from __future__ import annotations
 
 from celery import shared_task
+from celery.signals import worker_ready
 
+from projects import pool
 from projects.reconcile import projects_reconcile, projects_stop_failed, projects_stop_idle
 from projects.tokens import oauth_tokens_watch
 
@@ -14,6 +17,7 @@ def reconcile() -> None:
     projects_reconcile()  # running projects whose server died turn to error first,
     projects_stop_failed()  # so their leftovers (a container, a record) are cleaned here
     projects_stop_idle()
+    pool_fill.delay()  # pooled servers that died are replaced
 
 
 @shared_task(name="projects.watch_oauth_tokens", acks_late=False, ignore_result=True)
@@ -21,3 +25,30 @@ def watch_oauth_tokens() -> int:
     """OAuth tokens a project's OpenCode refreshed reach the connection and the user's
     other projects (projects.tokens; scheduled by beat every few seconds)."""
     return oauth_tokens_watch()
+
+
+@shared_task(name="projects.pool_fill", acks_late=False, ignore_result=True)
+def pool_fill() -> int:
+    """Bring the warm pool to its size (projects.pool): at worker start, after a claim,
+    with the reconciler. The servers it starts are warmed by ``pool_warm``."""
+    started = pool.pool_fill()
+    for pk in started:
+        pool_warm.apply_async((pk,), countdown=pool.WARM_RETRY_SECONDS)
+    return len(started)
+
+
+@shared_task(name="projects.pool_warm", acks_late=False, ignore_result=True)
+def pool_warm(pk: int) -> str:
+    """Warm a starting pooled server once it answers; until then ask again shortly
+    (no worker waits for a server to start)."""
+    outcome = pool.server_warm(pk)
+    if outcome is pool.Warm.LATER:
+        pool_warm.apply_async((pk,), countdown=pool.WARM_RETRY_SECONDS)
+    else:
+        pool_fill.delay()  # the next start, or another one for a server that died
+    return outcome.value
+
+
+@worker_ready.connect
+def _fill_pool_on_start(sender=None, **kwargs) -> None:
+    pool_fill.delay()

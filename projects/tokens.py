@@ -19,27 +19,25 @@ token must never both spend it. Hence:
 - A holder that stops or is deleted lets go; the next project that needs a refresh (or
   is given the credential) takes the place.
 
-Only the local runtime is read back (the auth.json is a file under the project's data
-folder); the Docker runtime keeps it in a volume, which this does not read yet.
+Each runtime reads the auth.json back its own way (``Runtime.auth_file_read``): a file
+under the project's folder, or ``docker cp`` from the container's home volume.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import timedelta
-from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from doce.opencode import OAuthCredential, OpenCodeClient, OpenCodeError, credential_from_json
-from doce.opencode.runtimes import Layout, RuntimeState, get_runtime
+from doce.opencode.runtimes import RuntimeState, get_runtime
 from projects import instance
 from projects.jobs import CREDENTIAL_ATTEMPTS, JobType
 from projects.models import Project
@@ -63,12 +61,8 @@ Status = ProviderConnection.Status
 
 #: Projects whose server may hold and use a credential.
 LIVE = (Project.Status.RUNNING, Project.Status.STARTING)
-#: An auth.json holds a few credentials; anything larger is not one.
-MAX_AUTH_FILE_BYTES = 64 * 1024
-#: A holder that took the place to refresh this recently and has not refreshed yet is
-#: about to: others wait for it (at most FOLLOW_WAIT_SECONDS) rather than take the place
-#: from under its prompt.
-HOLD_GRACE_SECONDS = 30.0
+#: A holder at work (starting or running a prompt) refreshes when it needs to: a follower
+#: that is due waits this long for that refresh before it takes the place anyway.
 FOLLOW_WAIT_SECONDS = 20.0
 FOLLOW_POLL_SECONDS = 0.2
 
@@ -107,25 +101,18 @@ def oauth_read_back(*, project: Project, connection_id: int, provider_id: str) -
 
 
 def _auth_entry(project: Project, provider_id: str) -> OAuthCredential | None:
-    """The provider's entry in the project's auth.json. The file is written inside the
-    sandbox, where the agent may replace it: a link out of the project's folder or an
-    oversized file is not read."""
-    if (project.runtime or settings.DOCE_RUNTIME) != "local" or not project.data_dir:
-        return None  # the Docker runtime's auth.json is in a volume (see the docstring)
-    data_dir = Path(project.data_dir).resolve()
-    path = Layout(data_dir).auth_file
-    try:
-        if not path.resolve().is_relative_to(data_dir):
-            raise ValueError("auth.json leads out of the project's folder")
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-        with os.fdopen(fd, "rb") as handle:
-            if os.fstat(handle.fileno()).st_size > MAX_AUTH_FILE_BYTES:
-                raise ValueError("auth.json is too large")
-            entry = json.loads(handle.read()).get(provider_id)
-        credential = credential_from_json(entry) if entry is not None else None
-    except FileNotFoundError:
+    """The provider's entry in the project's auth.json, read through its runtime (a file
+    under the project's folder, or ``docker cp`` from its container)."""
+    if not project.runtime_state:
         return None
-    except (OSError, ValueError, AttributeError) as exc:
+    state = RuntimeState.from_dict(project.runtime_state)
+    raw = get_runtime(project.runtime or None).auth_file_read(state)
+    if raw is None:
+        return None
+    try:
+        entry = json.loads(raw).get(provider_id)
+        credential = credential_from_json(entry) if entry is not None else None
+    except (ValueError, AttributeError) as exc:
         logger.warning("project %s: its auth.json is not read: %s", project.pk, type(exc).__name__)
         return None
     return credential if isinstance(credential, OAuthCredential) else None
@@ -176,13 +163,14 @@ def follow_oauth_tokens(job: Job) -> None:
 
 
 def oauth_lease(*, project: Project) -> bool:
-    """Before doce sends ``project`` a prompt: when its provider's OAuth access token is
-    due for refresh (expires within DOCE_OAUTH_REFRESH_MARGIN_SECONDS), make sure the
-    refresh its server is about to make spends the real refresh token, once: ``project``
-    becomes the holder, or, when another project has just become the holder to refresh
-    (it is about to), waits a little for that refresh and takes its result. Returns
-    whether ``project`` holds the refresh token. Never raises: a lease that cannot be
-    made leaves the prompt to the provider."""
+    """Before doce sends ``project`` a prompt, with ``project``'s server lock held: when
+    its provider's OAuth access token is due for refresh (expires within
+    DOCE_OAUTH_REFRESH_MARGIN_SECONDS), make sure the refresh its server is about to
+    make spends the real refresh token, once. ``project`` becomes the holder, unless the
+    holder is at work (starting a prompt or running one) and so about to refresh itself:
+    then ``project`` waits a little for that refresh and takes its result as a follower.
+    Returns whether ``project`` holds the refresh token. Never raises: a lease that
+    cannot be made leaves the prompt to the provider."""
     provider_id = project.current_model_provider_id
     connection = connection_for(user=project.owner_id, provider_id=provider_id)
     if (
@@ -196,11 +184,7 @@ def oauth_lease(*, project: Project) -> bool:
     if not _due(connection.oauth_expires_at):
         return False
     try:
-        since = connection.oauth_refreshing_since  # the holder took the place to refresh
-        settled = since is None or since < timezone.now() - timedelta(seconds=HOLD_GRACE_SECONDS)
-        if settled and _take_over(project, connection):
-            return True
-        _await_refresh(project, connection)  # the holder refreshes now: follow it
+        return _lease(project, connection)
     except (OpenCodeError, CredentialUnavailable) as exc:
         message = getattr(exc, "message", str(exc))
         logger.warning("project %s: %s not handed over: %s", project.pk, provider_id, message)
@@ -212,22 +196,61 @@ def _due(expires) -> bool:
     return expires is not None and expires <= timezone.now() + margin
 
 
-def _take_over(project: Project, connection: ProviderConnection) -> bool:
-    """Demote the old holder (its newest tokens read back first and after), then move
-    the place to ``project`` if nobody else took it meanwhile."""
+def _lease(project: Project, connection: ProviderConnection) -> bool:
+    """Take the place from an idle holder at once; follow a holder at work until its
+    refresh comes (at most FOLLOW_WAIT_SECONDS), then take the place anyway: a holder
+    that has not refreshed by then is not about to, and this prompt is waiting."""
+    provider_id = connection.provider_id
+    deadline = time.monotonic() + FOLLOW_WAIT_SECONDS
+    while True:
+        if _take_over(project, connection, force=time.monotonic() >= deadline):
+            return True
+        holder = Project.objects.filter(pk=connection.oauth_token_holder).first()
+        if holder is not None:
+            oauth_read_back(project=holder, connection_id=connection.pk, provider_id=provider_id)
+        connection = ProviderConnection.objects.filter(pk=connection.pk).first()
+        if connection is None or connection.status != Status.CONNECTED:
+            return False
+        if connection.oauth_token_holder == project.pk:
+            return True
+        if not _due(connection.oauth_expires_at):
+            # The holder refreshed: follow it now (the watcher's job would come later).
+            follower = credential_for(user=project.owner_id, provider_id=provider_id)
+            with _client(project) as client:
+                client.set_auth(provider_id, follower.credential)
+            return False
+        time.sleep(FOLLOW_POLL_SECONDS)
+
+
+def _take_over(project: Project, connection: ProviderConnection, *, force: bool) -> bool:
+    """Demote the old holder (its newest tokens read back first and after, its server
+    lock held so that no prompt of its starts meanwhile), then move the place to
+    ``project`` if nobody else took it. False, changing nothing, while the old holder is
+    at work (unless ``force``) or when another project took the place first."""
     provider_id = connection.provider_id
     old_id = connection.oauth_token_holder
     old = Project.objects.filter(pk=old_id).first() if old_id is not None else None
-    if old is not None:
-        oauth_read_back(project=old, connection_id=connection.pk, provider_id=provider_id)
-        if old.status in LIVE and old.runtime_state:
+    with ExitStack() as stack:
+        if old is not None and old.status in LIVE and old.runtime_state:
+            try:
+                # Never wait for it: two projects taking each other's place must not
+                # deadlock, each holding its own lock.
+                stack.enter_context(instance.server_lock(old.pk, timeout=0))
+            except instance.ServerBusy:
+                if not force:
+                    return False  # it is starting a prompt that will refresh
+            client = stack.enter_context(_client(old))
+            if not force and instance.busy_sessions(client):
+                return False  # its run refreshes when it needs to
+            oauth_read_back(project=old, connection_id=connection.pk, provider_id=provider_id)
             demoted = credential_for(user=old.owner_id, provider_id=provider_id)  # a follower's
-            with _client(old) as client:
-                client.set_auth(provider_id, demoted.credential)
+            client.set_auth(provider_id, demoted.credential)
             # A refresh it made just before it was demoted is in its auth.json now.
             oauth_read_back(project=old, connection_id=connection.pk, provider_id=provider_id)
-    if not oauth_holder_move(connection_id=connection.pk, old=old_id, new=project.pk):
-        return False  # another project took it first
+        elif old is not None:
+            oauth_read_back(project=old, connection_id=connection.pk, provider_id=provider_id)
+        if not oauth_holder_move(connection_id=connection.pk, old=old_id, new=project.pk):
+            return False  # another project took it first
     credential = credential_for(user=project.owner_id, provider_id=provider_id, holder=project.pk)
     with _client(project) as client:
         client.set_auth(provider_id, credential.credential)
@@ -236,32 +259,6 @@ def _take_over(project: Project, connection: ProviderConnection) -> bool:
         *(connection.pk, project.pk, old_id),
     )
     return True
-
-
-def _await_refresh(project: Project, connection: ProviderConnection) -> None:
-    """Another project holds the refresh token and is about to refresh: read its tokens
-    back until they are fresh (at most FOLLOW_WAIT_SECONDS), then give them to
-    ``project``, which then has no refresh to make."""
-    provider_id = connection.provider_id
-    deadline = time.monotonic() + FOLLOW_WAIT_SECONDS
-    while time.monotonic() < deadline:
-        row = (
-            ProviderConnection.objects.filter(pk=connection.pk)
-            .values("oauth_token_holder", "oauth_expires_at", "status")
-            .first()
-        )
-        if row is None or row["status"] != Status.CONNECTED:
-            return
-        if not _due(row["oauth_expires_at"]):
-            follower = credential_for(user=project.owner_id, provider_id=provider_id)
-            with _client(project) as client:
-                client.set_auth(provider_id, follower.credential)
-            return
-        holder = Project.objects.filter(pk=row["oauth_token_holder"]).first()
-        if holder is not None:
-            oauth_read_back(project=holder, connection_id=connection.pk, provider_id=provider_id)
-        time.sleep(FOLLOW_POLL_SECONDS)
-    logger.info("project %s: the %s refresh did not come in time", project.pk, provider_id)
 
 
 @contextmanager

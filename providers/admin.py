@@ -26,6 +26,7 @@ from django.utils.timesince import timesince
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_POST
 
+from doce.admin import ReadOnlyAdminMixin
 from doce.encrypted_fields import UNDECRYPTABLE_MESSAGE, is_undecryptable
 from providers import services
 from providers.catalog import catalog_is_stale, catalog_status
@@ -151,6 +152,8 @@ class ProviderConnectionAdmin(admin.ModelAdmin):
     readonly_fields = [
         "key_hint",
         "secrets",
+        "oauth_token_holder",
+        "provider_options",
         "last_used_at",
         "last_validated_at",
         "created_at",
@@ -163,8 +166,21 @@ class ProviderConnectionAdmin(admin.ModelAdmin):
         return [
             (None, {"fields": ["user", "provider_id", "auth_type", "status", "error_message"]}),
             ("Credential", {"fields": ["key_hint", "secrets", "new_api_key"]}),
-            ("OAuth", {"fields": ["oauth_expires_at", "oauth_account_id", "oauth_enterprise_url"]}),
+            (
+                "OAuth",
+                {
+                    "fields": [
+                        "oauth_expires_at",
+                        "oauth_account_id",
+                        "oauth_enterprise_url",
+                        "oauth_token_holder",
+                    ],
+                    "description": "The holder is the project whose server keeps the real "
+                    "refresh token; the user's other projects follow its refreshes.",
+                },
+            ),
             ("Custom provider", {"fields": ["name", "base_url", "models"]}),
+            ("Provider options", {"fields": ["provider_options"]}),
             (
                 "Other",
                 {
@@ -184,6 +200,11 @@ class ProviderConnectionAdmin(admin.ModelAdmin):
         # (another auth type needs other secrets: the user reconnects).
         extra = ["user", "provider_id", "auth_type"] if obj is not None else []
         return [*self.readonly_fields, *extra]
+
+    @admin.display(description="Options")
+    def provider_options(self, obj: ProviderConnection) -> str:
+        """Names only (a header's too): the values are the user's, some of them secret."""
+        return ", ".join(obj.option_names) or "-"
 
     @admin.display(description="Secrets")
     def secrets(self, obj: ProviderConnection) -> str:
@@ -295,7 +316,7 @@ class UserSettingsAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Read-only: the log is written by the services, never edited."""
 
     list_display = [
@@ -311,15 +332,6 @@ class AuditEventAdmin(admin.ModelAdmin):
     list_select_related = ["user", "connection__user"]
     search_fields = ["user__username", "actor_name", "provider_id", "=project_id"]
     date_hierarchy = "created_at"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class FlowStateFilter(admin.SimpleListFilter):
@@ -343,7 +355,7 @@ class FlowStateFilter(admin.SimpleListFilter):
 
 
 @admin.register(OAuthFlow)
-class OAuthFlowAdmin(admin.ModelAdmin):
+class OAuthFlowAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Sign-ins, read-only: they are made by users and end by themselves; an operator
     may cancel live ones (their servers stop). No token is ever on a flow."""
 
@@ -394,15 +406,6 @@ class OAuthFlowAdmin(admin.ModelAdmin):
     def age(self, obj: OAuthFlow) -> str:
         return timesince(obj.created_at)
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
     def has_cancel_permission(self, request) -> bool:
         return request.user.has_perm("providers.change_oauthflow")
 
@@ -422,7 +425,7 @@ class OAuthFlowAdmin(admin.ModelAdmin):
 
 
 @admin.register(CatalogProvider)
-class CatalogProviderAdmin(admin.ModelAdmin):
+class CatalogProviderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The provider catalog as OpenCode gave it, read-only: the page says where it came
     from and how old it is; "Refresh from OpenCode" (a button, and an action) has the
     worker read it again (``providers.tasks.refresh_catalog``)."""
@@ -464,15 +467,6 @@ class CatalogProviderAdmin(admin.ModelAdmin):
     @admin.display(description="Auth methods")
     def auth_method_labels(self, obj: CatalogProvider) -> str:
         return ", ".join(m.get("label", "?") for m in obj.auth_methods or ()) or "API key"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def has_refresh_permission(self, request) -> bool:
         return request.user.has_perm("providers.change_catalogprovider")

@@ -1,9 +1,11 @@
 """Which credential a user has for a provider, as the OpenCode credential types.
 
 A connection becomes a ``doce.opencode`` credential (api / oauth) in one
-function, ``opencode_credential``; ``credential_fields`` is its inverse (the tokens an
-OAuth sign-in left in a server's auth.json, back into connection fields). Nothing here
-logs or audits a secret; the credential types keep theirs out of ``repr``.
+function, ``opencode_credential``, and its provider options (``providers.options``) a
+``ProviderConfig`` in one other, ``opencode_provider_config``; ``credential_fields`` is
+the inverse of the first (the tokens an OAuth sign-in left in a server's auth.json, back
+into connection fields). Nothing here logs or audits a secret; the credential types keep
+theirs out of ``repr``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,15 @@ from django.utils import timezone
 
 from doce.encrypted_fields import UNDECRYPTABLE_MESSAGE, is_undecryptable
 from doce.keyring import UndecryptableError
-from doce.opencode import ApiKeyCredential, Credential, OAuthCredential, WellKnownCredential
+from doce.opencode import (
+    ApiKeyCredential,
+    Credential,
+    OAuthCredential,
+    ProviderConfig,
+    WellKnownCredential,
+)
+from doce.opencode.types import AWS_CREDENTIALS_FILE, GOOGLE_CREDENTIALS_FILE
+from providers import options as provider_options
 from providers.audit import audit_record
 from providers.catalog import FREE_PROVIDER_ID, free_models
 from providers.legacy import LEGACY_PROVIDER_ID
@@ -62,6 +72,56 @@ def opencode_credential(connection: ProviderConnection) -> Credential:
     return ApiKeyCredential(
         key=str(connection.api_key or ""), metadata=dict(connection.metadata or {}) or None
     )
+
+
+def opencode_provider_config(connection: ProviderConnection) -> ProviderConfig | None:
+    """The connection's options as OpenCode reads them (docs/providers.md), or None when
+    it has none. Raises ``UndecryptableError`` rather than leaving a secret out.
+
+    - Azure: ``resourceName`` in opencode.json (the key goes through ``PUT /auth``).
+    - Amazon Bedrock: ``region`` in opencode.json; access keys as the profile
+      ``AWS_PROFILE`` of the home's AWS credentials file, named by ``options.profile``
+      (an API key instead goes through ``PUT /auth``: OpenCode makes it the bearer token).
+    - Google Vertex: ``project`` and ``location`` in opencode.json; the service-account
+      key as the home's application-default credentials, where Google's SDK looks.
+    - A custom endpoint: its headers, each value in a file of the home.
+    """
+    if connection.undecryptable_fields():
+        raise UndecryptableError(UNDECRYPTABLE_MESSAGE)
+    options = dict(connection.options or {})
+    secrets = connection.secret_option_values
+    files: dict[str, str] = {}
+    if secrets.get("accessKeyId") and secrets.get("secretAccessKey"):
+        lines = [
+            f"[{provider_options.AWS_PROFILE}]",
+            f"aws_access_key_id = {secrets['accessKeyId']}",
+            f"aws_secret_access_key = {secrets['secretAccessKey']}",
+        ]
+        if secrets.get("sessionToken"):
+            lines.append(f"aws_session_token = {secrets['sessionToken']}")
+        files[AWS_CREDENTIALS_FILE] = "\n".join(lines) + "\n"
+        options["profile"] = provider_options.AWS_PROFILE
+    if secrets.get("serviceAccount"):
+        files[GOOGLE_CREDENTIALS_FILE] = str(secrets["serviceAccount"])
+    headers = dict(secrets.get(provider_options.HEADERS) or {})
+    if not (options or files or headers):
+        return None
+    return ProviderConfig(
+        provider_id=connection.provider_id, options=options, headers=headers, files=files
+    )
+
+
+def provider_config_for(*, user: AbstractBaseUser | int, provider_id: str) -> ProviderConfig | None:
+    """What a project on ``provider_id`` needs in its config beyond the credential, or
+    None: no connection, none usable (revoked, expired, undecryptable: the credential
+    step says why), or no options."""
+    connection = connection_for(user=getattr(user, "pk", user), provider_id=provider_id)
+    if connection is None or connection.status in (Status.REVOKED, Status.EXPIRED):
+        return None
+    try:
+        return opencode_provider_config(connection)
+    except UndecryptableError:
+        return None
 
 
 def credential_fields(credential: Credential) -> dict[str, Any]:
@@ -109,9 +169,10 @@ class CredentialUnavailable(Exception):
     ``reason``: ``missing`` (nothing connected), ``revoked``, ``expired`` (an OAuth
     sign-in whose refresh failed: sign in again), ``undecryptable`` (the
     connection is now marked ``error``), ``incomplete`` (a required secret is empty) or
-    ``keyless_endpoint`` (a custom endpoint saved without a key, e.g. a local Ollama, or
-    OpenCode Zen's free models with no Zen key connected: there is nothing to inject,
-    and nothing is wrong).
+    ``keyless_endpoint`` (a custom endpoint saved without a key, e.g. a local Ollama, a
+    provider whose options carry its credential (Bedrock's access keys, Vertex's service
+    account: they travel in ``opencode_provider_config``), or OpenCode Zen's free models
+    with no Zen key connected: there is nothing to inject, and nothing is wrong).
     """
 
     KEYLESS_ENDPOINT = "keyless_endpoint"
@@ -179,7 +240,7 @@ def credential_for(
         connection_mark_recovered(connection)  # the key was restored
     missing = connection.missing_secrets()
     if missing:
-        keyless = connection.is_custom and not connection.missing_secrets(keyless_custom_ok=True)
+        keyless = not connection.missing_secrets(keyless_custom_ok=True)
         raise CredentialUnavailable(
             provider_id,
             CredentialUnavailable.KEYLESS_ENDPOINT if keyless else "incomplete",
@@ -210,7 +271,7 @@ def _holds_refresh(connection: ProviderConnection, holder: int | None) -> bool:
         return False
     taken = ProviderConnection.objects.filter(
         pk=connection.pk, oauth_token_holder__isnull=True
-    ).update(oauth_token_holder=holder, oauth_refreshing_since=None)
+    ).update(oauth_token_holder=holder)
     if taken:
         connection.oauth_token_holder = holder
     return bool(taken)

@@ -13,10 +13,11 @@ from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.views.decorators.debug import sensitive_variables
 
-from doce.inputs import has_control_characters
+from doce.inputs import has_config_substitution, has_control_characters
 from providers import services, validation
 from providers.catalog import AuthMethod, Prompt, catalog_ids
 from providers.models import PROVIDER_ID_RE, ProviderConnection
+from providers.options import HEADERS, OptionField, OptionSet, clean_options, option_set
 from providers.selectors import connection_for
 
 MAX_KEY_BYTES = 4096
@@ -140,17 +141,111 @@ class PromptsMixin:
             self.metadata[prompt.key] = value
 
 
-class ApiKeyForm(PromptsMixin, forms.Form):
+def _option_field(field: OptionField, *, stored: bool) -> forms.Field:
+    attrs = {"autocomplete": "off", "spellcheck": "false", "autocapitalize": "off"}
+    if field.placeholder:
+        attrs["placeholder"] = field.placeholder
+    if field.multiline:  # never filled with a stored secret (see OptionsMixin)
+        widget: forms.Widget = forms.Textarea(attrs={**attrs, "rows": 6})
+    elif field.secret:
+        widget = forms.PasswordInput(render_value=False, attrs=attrs)
+    else:
+        widget = forms.TextInput(attrs=attrs)
+    help_text = field.help
+    if field.secret and stored and field.key != HEADERS:
+        help_text = f"{help_text} A value is stored: leave empty to keep it.".strip()
+    # Lengths, characters and rules are checked by providers.options, which says more.
+    return forms.CharField(
+        label=field.label, required=False, strip=False, help_text=help_text, widget=widget
+    )
+
+
+class OptionsMixin:
+    """The option fields of a provider (``providers.options``): after ``clean``,
+    ``self.options`` and ``self.secret_options`` hold what to store (None: the provider
+    has none). Secrets are never shown back: an empty secret field keeps the stored one."""
+
+    option_set: OptionSet | None = None
+    options: dict | None = None
+    secret_options: dict | None = None
+
+    def add_option_fields(
+        self, entry: OptionSet | None, connection: ProviderConnection | None
+    ) -> None:
+        self.option_set = entry
+        self.stored_options = dict(connection.options or {}) if connection else {}
+        self.stored_secrets = connection.secret_option_values if connection else {}
+        if entry is None:
+            return
+        for field in entry.fields:
+            stored = field.key in (self.stored_secrets if field.secret else self.stored_options)
+            self.fields[field.key] = _option_field(field, stored=stored)
+            if not field.secret and not self.initial.get(field.key):
+                self.initial[field.key] = self.stored_options.get(field.key, "")
+            elif field.key == HEADERS and self.stored_secrets.get(HEADERS):
+                # The names only: "Name:" keeps a stored value (providers.options).
+                names = self.stored_secrets[HEADERS]
+                self.initial.setdefault(field.key, "".join(f"{name}:\n" for name in names))
+
+    @sensitive_variables()
+    def clean_option_fields(self, cleaned: dict, *, has_api_key: bool) -> None:
+        if self.option_set is None:
+            return
+        values = {field.key: cleaned.get(field.key) or "" for field in self.option_set.fields}
+        try:
+            self.options, self.secret_options = clean_options(
+                self.option_set,
+                values,
+                stored_options=self.stored_options,
+                stored_secrets=self.stored_secrets,
+                has_api_key=has_api_key,
+            )
+        except ValidationError as error:
+            for key, problems in error.message_dict.items():
+                self.add_error(key if key in self.fields else None, problems)
+
+
+class ApiKeyForm(PromptsMixin, OptionsMixin, forms.Form):
+    """An API key, the prompt inputs of the method, and the provider's options. For a
+    provider with options, ``connection`` given: an empty key keeps the stored one."""
+
     api_key = SecretField()
 
-    def __init__(self, *args, method: AuthMethod | None = None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        method: AuthMethod | None = None,
+        options: OptionSet | None = None,
+        connection: ProviderConnection | None = None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
-        self.add_prompt_fields(method.prompts if method else ())
+        prompts = method.prompts if method else ()
+        if options is not None:  # the known table's field replaces a prompt of that key
+            prompts = tuple(p for p in prompts if options.field(p.key) is None)
+        self.add_prompt_fields(prompts)
+        self.add_option_fields(options, connection)
+        self.has_stored_key = bool(
+            options is not None
+            and connection is not None
+            and connection.auth_type == ProviderConnection.AuthType.API
+            and connection.api_key
+            and not connection.undecryptable_fields()
+        )
+        if options is not None and options.api_key == "none":
+            del self.fields["api_key"]
+        elif self.has_stored_key:
+            self.fields["api_key"].required = False
+            self.fields["api_key"].help_text = "A key is stored: leave empty to keep it."
+        elif options is not None and options.api_key == "optional":
+            self.fields["api_key"].required = False
 
     @sensitive_variables()
     def clean(self):
         cleaned = super().clean()
         self.clean_prompts(cleaned)
+        has_key = bool(cleaned.get("api_key")) or self.has_stored_key
+        self.clean_option_fields(cleaned, has_api_key=has_key)
         return cleaned
 
 
@@ -192,9 +287,10 @@ def _netloc(url: str) -> str:
         return ""
 
 
-class CustomProviderForm(forms.Form):
-    """An OpenAI-compatible endpoint (Ollama, vLLM, LM Studio, a company gateway).
-    ``connection`` given: editing it (the id is fixed; an empty key keeps the key)."""
+class CustomProviderForm(OptionsMixin, forms.Form):
+    """An OpenAI-compatible endpoint (Ollama, vLLM, LM Studio, a company gateway), with
+    extra headers (``providers.options.CUSTOM_HEADERS``). ``connection`` given: editing
+    it (the id is fixed; an empty key keeps the key)."""
 
     provider_id = forms.CharField(
         label="Provider id",
@@ -240,6 +336,12 @@ class CustomProviderForm(forms.Form):
             self.fields["provider_id"].disabled = True
             self.fields["provider_id"].initial = connection.provider_id
             self.fields["api_key"].help_text = "Leave empty to keep the stored key."
+        self.add_option_fields(option_set("", custom=True), connection)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The headers to store, after ``is_valid()``."""
+        return dict((self.secret_options or {}).get(HEADERS) or {})
 
     def clean_provider_id(self):
         provider_id = self.cleaned_data["provider_id"].strip()
@@ -281,6 +383,8 @@ class CustomProviderForm(forms.Form):
         name = self.cleaned_data["name"].strip()
         if not name or has_control_characters(name):
             raise ValidationError("Enter a name without control characters.")
+        if has_config_substitution(name):
+            raise ValidationError("A name cannot contain “{env:” or “{file:”.")
         return name
 
     def clean_models(self):
@@ -292,7 +396,11 @@ class CustomProviderForm(forms.Form):
                 raise ValidationError(
                     f"A model id is at most {MAX_MODEL_ID} characters: “{model[:40]}…” is longer."
                 )
-            if any(char.isspace() for char in model) or has_control_characters(model):
+            if (
+                any(char.isspace() for char in model)
+                or has_control_characters(model)
+                or has_config_substitution(model)
+            ):
                 raise ValidationError(
                     f"A model id is one word of at most {MAX_MODEL_ID} characters: "
                     f"“{model[:40]}” is not."
@@ -302,6 +410,7 @@ class CustomProviderForm(forms.Form):
     @sensitive_variables()
     def clean(self):
         cleaned = super().clean()
+        self.clean_option_fields(cleaned, has_api_key=True)
         provider_id = cleaned.get("provider_id")
         if self.connection is None and provider_id:
             existing = connection_for(user=self.user, provider_id=provider_id)

@@ -7,6 +7,7 @@ database. Nothing here is ever shown in a page: the UI and the admin show ``key_
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 
@@ -17,6 +18,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from doce.encrypted_fields import UNDECRYPTABLE_MESSAGE, EncryptedTextField, is_undecryptable
+from providers.options import credential_in_options
 
 PROVIDER_ID_RE = r"^[a-z0-9][a-z0-9._-]{0,99}$"
 validate_provider_id = RegexValidator(
@@ -91,8 +93,11 @@ class ProviderConnection(models.Model):
         ERROR = "error", "Error"
         REVOKED = "revoked", "Revoked"
 
-    #: Every encrypted column; ``SECRETS_BY_AUTH_TYPE`` says which one each type uses.
-    SECRET_FIELDS = ("api_key", "oauth_access_token", "oauth_refresh_token")
+    #: The encrypted columns of the credential; ``SECRETS_BY_AUTH_TYPE`` says which one
+    #: each type uses.
+    AUTH_SECRET_FIELDS = ("api_key", "oauth_access_token", "oauth_refresh_token")
+    #: Every encrypted column: the credential's and the provider options' secret part.
+    SECRET_FIELDS = (*AUTH_SECRET_FIELDS, "secret_options")
     SECRETS_BY_AUTH_TYPE = {
         AuthType.API: ("api_key",),
         AuthType.OAUTH: ("oauth_access_token", "oauth_refresh_token"),
@@ -122,12 +127,14 @@ class ProviderConnection(models.Model):
     # model lives in the app above); the others get the access token only and follow.
     # Empty: the next project given the credential takes it (docs/oauth-tokens.md).
     oauth_token_holder = models.BigIntegerField(null=True, blank=True)
-    # Set when a project took the place to refresh (``oauth_holder_move``), cleared when
-    # its refreshed tokens are stored: meanwhile others wait for them.
-    oauth_refreshing_since = models.DateTimeField(null=True, blank=True)
     # Non-secret prompt inputs (e.g. a Cloudflare account id); sent as the api body's
     # "metadata", so nothing doce-internal goes in here.
     metadata = models.JSONField(default=dict, blank=True)
+    # Provider options (providers.options): the non-secret ones as OpenCode takes them in
+    # opencode.json (e.g. {"resourceName": ...}, {"region": ...}); the secret ones (AWS
+    # keys, a service-account JSON, header values) as one encrypted JSON object.
+    options = models.JSONField(default=dict, blank=True)
+    secret_options = EncryptedTextField(null=True, blank=True)
 
     # A custom OpenAI-compatible provider (declared in the project's opencode.json), with
     # ``models`` below.
@@ -201,12 +208,39 @@ class ProviderConnection(models.Model):
 
     def missing_secrets(self, *, keyless_custom_ok: bool = False) -> list[str]:
         """The auth type's secrets that are empty. A custom endpoint may have no key (a
-        local server): valid to save, but ``credential_for`` still reports it
-        ``incomplete``, and the pipeline then injects nothing."""
+        local server), and so may a provider whose options carry its credential (Amazon
+        Bedrock with access keys, Google Vertex): valid to save, but ``credential_for``
+        reports it keyless, and the pipeline then injects nothing."""
         used = self.SECRETS_BY_AUTH_TYPE.get(self.auth_type, ())
-        if keyless_custom_ok and self.is_custom:
+        if keyless_custom_ok and (self.is_custom or self.options_hold_credential):
             used = tuple(key for key in used if key != "api_key")
         return [key for key in used if not getattr(self, key)]
+
+    @property
+    def secret_option_values(self) -> dict:
+        """The decrypted secret options ({} when none; never render them)."""
+        if not self.secret_options or is_undecryptable(self.secret_options):
+            return {}
+        try:
+            value = json.loads(str(self.secret_options))
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    @property
+    def options_hold_credential(self) -> bool:
+        """Do the options stand in for an API key (``providers.options``)?"""
+        return credential_in_options(self.provider_id, self.secret_option_values)
+
+    @property
+    def option_names(self) -> list[str]:
+        """What a page (or the admin) may show of the options: their names, with the
+        secret ones' names (a header's name included), never a secret value."""
+        names = sorted(self.options or {})
+        secret = self.secret_option_values
+        names += sorted(key for key in secret if key != "headers")
+        names += [f"header {name}" for name in (secret.get("headers") or {})]
+        return names
 
     def refresh_key_hint(self) -> None:
         primary = {

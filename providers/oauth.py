@@ -157,6 +157,16 @@ def oauth_flow_cancel(*, flow: OAuthFlow, reason: str = "Cancelled.") -> bool:
     return _finish(flow, State.CANCELLED, reason, allowed=_CANCELLABLE)
 
 
+def oauth_flows_stop_all() -> int:
+    """doce is stopping (``stop_servers``): every sign-in still going ends, with its
+    server; the user starts it again."""
+    flows = OAuthFlow.objects.filter(state__in=OAuthFlow.ACTIVE_STATES)
+    return sum(
+        _finish(flow, State.FAILED, "doce was stopped meanwhile: start the sign-in again.")
+        for flow in flows.select_related("user")
+    )
+
+
 @sensitive_variables("code")
 def oauth_flow_submit_code(*, flow: OAuthFlow, code: str) -> OAuthFlow:
     """Finish a ``code`` flow with the code the user pasted. OAuthBusy when the flow is
@@ -241,7 +251,12 @@ def _authorize(flow: OAuthFlow, *, browser_on_host: bool) -> None:
             return
         flow.runtime_state = state.to_dict()
         runtime.wait_healthy(state, spec.password)
-        with runtime.client(state, spec.password) as client:
+        # The first request builds OpenCode's instance (its plugins load, the auth
+        # plugin's authorize runs): on a busy host that takes as long as a start can.
+        first_request = max(
+            settings.DOCE_OPENCODE_REQUEST_TIMEOUT, settings.DOCE_OPENCODE_START_TIMEOUT
+        )
+        with runtime.client(state, spec.password, timeout=first_request) as client:
             step = client.oauth_authorize(flow.provider_id, flow.method, flow.inputs or None)
     except OAuthFlowError as exc:
         message = str((exc.data or {}).get("message") or exc.name or exc)

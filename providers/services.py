@@ -5,6 +5,7 @@ only) after commit so running projects follow. Nothing here logs or audits a sec
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime
 from typing import Any
@@ -21,6 +22,7 @@ from doce.encrypted_fields import UNDECRYPTABLE_MESSAGE
 from doce.inputs import DOUBLE_SUBMIT_WINDOW
 from doce.opencode import OAuthCredential
 from doce.redaction import redact
+from providers import options as provider_options
 from providers import validation
 from providers.audit import audit_record
 from providers.credentials import (  # noqa: F401  (the app's public surface)
@@ -35,6 +37,8 @@ from providers.credentials import (  # noqa: F401  (the app's public surface)
     credential_mark_injected,
     credential_mark_removed,
     opencode_credential,
+    opencode_provider_config,
+    provider_config_for,
 )
 from providers.legacy import LEGACY_PROVIDER_ID  # noqa: F401
 from providers.models import AuditEvent, ProviderConnection, UserSettings
@@ -73,13 +77,16 @@ def connection_create(
     oauth_account_id: str = "",
     oauth_enterprise_url: str = "",
     metadata: dict[str, str] | None = None,
+    options: dict[str, Any] | None = None,
+    secret_options: dict[str, Any] | None = None,
     name: str = "",
     base_url: str = "",
     models: list[str] | None = None,
     actor: AbstractBaseUser | None = None,
 ) -> ProviderConnection:
     """Connect ``provider_id`` for ``user``; ValidationError if it is already connected or
-    the secrets do not fit ``auth_type``. ``actor`` defaults to the user."""
+    the secrets do not fit ``auth_type``. ``actor`` defaults to the user. ``options`` and
+    ``secret_options``: see ``providers.options`` (the secret ones are stored encrypted)."""
     connection = ProviderConnection(user=user, provider_id=(provider_id or "").strip())
     _apply(
         connection,
@@ -91,6 +98,8 @@ def connection_create(
         oauth_account_id=oauth_account_id,
         oauth_enterprise_url=oauth_enterprise_url,
         metadata=metadata if metadata is not None else {},
+        options=options or {},
+        secret_options=secret_options or {},
         name=name,
         base_url=base_url,
         models=models if models is not None else [],
@@ -127,6 +136,8 @@ def connection_update(
     oauth_account_id: str = _UNSET,
     oauth_enterprise_url: str = _UNSET,
     metadata: dict[str, str] = _UNSET,
+    options: dict[str, Any] = _UNSET,
+    secret_options: dict[str, Any] = _UNSET,
     name: str = _UNSET,
     base_url: str = _UNSET,
     models: list[str] = _UNSET,
@@ -144,6 +155,8 @@ def connection_update(
             "oauth_account_id": oauth_account_id,
             "oauth_enterprise_url": oauth_enterprise_url,
             "metadata": metadata,
+            "options": options,
+            "secret_options": secret_options,
             "name": name,
             "base_url": base_url,
             "models": models,
@@ -168,7 +181,7 @@ def connection_update(
     # Running projects get the new credential, or the endpoint's new URL and models in
     # their opencode.json (queue_jobs listens).
     endpoint_changed = connection.is_custom and set(changes) & {"base_url", "models", "name"}
-    if new_secrets or endpoint_changed:
+    if new_secrets or endpoint_changed or "options" in changes:
         send_on_commit(
             credential_changed, user_id=connection.user_id, provider_id=connection.provider_id
         )
@@ -256,13 +269,12 @@ def connection_mark_expired(
     with transaction.atomic():
         connection.status = Status.EXPIRED
         connection.error_message = redact(f"{SIGN_IN_AGAIN}: {message}")[:2000]
-        connection.oauth_token_holder = connection.oauth_refreshing_since = None
+        connection.oauth_token_holder = None
         connection.save(
             update_fields=[
                 "status",
                 "error_message",
                 "oauth_token_holder",
-                "oauth_refreshing_since",
                 "updated_at",
             ]
         )
@@ -318,7 +330,6 @@ def connection_tokens_refreshed(
         connection.oauth_expires_at = expires
         if values["oauth_account_id"]:
             connection.oauth_account_id = values["oauth_account_id"]
-        connection.oauth_refreshing_since = None  # the refresh it took the place for
         connection.refresh_key_hint()
         connection.save(
             update_fields=[
@@ -326,7 +337,6 @@ def connection_tokens_refreshed(
                 "oauth_refresh_token",
                 "oauth_expires_at",
                 "oauth_account_id",
-                "oauth_refreshing_since",
                 "key_hint",
                 "updated_at",
             ]
@@ -350,10 +360,9 @@ def connection_tokens_refreshed(
 def oauth_holder_move(*, connection_id: int, old: int | None, new: int | None) -> bool:
     """Hand the refresh token from project ``old`` to ``new`` (None: to nobody; the next
     project given the credential takes it). Only if ``old`` still holds it."""
-    since = timezone.now() if new is not None else None
     return bool(
         ProviderConnection.objects.filter(pk=connection_id, oauth_token_holder=old).update(
-            oauth_token_holder=new, oauth_refreshing_since=since
+            oauth_token_holder=new
         )
     )
 
@@ -446,7 +455,6 @@ def connections_expire_oauth(*, now: datetime | None = None) -> int:
             error_message=f"{SIGN_IN_AGAIN}: the access token expired and there is no "
             "refresh token to renew it.",
             oauth_token_holder=None,
-            oauth_refreshing_since=None,
             updated_at=now,
         )
         AuditEvent.objects.bulk_create(
@@ -469,7 +477,11 @@ def connections_expire_oauth(*, now: datetime | None = None) -> int:
 @sensitive_variables()
 def _apply(connection: ProviderConnection, **values) -> None:
     """Set ``values`` on ``connection``, drop secrets its auth type does not use, refresh
-    the hint, and validate; raises ValidationError keyed by field."""
+    the hint, and validate; raises ValidationError keyed by field. ``secret_options`` is
+    given as a mapping and stored as its JSON (None when empty)."""
+    if isinstance(values.get("secret_options"), dict):
+        secret = values["secret_options"]
+        values["secret_options"] = json.dumps(secret, sort_keys=True) if secret else None
     for key, value in values.items():
         if key in ProviderConnection.SECRET_FIELDS and isinstance(value, str):
             value = value.strip() or None
@@ -477,7 +489,7 @@ def _apply(connection: ProviderConnection, **values) -> None:
             value = value.strip()
         setattr(connection, key, value)
     used = ProviderConnection.SECRETS_BY_AUTH_TYPE.get(connection.auth_type, ())
-    for key in ProviderConnection.SECRET_FIELDS:
+    for key in ProviderConnection.AUTH_SECRET_FIELDS:
         if key not in used:
             setattr(connection, key, None)
     if connection.auth_type != AuthType.OAUTH:
@@ -508,6 +520,14 @@ def _validation_errors(connection: ProviderConnection) -> dict[str, str]:
         errors.update({field: " ".join(messages) for field, messages in exc.message_dict.items()})
     for key in connection.missing_secrets(keyless_custom_ok=True):
         errors[key] = f"This {connection.get_auth_type_display()} connection needs a value."
+    errors.update(
+        provider_options.stored_problems(
+            connection.provider_id,
+            custom=connection.is_custom,
+            options=connection.options,
+            secrets=connection.secret_option_values,
+        )
+    )
     api_key = connection.api_key
     if isinstance(api_key, str) and api_key and (problem := validation.key_problem(api_key)):
         errors["api_key"] = f"{problem}."  # an HTTP header takes printable ASCII only
@@ -567,20 +587,26 @@ def connection_set_api_key(
     provider_id: str,
     api_key: str,
     metadata: dict[str, str] | None = None,
+    options: dict[str, Any] | None = None,
+    secret_options: dict[str, Any] | None = None,
     actor: AbstractBaseUser | None = None,
 ) -> tuple[ProviderConnection, bool]:
     """Connect ``provider_id`` with an API key, or replace the key of the user's existing
     connection (the Edit form, and the second request of a double submit). Returns the
     connection and whether it was created. The same key again changes nothing (no event,
-    no re-injection) unless the connection is not ``connected``."""
+    no re-injection) unless the connection is not ``connected``. ``options`` /
+    ``secret_options`` None leave the stored ones; an empty ``api_key`` keeps the stored
+    key (a provider whose options may stand in for a key: ``providers.options``)."""
     existing = connection_for(user=user, provider_id=provider_id)
     if existing is None:
         try:
             connection = connection_create(
                 user=user,
                 provider_id=provider_id,
-                api_key=api_key,
+                api_key=api_key or None,
                 metadata=metadata or {},
+                options=options,
+                secret_options=secret_options,
                 actor=actor,
             )
             return connection, True
@@ -588,18 +614,28 @@ def connection_set_api_key(
             existing = connection_for(user=user, provider_id=provider_id)
             if existing is None or set(error.message_dict) != {"provider_id"}:
                 raise
+    keep_key = not api_key.strip() and existing.auth_type == AuthType.API
     unchanged = (
         existing.auth_type == AuthType.API
         and not existing.undecryptable_fields()
-        and str(existing.api_key or "") == api_key.strip()
+        and (keep_key or str(existing.api_key or "") == api_key.strip())
         and (metadata is None or dict(existing.metadata or {}) == metadata)
+        and (options is None or dict(existing.options or {}) == options)
+        and (secret_options is None or existing.secret_option_values == secret_options)
         and existing.status == Status.CONNECTED
     )
     if unchanged:
         return existing, False
-    changes: dict[str, Any] = {"auth_type": AuthType.API, "api_key": api_key}
-    if metadata is not None:
-        changes["metadata"] = metadata
+    changes: dict[str, Any] = {"auth_type": AuthType.API}
+    if not keep_key:
+        changes["api_key"] = api_key
+    for key, value in (
+        ("metadata", metadata),
+        ("options", options),
+        ("secret_options", secret_options),
+    ):
+        if value is not None:
+            changes[key] = value
     return connection_update(connection=existing, actor=actor, **changes), False
 
 
@@ -610,27 +646,35 @@ def connection_connect_api_key(
     provider_id: str,
     api_key: str,
     metadata: dict[str, str] | None = None,
+    options: dict[str, Any] | None = None,
+    secret_options: dict[str, Any] | None = None,
     actor: AbstractBaseUser | None = None,
 ) -> tuple[ProviderConnection, bool, validation.KeyCheck]:
     """The API-key form: check the key with the provider, save it (a new connection or
-    a new key for the existing one, a custom endpoint's included), record the check.
-    ValidationError on ``api_key`` when the provider rejects it (nothing saved).
-    Returns the connection, whether it was created, and the check."""
+    a new key for the existing one, a custom endpoint's included) with the provider's
+    options, record the check. ValidationError on ``api_key`` when the provider rejects
+    it (nothing saved). An empty ``api_key`` (a provider whose options may stand in for
+    it) is not checked. Returns the connection, whether it was created, and the check."""
     existing = connection_for(user=user, provider_id=provider_id)
     base_url = existing.base_url if existing is not None and existing.is_custom else ""
-    check = _checked_key(
-        user=user,
-        provider_id=provider_id,
-        api_key=api_key,
-        base_url=base_url,
-        connection=existing,
-        actor=actor,
-    )
+    if api_key:
+        check = _checked_key(
+            user=user,
+            provider_id=provider_id,
+            api_key=api_key,
+            base_url=base_url,
+            connection=existing,
+            actor=actor,
+        )
+    else:
+        check = validation.KeyCheck(validation.UNCHECKED)
     connection, created = connection_set_api_key(
         user=user,
         provider_id=provider_id,
         api_key=api_key,
         metadata=None if base_url else metadata,
+        options=None if base_url else options,
+        secret_options=None if base_url else secret_options,
         actor=actor,
     )
     connection = connection_record_check(connection=connection, check=check, actor=actor)
@@ -647,6 +691,7 @@ def endpoint_save(
     base_url: str,
     models: list[str],
     api_key: str = "",
+    headers: dict[str, str] | None = None,
     actor: AbstractBaseUser | None = None,
 ) -> tuple[ProviderConnection, bool, validation.KeyCheck]:
     """The custom-endpoint form: check the key against ``{base_url}/models``, create the
@@ -657,6 +702,10 @@ def endpoint_save(
     api_key_for_check = api_key
     if not models and not api_key and connection and not connection.undecryptable_fields():
         api_key_for_check = str(connection.api_key or "")  # the stored key lists the models
+    if headers is None and connection is not None:
+        headers_for_check = _endpoint_headers(connection)
+    else:
+        headers_for_check = headers or {}
     check = _checked_key(
         user=user,
         provider_id=provider_id,
@@ -665,12 +714,15 @@ def endpoint_save(
         connection=connection,
         actor=actor,
         list_models=not models,
+        headers=headers_for_check,
     )
     if not models:
         models = list(check.models or ())
         if not models:
             raise ValidationError({"models": _no_models_message(check)})
     fields: dict[str, Any] = {"name": name, "base_url": base_url, "models": models}
+    if headers is not None:  # None: leave the stored ones
+        fields["secret_options"] = {provider_options.HEADERS: headers} if headers else {}
     created = connection is None
     if connection is None:
         try:
@@ -684,16 +736,26 @@ def endpoint_save(
             if (
                 existing is None
                 or set(error.message_dict) != {"provider_id"}
-                or not endpoint_resubmitted(existing, api_key=api_key, **fields)
+                or not endpoint_resubmitted(
+                    existing, api_key=api_key, name=name, base_url=base_url, models=models
+                )
             ):
                 raise
             return existing, True, check
     else:
         if api_key:
             fields["api_key"] = api_key
+        stored = connection.secret_option_values.get(provider_options.HEADERS) or {}
+        if "secret_options" in fields and headers == stored:
+            del fields["secret_options"]  # unchanged: no new-secret event, no re-injection
         connection = connection_update(connection=connection, actor=actor, **fields)
     connection = connection_record_check(connection=connection, check=check, actor=actor)
     return connection, created, check
+
+
+def _endpoint_headers(connection: ProviderConnection) -> dict[str, str]:
+    """A custom endpoint's extra headers: the key check sends them as OpenCode does."""
+    return dict(connection.secret_option_values.get(provider_options.HEADERS) or {})
 
 
 def _no_models_message(check: validation.KeyCheck) -> str:
@@ -718,6 +780,7 @@ def endpoint_rescan(
         api_key=str(connection.api_key or ""),
         base_url=connection.base_url,
         list_models=True,
+        headers=_endpoint_headers(connection),
     )
     if check.models and list(check.models) != list(connection.models or []):
         connection = connection_update(
@@ -760,10 +823,15 @@ def _checked_key(
     connection: ProviderConnection | None,
     actor: AbstractBaseUser | None,
     list_models: bool = False,
+    headers: dict[str, str] | None = None,
 ) -> validation.KeyCheck:
     """Ask the provider; a rejected key is audited and refused (ValidationError)."""
     check = validation.key_check(
-        provider_id=provider_id, api_key=api_key, base_url=base_url, list_models=list_models
+        provider_id=provider_id,
+        api_key=api_key,
+        base_url=base_url,
+        list_models=list_models,
+        headers=headers,
     )
     if check.outcome == validation.REJECTED:
         audit_record(
@@ -833,6 +901,7 @@ def connection_verify(
         provider_id=connection.provider_id,
         api_key=str(connection.api_key),
         base_url=connection.base_url,
+        headers=_endpoint_headers(connection),
     )
     return connection_record_check(connection=connection, check=check, actor=actor), check
 

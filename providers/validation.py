@@ -35,13 +35,15 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import httpcore
 import httpx
 from django.conf import settings
 from django.views.decorators.debug import sensitive_variables
+
+from doce.inputs import has_config_substitution
 
 logger = logging.getLogger(__name__)
 
@@ -311,17 +313,24 @@ def _read_capped(response: httpcore.Response, backend: _DeadlineBackend, limit: 
 # --- the check ----------------------------------------------------------------------------
 @sensitive_variables()
 def key_check(
-    *, provider_id: str, api_key: str, base_url: str = "", list_models: bool = False
+    *,
+    provider_id: str,
+    api_key: str,
+    base_url: str = "",
+    list_models: bool = False,
+    headers: Mapping[str, str] | None = None,
 ) -> KeyCheck:
     """Ask the provider whether it takes ``api_key``. ``base_url`` marks a custom
-    OpenAI-compatible endpoint (``GET {base_url}/models``); ``list_models`` reads its
-    answer as its model list (asked with no key too). Never raises."""
+    OpenAI-compatible endpoint (``GET {base_url}/models``, sent with its extra
+    ``headers`` as OpenCode sends them); ``list_models`` reads its answer as its model
+    list (asked with no key too). Never raises."""
     try:
         return _key_check(
             provider_id=provider_id,
             api_key=api_key,
             base_url=base_url,
             list_models=bool(base_url) and list_models,
+            extra=dict(headers or {}) if base_url else {},
         )
     except Exception as exc:  # a key check must never turn a page into a 500
         logger.warning("key check for %s failed unexpectedly (%s)", provider_id, type(exc).__name__)
@@ -336,13 +345,15 @@ def _name(provider_id: str, base_url: str) -> str:
 
 
 @sensitive_variables()
-def _key_check(*, provider_id: str, api_key: str, base_url: str, list_models: bool) -> KeyCheck:
+def _key_check(
+    *, provider_id: str, api_key: str, base_url: str, list_models: bool, extra: dict[str, str]
+) -> KeyCheck:
     if not checks_enabled() or not (api_key or list_models):
         return KeyCheck(UNCHECKED)
     name = _name(provider_id, base_url)
     if base_url:
         url = base_url.rstrip("/") + "/models"
-        headers = _bearer(api_key) if api_key else {}
+        headers = {**extra, **(_bearer(api_key) if api_key else {})}
     elif provider_id in PROBES:
         probe = PROBES[provider_id]
         root = settings.DOCE_PROVIDER_API_URLS[provider_id].rstrip("/")
@@ -410,7 +421,13 @@ def models_from_body(body: bytes) -> tuple[str, ...]:
         if not isinstance(model, str):
             continue
         model = model.strip()
-        if model and len(model) <= MAX_MODEL_ID and model.isprintable() and " " not in model:
+        if (
+            model
+            and len(model) <= MAX_MODEL_ID
+            and model.isprintable()
+            and " " not in model
+            and not has_config_substitution(model)
+        ):
             models.setdefault(model)
             if len(models) >= MAX_MODELS:
                 break

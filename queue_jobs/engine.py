@@ -1,8 +1,8 @@
 """Run one Job: claim it atomically, call its registered step, record the outcome.
 
-The Celery task (queue_jobs.tasks.run_job) only translates the outcome into Celery terms
+The Celery task (queue_jobs.runner.run_job) only translates the outcome into Celery terms
 (retry with a countdown, or stop the chain); everything a user or operator sees is
-written here, on the Job row and the project.
+written here: on the Job row, and on its subject through the step's ``on_failure``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ BACKOFF_CAP_SECONDS = 30.0
 
 class StepError(Exception):
     """A step failed. ``retryable`` says whether trying again can help; ``user_message``
-    is what the project page shows (plain words, never a secret)."""
+    is what the subject's page shows (plain words, never a secret)."""
 
     retryable = False
 

@@ -30,6 +30,8 @@ _TEST_ENV = {
     "DOCE_ENV_FILE": "",
     # Test workers must not start an OpenCode server for the catalog each time.
     "DOCE_PROVIDER_CATALOG_REFRESH_ON_START": "false",
+    # No warm pool: its servers would compete with every test; pool tests turn it on.
+    "DOCE_POOL_SIZE": "0",
 }
 for _name, _value in _TEST_ENV.items():
     os.environ.setdefault(_name, _value)

@@ -32,6 +32,7 @@ from doce.opencode.types import (
     ModelRef,
     OAuthAuthorization,
     OAuthCredential,
+    ProviderConfig,
     WellKnownCredential,
     credential_from_json,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "OpenCodeTimeout",
     "OpenCodeUnavailable",
     "ProviderAPIError",
+    "ProviderConfig",
     "ProviderAuthError",
     "ProviderCredentialError",
     "ServerError",

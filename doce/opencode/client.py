@@ -220,6 +220,13 @@ class OpenCodeClient:
     def session_list(self) -> list[dict[str, Any]]:
         return self._json("GET", "/session")
 
+    def session_abort(self, session_id: str) -> bool:
+        """Stop what the session is doing (a prompt, its retries)."""
+        return self._json("POST", f"/session/{_segment(session_id)}/abort")
+
+    def session_delete(self, session_id: str) -> bool:
+        return self._json("DELETE", f"/session/{_segment(session_id)}")
+
     def session_status(self) -> dict[str, dict[str, Any]]:
         """``{session_id: {"type": "busy" | "retry", ...}}`` for the sessions at work;
         an idle session is absent (or ``{"type": "idle"}``)."""

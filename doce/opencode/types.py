@@ -71,6 +71,42 @@ class WellKnownCredential:
 
 Credential = ApiKeyCredential | OAuthCredential | WellKnownCredential
 
+#: Where the SDKs inside OpenCode look for credentials in the server's home (``$HOME``):
+#: the AWS shared credentials file (a profile named by ``options.profile``) and Google's
+#: application-default credentials (a service-account JSON).
+AWS_CREDENTIALS_FILE = ".aws/credentials"
+GOOGLE_CREDENTIALS_FILE = ".config/gcloud/application_default_credentials.json"
+HOME_CREDENTIAL_FILES = (AWS_CREDENTIALS_FILE, GOOGLE_CREDENTIALS_FILE)
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """What a provider needs beyond its auth entry, written when a server's
+    ``opencode.json`` is (docs/providers.md):
+
+    - ``options``: non-secret values, written as they are into
+      ``provider.<id>.options`` (``resourceName``, ``region``, ``project``...);
+    - ``headers``: extra HTTP headers whose values may be secret: each value goes to a
+      0600 file in the server's home, and ``options.headers`` refers to it as
+      ``{file:~/...}`` (OpenCode reads the file when it loads its config);
+    - ``files``: secret files in the server's home, by a path of
+      ``HOME_CREDENTIAL_FILES``, where the provider's SDK finds them itself.
+    """
+
+    provider_id: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    files: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.files) - set(HOME_CREDENTIAL_FILES)
+        if unknown:
+            raise ValueError(f"not a credential file doce writes: {sorted(unknown)}")
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return (*self.headers.values(), *self.files.values())
+
 
 def credential_from_json(body: Mapping[str, Any]) -> Credential:
     """The inverse of ``to_json``: one auth.json entry as the typed credential.

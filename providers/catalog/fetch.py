@@ -34,6 +34,20 @@ class CatalogUnavailable(Exception):
     """OpenCode could not be started or asked; the stored catalog stays as it was."""
 
 
+def catalog_servers_stop_all() -> int:
+    """Stop catalog servers left by a worker that died during a read (``stop_servers``)."""
+    runtime = LocalRuntime()
+    stopped = 0
+    for key, state in capacity.slots_with_servers(CATALOG_SERVERS):
+        try:
+            runtime.remove(state)
+            stopped += 1
+        except RuntimeFailure as exc:
+            logger.warning("catalog server %s did not stop: %s", key, exc.message)
+        capacity.slot_release(kind=CATALOG_SERVERS, key=key)
+    return stopped
+
+
 def catalog_fetch() -> tuple[list[dict[str, Any]], str]:
     """The trimmed catalog and the OpenCode version that gave it. Always the local
     runtime: the server only lives for the two requests."""

@@ -16,6 +16,7 @@ from providers.catalog import catalog_entries, catalog_entry, catalog_names, cat
 from providers.forms import ApiKeyForm, CustomProviderForm, prompt_field_name
 from providers.models import AuditEvent, OAuthFlow, ProviderConnection
 from providers.oauth_guard import local_callback_methods
+from providers.options import option_set
 from providers.selectors import connection_for, connections_for_user, user_settings_for
 from providers.views.common import (
     Status,
@@ -84,9 +85,9 @@ def provider_methods(request, provider_id: str):
 
 
 # --- API keys -----------------------------------------------------------------------------
-@secret_view("api_key")
+@secret_view()  # the key, and the secret options (providers.options)
 def provider_api_key(request, provider_id: str):
-    """Connect with an API key, or re-enter the key of an existing connection."""
+    """Connect with an API key (and the provider's options), or change them."""
     connection = connection_for(user=request.user, provider_id=provider_id)
     entry = catalog_entry(provider_id)
     if connection is None and entry is None:
@@ -100,23 +101,31 @@ def provider_api_key(request, provider_id: str):
         initial = {
             prompt_field_name(p): (connection.metadata or {}).get(p.key, "") for p in method.prompts
         }
-    form = ApiKeyForm(form_data(request), method=method, initial=initial)
+    options = None if custom else option_set(provider_id)
+    form = ApiKeyForm(
+        form_data(request),
+        method=method,
+        options=options,
+        connection=connection,
+        initial=initial,
+    )
     name = (connection.name if custom else None) or (entry.name if entry else provider_id)
     if request.method == "POST" and form.is_valid() and not rate_limited(request, form):
         try:
             connection, created, check = services.connection_connect_api_key(
                 user=request.user,
                 provider_id=provider_id,
-                api_key=form.cleaned_data["api_key"],
+                api_key=form.cleaned_data.get("api_key") or "",
                 metadata=form.metadata,
+                options=form.options,
+                secret_options=form.secret_options,
                 actor=request.user,
             )
         except ValidationError as error:
             add_service_errors(form, error)
         else:
-            messages.success(
-                request, f"Connected {name}." if created else f"Saved the new key for {name}."
-            )
+            saved = "Saved the settings" if options else "Saved the new key"
+            messages.success(request, f"Connected {name}." if created else f"{saved} for {name}.")
             check_message(request, name, check)
             return done(request, list_url())
     context = {
@@ -125,6 +134,7 @@ def provider_api_key(request, provider_id: str):
         "name": name,
         "provider_id": provider_id,
         "connection": connection,
+        "options": options,
         "checked": validation.has_check(
             provider_id, base_url=connection.base_url if custom else ""
         ),
@@ -133,7 +143,7 @@ def provider_api_key(request, provider_id: str):
 
 
 # --- custom OpenAI-compatible endpoints ---------------------------------------------------
-@secret_view("api_key")
+@secret_view()  # the key and the header values
 def provider_custom(request, provider_id: str | None = None):
     connection = None
     initial = {}
@@ -164,6 +174,7 @@ def provider_custom(request, provider_id: str | None = None):
                 base_url=data["base_url"],
                 models=data["models"],
                 api_key=data.get("api_key") or "",
+                headers=form.headers,
                 actor=request.user,
             )
         except ValidationError as error:

@@ -368,7 +368,7 @@ def test_database_and_broker_sit_on_an_internal_network_only(compose, services):
     assert not compose["networks"]["egress"].get("internal")
 
 
-@pytest.mark.parametrize("name", ["web", "worker"])
+@pytest.mark.parametrize("name", ["web", "worker", "signin-worker"])
 def test_web_and_worker_can_make_sandboxes_but_keep_no_privilege(services, name):
     service = services[name]
     assert service["cap_drop"] == ["ALL"]

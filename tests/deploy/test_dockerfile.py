@@ -101,6 +101,23 @@ def test_runs_as_a_non_root_user(final):
     assert users[-1].split(":")[0] not in {"root", "0"}
 
 
+SANDBOX_PACKAGES = {"bubblewrap", "passt", "iproute2", "util-linux"}
+
+
+def test_the_image_and_make_install_the_sandbox_tools(final):
+    """Every OpenCode server runs sandboxed (docs/sandbox.md): the image carries the
+    tools, and `make run` / `make test` install them (both depend on `setup`)."""
+    installs = " ".join(arguments_of(final, "RUN"))
+    assert set(re.findall(r"[\w.+-]+", installs)) >= SANDBOX_PACKAGES
+    makefile = (ROOT / "Makefile").read_text()
+    rules = dict(re.findall(r"^([a-z-]+):([^=\n]*)$", makefile, flags=re.MULTILINE))
+    assert "sandbox" in rules["setup"].split()
+    assert "setup" in rules["run"].split() and "setup-dev" in rules["test"].split()
+    assert "setup" in rules["setup-dev"].split()
+    recipe = makefile.split("\nsandbox:", 1)[1].split("\n\n", 1)[0]
+    assert set(re.findall(r"[\w.+-]+", recipe)) >= SANDBOX_PACKAGES
+
+
 def test_static_files_are_collected_into_the_image_outside_the_data_volume(final):
     env = final_stage_env()
     static_root = PurePosixPath(env["STATIC_ROOT"])

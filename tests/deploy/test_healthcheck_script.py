@@ -22,7 +22,8 @@ def healthcheck():
 
 @pytest.fixture
 def healthz_server():
-    """A stand-in for gunicorn on loopback; ``server.status`` is what /healthz answers."""
+    """A stand-in for the web server (uvicorn) on loopback; ``server.status`` is what
+    /healthz answers."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 
 from doce import capacity
@@ -179,3 +180,7 @@ def test_the_admin_counts_the_servers(
     assert "OpenCode servers: 2 of 2 running, 1 waiting (at most 5 projects per user)" in html
     assert html.count("test_waits") >= 3
     assert client.get("/admin/doce/serverslot/add/").status_code == 403
+    slot = ServerSlot.objects.first()  # doce.capacity owns every change, a delete too
+    delete = reverse("admin:doce_serverslot_delete", args=[slot.pk])
+    assert client.post(delete, {"post": "yes"}).status_code == 403
+    assert ServerSlot.objects.filter(pk=slot.pk).exists()

@@ -46,6 +46,10 @@ STRONG_SECRET = secrets.token_urlsafe(50)
             {"DEBUG": "true", "DOCE_SANDBOX_ALLOW": "127.0.0.1:11434,ollama"},
             "DOCE_SANDBOX_ALLOW entry 'ollama' is not host:port",
         ),
+        (
+            {"DEBUG": "true", "DOCE_OPENCODE_IMAGE_USER": "0:0"},
+            "DOCE_OPENCODE_IMAGE_USER must not be root",
+        ),
     ],
 )
 def test_unsafe_configuration_stops_start_up_with_one_clear_line(tmp_path, env, expected):

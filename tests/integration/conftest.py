@@ -1,10 +1,18 @@
-"""Helpers of the integration tests (real processes): the stub LLM fixture, waiting
-for an observable condition with a deadline, and a report of a pipeline for failures."""
+"""Helpers of the integration tests (real processes): the stub LLM fixture and a stub
+connection to it, waiting for an observable condition with a deadline, a report of a
+pipeline for failures, a local JSON endpoint (a fake provider's), and starting and
+following an OAuth sign-in through the pages."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import psutil
@@ -14,14 +22,27 @@ from django.conf import settings
 from doce.stub_llm import StubLLM
 from projects import services as project_services
 from projects.models import Project
+from providers.models import OAuthFlow, ProviderConnection
+from providers.services import connection_create
 from queue_jobs.models import Job
+from tests.conftest import deadline_in
 
 FIRST_KEY = "sk-stub-first-0123456789abcdef"
 REPLY = "Your bakery site is ready."
 
 
+@contextmanager
+def released(event: threading.Event) -> Iterator[None]:
+    """Set ``event`` on the way out, also when the test fails: a stub LLM holding its
+    reply's end for it (``hold_last_chunk``) then finishes."""
+    try:
+        yield
+    finally:
+        event.set()
+
+
 def wait_for(predicate, *, timeout: float = 90, what: str = "condition", explain=None):
-    deadline = time.monotonic() + timeout
+    deadline = deadline_in(timeout)
     while time.monotonic() < deadline:
         value = predicate()
         if value:
@@ -51,6 +72,50 @@ def pipeline_report(project: Project, worker=None) -> str:
 def stub():
     with StubLLM(reply=REPLY) as server:
         yield server
+
+
+def stub_connection(user, stub: StubLLM, *, api_key: str = FIRST_KEY) -> ProviderConnection:
+    """``user``'s custom endpoint "stub" (model ``stub-model``) that reaches the stub LLM."""
+    return connection_create(
+        user=user,
+        provider_id="stub",
+        name="Stub",
+        base_url=stub.base_url,
+        models=[stub.model],
+        api_key=api_key,
+    )
+
+
+@pytest.fixture
+def running_project(alice, stub, celery_worker_process):
+    """Alice's project on the stub LLM, started by the real worker, with its first reply;
+    ``(project, connection)``. Its server is stopped afterwards."""
+    connection = stub_connection(alice, stub)
+    project = project_services.project_create(
+        owner=alice, prompt="Build a site for my bakery", model="stub/stub-model"
+    )
+    try:
+        wait_for(
+            lambda: settled(project),
+            what="the pipeline",
+            explain=lambda: pipeline_report(project, celery_worker_process),
+        )
+        assert project.status == Project.Status.RUNNING, pipeline_report(project)
+        wait_for(stub.completions, what="the initial prompt")
+        wait_for(lambda: len(replies(project)) >= 1, what="the first reply")
+        yield project, connection
+    finally:
+        project_services.server_stop(project=project)
+
+
+def replies(project: Project) -> list[dict]:
+    """The project's finished replies, as OpenCode has them (their ``info``)."""
+    with project_services.project_client(project) as client:
+        return [
+            m["info"]
+            for m in client.messages(project.bootstrap_session_id)
+            if m["info"]["role"] == "assistant" and m["info"].get("time", {}).get("completed")
+        ]
 
 
 @pytest.fixture
@@ -94,3 +159,66 @@ def assert_sealed(state, *, own: list[Path]) -> None:
     environ = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
     for name in ("DOCE_ENCRYPTION_KEYS", "SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL"):
         assert f"{name}=" not in environ, name
+
+
+@contextmanager
+def json_endpoint(answer: Callable[[str, dict], tuple[int, dict]], path: str) -> Iterator[str]:
+    """A local HTTP endpoint (a fake provider's) on 127.0.0.1, in a thread: every GET and
+    POST is answered with JSON by ``answer(method, posted JSON or {})``, which returns
+    ``(status, body)``. Yields its URL, ``http://127.0.0.1:<port><path>``."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def _answer(self, method: str) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            status, body = answer(method, json.loads(self.rfile.read(length) or b"{}"))
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):  # noqa: N802
+            self._answer("GET")
+
+        def do_POST(self):  # noqa: N802
+            self._answer("POST")
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    ).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}{path}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def start_flow(client, provider_id: str, data: dict) -> str:
+    """Start a sign-in from its page; the new flow's id."""
+    response = client.post(f"/settings/providers/{provider_id}/oauth/", data)
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    match = re.fullmatch(r"/settings/providers/oauth/([0-9a-f-]+)/", response["Location"])
+    assert match, response["Location"]
+    return match.group(1)
+
+
+def wait_for_flow(flow_id, states, *, worker, timeout: float = 90) -> OAuthFlow:
+    """The flow once it is in one of ``states``; else the worker's and the flow's server's
+    logs in the failure."""
+    deadline = deadline_in(timeout)
+    while time.monotonic() < deadline:
+        flow = OAuthFlow.objects.get(pk=flow_id)
+        if flow.state in states:
+            return flow
+        time.sleep(0.2)
+    log = Path(worker.log_path).read_text()[-4000:]
+    tail = ""
+    if flow.data_dir and (Path(flow.data_dir) / "opencode.log").exists():
+        tail = (Path(flow.data_dir) / "opencode.log").read_text()[-3000:]
+    raise AssertionError(f"flow stayed {flow.state} ({flow.error_message})\n{log}\n{tail}")

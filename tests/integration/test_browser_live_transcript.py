@@ -5,11 +5,14 @@ real OpenCode server and the stub LLM."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from doce.stub_llm import StubLLM
 from projects.bench_stream import running_project, serve_asgi
 from tests.factories import DEFAULT_PASSWORD
+from tests.integration.conftest import released
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -18,8 +21,10 @@ REPLY = "".join(PIECES)
 
 
 def test_the_reply_appears_live_on_the_page(page, alice, tmp_path):
+    last_piece = threading.Event()  # the stub holds the reply's end until this is set
     with (
-        StubLLM(chunks=PIECES, chunk_interval=0.5) as stub,
+        StubLLM(chunks=PIECES, chunk_interval=0.2, hold_last_chunk=last_piece) as stub,
+        released(last_piece),
         running_project(owner=alice, stub=stub, data_dir=tmp_path / "project") as project,
         serve_asgi() as url,
     ):
@@ -42,15 +47,15 @@ def test_the_reply_appears_live_on_the_page(page, alice, tmp_path):
 
         agent = page.locator(".entry.role-assistant").last
         agent.filter(has_text="Once upon").wait_for(timeout=60_000)
-        pieces_written = len(stub.emitted())
         reads_then = len(transcript_reads)
-        agent.filter(has_text="Once upon a time a bakery").wait_for(timeout=30_000)
-        # The reply grew while the stub was still writing it, and nothing re-read the
-        # transcript meanwhile: the text came through the event stream.
-        assert pieces_written < len(PIECES)
-        assert len(stub.emitted()) < len(PIECES)
+        # The live entry (not yet the server's rendering) grows up to all but the last
+        # piece, which the stub has not written: the text came through the event
+        # stream, and nothing re-read the transcript meanwhile.
+        live = page.locator('.entry.role-assistant[data-done="false"]')
+        live.filter(has_text="Once upon a time a bakery opened its").wait_for(timeout=60_000)
+        assert len(stub.emitted()) == len(PIECES) - 1
         assert len(transcript_reads) == reads_then
-        assert agent.get_attribute("data-done") == "false"
+        last_piece.set()
 
         # Done: the server's rendering replaces the live one, once, with the whole text.
         page.locator('.entry.role-assistant[data-done="true"]', has_text=REPLY).wait_for(

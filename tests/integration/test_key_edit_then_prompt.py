@@ -16,7 +16,6 @@ from projects.jobs import JobType
 from providers.services import connection_update
 from queue_jobs.models import Job, JobState
 from tests.integration.conftest import wait_for
-from tests.integration.test_pipeline_credentials import running_project  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

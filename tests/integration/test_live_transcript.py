@@ -5,6 +5,7 @@ each piece as a delta, in order, while the reply is still being written."""
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
@@ -17,6 +18,7 @@ from projects.bench_stream import (
     session_cookie,
     wait_until,
 )
+from tests.integration.conftest import released
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -24,8 +26,10 @@ PIECES = ["Once ", "upon ", "a ", "time ", "a ", "bakery ", "opened."]
 
 
 def test_deltas_reach_the_page_stream_in_order_before_the_reply_is_done(alice, tmp_path):
+    last_piece = threading.Event()  # the stub holds the reply's end until this is set
     with (
-        StubLLM(chunks=PIECES, chunk_interval=0.5) as stub,
+        StubLLM(chunks=PIECES, chunk_interval=0.2, hold_last_chunk=last_piece) as stub,
+        released(last_piece),
         running_project(owner=alice, stub=stub, data_dir=tmp_path / "project") as project,
         serve_asgi() as url,
         SSEClient(f"{url}/projects/{project.pk}/stream/", session_cookie(alice)) as sse,
@@ -33,12 +37,20 @@ def test_deltas_reach_the_page_stream_in_order_before_the_reply_is_done(alice, t
         # The viewer's own reload, then the hub's once its upstream is connected.
         wait_until(lambda: len(sse.received("reload")) >= 2, timeout=30, what="the upstream")
         prompt(project, "Tell me a story")
+
+        def text(events) -> str:
+            return "".join(json.loads(e.data)["text"] for e in events)
+
+        # Live: all but the last piece reach the page while the stub holds that one back.
+        wait_until(
+            lambda: text(sse.received("delta")) == "".join(PIECES[:-1]),
+            timeout=60,
+            what=f"the reply but its last piece, as deltas (error: {sse.error!r})",
+        )
+        assert len(stub.emitted()) == len(PIECES) - 1
+        last_piece.set()
         deltas = wait_until(
-            lambda: (
-                (d := sse.received("delta"))
-                and "".join(json.loads(e.data)["text"] for e in d) == "".join(PIECES)
-                and d
-            ),
+            lambda: (d := sse.received("delta")) and text(d) == "".join(PIECES) and d,
             timeout=60,
             what=f"the whole reply as deltas (error: {sse.error!r})",
         )
@@ -55,10 +67,7 @@ def test_deltas_reach_the_page_stream_in_order_before_the_reply_is_done(alice, t
     assert [b["start"] for b in bodies] == [
         sum(len(b2["text"]) for b2 in bodies[:i]) for i in range(len(bodies))
     ]
-    # Live: the first piece was on the page before the stub had written the last one,
-    # and every delta came before the reply was done (the idle status).
-    last_written = stub.emitted()[-1][1]
-    assert deltas[0].at < last_written
+    # Every delta came before the reply was done (the idle status).
     assert len(deltas) >= 3  # piece by piece, not one batch at the end
     idle_at = next(e.at for e in events if e.name == "status" and e.data == "idle")
     assert deltas[-1].at <= idle_at

@@ -26,6 +26,7 @@ from doce.opencode import (
     Unauthorized,
 )
 from doce.stub_llm import StubLLM
+from tests.conftest import deadline_in
 from tests.doce.opencode.fakes import FIXTURES
 from tests.doce.opencode.servers import running_server, stub_spec, text_of
 
@@ -203,7 +204,7 @@ def test_the_event_stream_yields_events_and_reconnects_after_a_dispose(alice, st
 
 
 def wait_for(events: queue.Queue, predicate, timeout: float = 30.0, seen: list | None = None):
-    deadline = time.monotonic() + timeout
+    deadline = deadline_in(timeout)
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:

@@ -13,7 +13,14 @@ from projects.jobs import JobType
 from projects.models import Project
 from providers.services import connection_create
 from queue_jobs.models import Job, JobState
-from tests.integration.conftest import FIRST_KEY, REPLY, pipeline_report, settled, wait_for
+from tests.integration.conftest import (
+    FIRST_KEY,
+    REPLY,
+    pipeline_report,
+    settled,
+    stub_connection,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -23,14 +30,7 @@ SECOND_PROVIDER_KEY = "sk-other-0123456789abcdef0123"
 def test_a_new_project_comes_up_with_the_users_key_and_answers(
     client, alice, stub, celery_worker_process, cleanup_projects
 ):
-    connection_create(
-        user=alice,
-        provider_id="stub",
-        name="Stub",
-        base_url=stub.base_url,
-        models=["stub-model"],
-        api_key=FIRST_KEY,
-    )
+    stub_connection(alice, stub)
     client.force_login(alice)
     response = client.post(
         "/projects/new/", {"prompt": "Build a site for my bakery", "model": "stub/stub-model"}

@@ -52,6 +52,7 @@ def test_bench_pipeline_reports_every_figure(tmp_path):
             "--rounds=1",
             "--key-edits=1",
             "--concurrency=2",
+            "--pool=1",
             "--json",
         ],
         env=env,
@@ -70,7 +71,13 @@ def test_bench_pipeline_reports_every_figure(tmp_path):
     assert start["ratio_median"] > 0
     # Memory is read after the first reply: a server then holds far more than idle.
     assert start["doce_rss_mb"]["median"] > 150
+    # The warm pool: the same figures, measured from a full, warmed pool of one.
+    assert figures["pool"] == 1
+    warm = figures["warm_1"]
+    for side in ("doce_s", "raw_s", "doce_rss_mb", "raw_rss_mb"):
+        assert warm[side]["n"] == 1 and warm[side]["median"] > 0, side
     key_edit = figures["key_edit"]
     assert key_edit["doce_s"]["n"] == 1 and key_edit["raw_s"]["n"] == 1
     assert key_edit["wrong_key"] == 0
     assert not processes_in(tmp_path), "the benchmark left a server or its worker running"
+    assert not list((tmp_path / "var" / "projects").glob("pool-*")), "a pooled server's folder"

@@ -8,18 +8,15 @@ import json
 
 import pytest
 
-from doce.stub_llm import StubLLM
 from projects import services as project_services
 from projects.jobs import JobType
 from projects.models import Project
 from providers.models import ProviderConnection
-from providers.services import connection_create, connection_delete, connection_update
+from providers.services import connection_delete, connection_update
 from queue_jobs.models import Job, JobState
 from tests.integration.conftest import (
     FIRST_KEY,
-    REPLY,
-    pipeline_report,
-    settled,
+    replies,
     wait_for,
 )
 
@@ -27,48 +24,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 SECOND_KEY = "sk-stub-second-fedcba9876543210"
 PROVIDER_AUTH = "Provider not configured or key rejected"
-
-
-@pytest.fixture
-def stub():
-    with StubLLM(reply=REPLY) as server:
-        yield server
-
-
-@pytest.fixture
-def running_project(alice, stub, celery_worker_process):
-    connection = connection_create(
-        user=alice,
-        provider_id="stub",
-        name="Stub",
-        base_url=stub.base_url,
-        models=["stub-model"],
-        api_key=FIRST_KEY,
-    )
-    project = project_services.project_create(
-        owner=alice, prompt="Build a site for my bakery", model="stub/stub-model"
-    )
-    try:
-        wait_for(
-            lambda: settled(project),
-            what="the pipeline",
-            explain=lambda: pipeline_report(project, celery_worker_process),
-        )
-        assert project.status == Project.Status.RUNNING, pipeline_report(project)
-        wait_for(stub.completions, what="the initial prompt")
-        wait_for(lambda: _reply_count(project) >= 1, what="the first reply")
-        yield project, connection
-    finally:
-        project_services.server_stop(project=project)
-
-
-def _reply_count(project) -> int:
-    with project_services.project_client(project) as client:
-        return sum(
-            1
-            for m in client.messages(project.bootstrap_session_id)
-            if m["info"]["role"] == "assistant" and m["info"].get("time", {}).get("completed")
-        )
 
 
 def _job_done(project, job_type):
@@ -93,7 +48,7 @@ def test_an_edited_key_reaches_the_running_project_and_a_disconnect_removes_it(
     project_services.message_send(project=project, text="Add a contact page")
     wait_for(stub.completions, what="the follow-up prompt")
     assert stub.authorizations() == [f"Bearer {SECOND_KEY}"]
-    wait_for(lambda: _reply_count(project) >= 2, what="the second reply")
+    wait_for(lambda: len(replies(project)) >= 2, what="the second reply")
 
     connection_delete(connection=ProviderConnection.objects.get(pk=connection.pk))
     wait_for(lambda: _job_done(project, JobType.REMOVE_CREDENTIALS), what="removal")

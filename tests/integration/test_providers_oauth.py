@@ -7,10 +7,7 @@ tests/fixtures/oauth_auto_plugin.js (an "auto" flow the test approves)."""
 from __future__ import annotations
 
 import json
-import re
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -20,10 +17,16 @@ from doce.opencode.runtimes import RuntimeState
 from providers.catalog import catalog_entry, catalog_status, catalog_store
 from providers.catalog.fetch import catalog_fetch
 from providers.models import OAuthFlow, ProviderConnection
-from tests.conftest import purge_broker, start_signin_worker, stop_process_group
+from tests.conftest import deadline_in, purge_broker, start_signin_worker, stop_process_group
 from tests.doce.opencode.fakes import FIXTURES, processes_in
 from tests.doce.opencode.servers import require_binary
-from tests.integration.conftest import assert_sealed, wait_for
+from tests.integration.conftest import (
+    assert_sealed,
+    json_endpoint,
+    start_flow,
+    wait_for,
+    wait_for_flow,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -86,55 +89,18 @@ def approval_server():
         state = "waiting"
         polls = 0
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
+    def answer(method: str, body: dict) -> tuple[int, dict]:
+        Approval.polls += 1
+        return 200, {"state": Approval.state}
 
-        def do_GET(self):  # noqa: N802
-            Approval.polls += 1
-            body = json.dumps({"state": Approval.state}).encode()
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    ).start()
-    Approval.url = f"http://127.0.0.1:{server.server_address[1]}/approval"
-    yield Approval
-    server.shutdown()
-    server.server_close()
-
-
-def wait_for_flow(flow_id, states, *, worker, timeout: float = 90) -> OAuthFlow:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        flow = OAuthFlow.objects.get(pk=flow_id)
-        if flow.state in states:
-            return flow
-        time.sleep(0.2)
-    log = Path(worker.log_path).read_text()[-4000:]
-    tail = ""
-    if flow.data_dir and (Path(flow.data_dir) / "opencode.log").exists():
-        tail = (Path(flow.data_dir) / "opencode.log").read_text()[-3000:]
-    raise AssertionError(f"flow stayed {flow.state} ({flow.error_message})\n{log}\n{tail}")
-
-
-def start_flow(client, provider_id: str, data: dict) -> str:
-    response = client.post(f"/settings/providers/{provider_id}/oauth/", data)
-    assert response.status_code == 302, response.content.decode()[-2000:]
-    match = re.fullmatch(r"/settings/providers/oauth/([0-9a-f-]+)/", response["Location"])
-    assert match, response["Location"]
-    return match.group(1)
+    with json_endpoint(answer, "/approval") as url:
+        Approval.url = url
+        yield Approval
 
 
 def assert_gone(flow: OAuthFlow) -> None:
     data_dir = Path(flow.data_dir)
-    deadline = time.monotonic() + 15
+    deadline = deadline_in(15)
     while data_dir.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not data_dir.exists(), f"{data_dir} was not removed"

@@ -14,6 +14,8 @@ import psutil
 import pytest
 from django.conf import settings
 
+from tests.conftest import deadline_in
+
 pytestmark = pytest.mark.integration
 
 
@@ -62,7 +64,7 @@ def test_rundoce_serves_web_and_worker_and_stops_both_on_ctrl_c(first_run_env, t
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 60
+        deadline = deadline_in(60)
         url = None
         while url is None and time.monotonic() < deadline:
             match = re.search(

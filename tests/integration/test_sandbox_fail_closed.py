@@ -3,9 +3,12 @@ OpenCode server; the project ends in error with one line that says what to insta
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import psutil
 import pytest
 
+from doce.opencode.runtimes import LocalRuntime, ServerSpec
 from doce.stub_llm import StubLLM
 from projects import services as project_services
 from projects.models import Project
@@ -46,3 +49,52 @@ def test_a_project_fails_closed_with_a_clear_message(alice, tmp_path, django_db_
         assert state is None or not psutil.pid_exists(state.pid or -1)
     finally:
         stop_process_group(worker)
+
+
+def _marker_binary(folder: Path) -> Path:
+    """An "OpenCode" that only leaves a mark in its working folder (the workspace, which
+    the sandbox binds writable) when it runs, then waits."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "opencode"
+    path.write_text("#!/bin/sh\necho ran > ./server-ran\nexec sleep 600\n")
+    path.chmod(0o755)
+    return path
+
+
+def _failing_pasta(folder: Path) -> Path:
+    path = folder / "pasta"
+    path.write_text("#!/bin/sh\necho 'pasta: cannot open /dev/net/tun' >&2\nexit 1\n")
+    path.chmod(0o755)
+    return path
+
+
+@pytest.mark.parametrize("pasta_works", [False, True], ids=["pasta-fails", "control"])
+def test_a_sandbox_that_fails_half_way_never_runs_the_server(tmp_path, settings, pasta_works):
+    """The tools are there (the machine check passes) but a step of the set-up fails:
+    the supervisor stops everything before the server's program ever runs, and says why
+    in the server's log. The control, with the real pasta, shows the mark appears when
+    the server does run."""
+    settings.DOCE_OPENCODE_BIN = str(_marker_binary(tmp_path / "bin"))
+    if not pasta_works:
+        settings.DOCE_PASTA_BIN = str(_failing_pasta(tmp_path / "bin"))
+    runtime = LocalRuntime()
+    spec = ServerSpec(
+        name="half-way",
+        data_dir=tmp_path / "half-way",
+        model="opencode/big-pickle",
+        password="pw-" + "h" * 30,
+    )
+    mark = spec.layout.workspace / "server-ran"
+    state = runtime.start(spec)
+    try:
+        if pasta_works:
+            wait_for(mark.exists, timeout=30, what="the server's mark")
+            assert runtime.is_alive(state)
+            return
+        wait_for(lambda: not runtime.is_alive(state), timeout=30, what="the supervisor's exit")
+        log = spec.layout.log_file.read_text()
+        assert "doce sandbox: pasta exited (1) before it set up the network" in log, log
+        assert "the server was not started" in log, log
+        assert not mark.exists()
+    finally:
+        runtime.remove(state)

@@ -12,19 +12,29 @@ calls return; his agent can still write in its own project and talk to its own L
 
 from __future__ import annotations
 
+import json
+import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import psutil
 import pytest
 from django.conf import settings
 
-from doce.opencode.runtimes import LocalRuntime, RuntimeFailure, ServerSpec
+from doce.opencode.runtimes import CustomProvider, LocalRuntime, RuntimeFailure, ServerSpec
 from doce.stub_llm import StubLLM
 from projects import services as project_services
 from projects.models import Project
 from providers.services import connection_create
-from tests.integration.conftest import assert_sealed, pipeline_report, settled, wait_for
+from tests.integration.conftest import (
+    _server_pid,
+    assert_sealed,
+    pipeline_report,
+    settled,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -143,6 +153,10 @@ def test_bobs_agent_cannot_reach_alices_secrets_or_doces(
             "redis-via-host": (host, 6379),
             "gateway-postgresql": ("192.0.2.1", 5432),
             "metadata": ("169.254.169.254", 80),
+            # A custom endpoint on the host opens for its own user only, and only its
+            # own host:port: Alice's LLM is another port on 127.0.0.1.
+            "alice-llm": ("127.0.0.1", alice_stub.port),
+            "bob-llm": ("127.0.0.1", bob_stub.port),
         }
         bob_stub.commands["attack"] = _attack_script(alice=alice_project, targets=targets)
 
@@ -169,8 +183,12 @@ def test_bobs_agent_cannot_reach_alices_secrets_or_doces(
     assert leaked == [], f"{leaked} reached Bob's agent:\n{output[:3000]}"
     for label in targets:
         assert f"CONNECT {label} " in output, output[:3000]
-    opened = [line for line in output.splitlines() if line.startswith("CONNECT") and "OPEN" in line]
-    assert opened == [], opened
+    opened = [
+        line.split()[1]
+        for line in output.splitlines()
+        if line.startswith("CONNECT") and line.endswith(" OPEN")
+    ]
+    assert opened == ["bob-llm"], output[:3000]
     # Only Bob's own processes: the sandbox's init, his server, the tool's shell.
     environ_lines = [line for line in output.splitlines() if line.startswith("/proc/")]
     assert 0 < len(environ_lines) <= 8, environ_lines
@@ -182,23 +200,125 @@ def test_bobs_agent_cannot_reach_alices_secrets_or_doces(
     assert alice_stub.authorizations()[-1] == f"Bearer {ALICE_KEY}"
 
 
-def test_a_server_started_for_a_sign_in_or_the_catalog_is_sealed_too(tmp_path):
-    """OAuth flow and catalog servers start through the same runtime, with a spec that
-    is not a project's: the sandbox does not depend on what the server is for."""
+_PROBE = """
+import errno, json, socket, sys
+found = {}
+for label, host, port in json.loads(sys.argv[1]):
+    s = socket.socket(); s.settimeout(2)
+    try:
+        s.connect((host, port)); found[label] = "OPEN"
+    except Exception as e:
+        found[label] = errno.errorcode.get(getattr(e, "errno", None), type(e).__name__)
+    finally:
+        s.close()
+print(json.dumps(found))
+"""
+
+
+def _host_gateway() -> str | None:
+    """The host's IPv4 default gateway (pasta gives the sandbox the same one)."""
+    for line in Path("/proc/net/route").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == "00000000":
+            return socket.inet_ntoa(int(fields[2], 16).to_bytes(4, "little"))
+    return None
+
+
+def _probe_inside(state, targets: dict[str, tuple[str, int]]) -> dict[str, str]:
+    """Connect from inside the server's own network namespace (as its agent's tools
+    would) to each target: "OPEN" or the error."""
+    command = ["nsenter", "--target", str(_server_pid(state)), "--net"]
+    if os.geteuid() != 0:
+        command += ["--user", "--preserve-credentials"]
+    listing = json.dumps([[label, host, port] for label, (host, port) in targets.items()])
+    result = subprocess.run(
+        [*command, sys.executable, "-I", "-c", _PROBE, listing],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return json.loads(result.stdout)
+
+
+@pytest.fixture
+def host_services():
+    """Listening sockets standing for services on the host: three on its loopback, one
+    on its own address."""
+    sockets = []
+    for host in ("127.0.0.1", "127.0.0.1", "127.0.0.1", _host_address()):
+        sock = socket.socket()
+        sock.bind((host, 0))
+        sock.listen(8)
+        sockets.append(sock)
+    yield [sock.getsockname()[:2] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+
+
+def test_sign_in_and_catalog_servers_are_sealed_too(tmp_path, settings, host_services):
+    """OAuth flow and catalog servers start through the same runtime, with a spec that is
+    not a project's: the sandbox does not depend on what the server is for. Seen from
+    inside their network namespace: their own port answers; a user's endpoint on the
+    host opens for that user's server only, and only its own port; DOCE_SANDBOX_ALLOW
+    opens for every server; every other port on the host's loopback, the host's own
+    address, PostgreSQL, Redis, cloud metadata and the gateway stay closed."""
+    (_, endpoint), (_, allowed), (_, other), (host, on_host) = host_services
+    gateway = _host_gateway()
+    settings.DOCE_SANDBOX_ALLOW = [f"127.0.0.1:{allowed}"]
     runtime = LocalRuntime()
-    spec = ServerSpec(
+    flow = ServerSpec(
         name="oauth-sealed",
         data_dir=tmp_path / "oauth",
         model="opencode/big-pickle",
         password="pw-" + "z" * 30,
+        custom_providers=(
+            CustomProvider("ep", "Endpoint", f"http://127.0.0.1:{endpoint}/v1", ["m"]),
+        ),
     )
-    state = runtime.start(spec)
+    catalog = ServerSpec(
+        name="catalog-sealed",
+        data_dir=tmp_path / "catalog",
+        model="opencode/big-pickle",
+        password="pw-" + "y" * 30,
+    )
+    states = []
     try:
-        runtime.wait_healthy(state, spec.password)
-        assert_sealed(state, own=[spec.layout.home, spec.layout.workspace])
+        for spec in (flow, catalog):
+            states.append(runtime.start(spec))
+            runtime.wait_healthy(states[-1], spec.password)
+            assert_sealed(states[-1], own=[spec.layout.home, spec.layout.workspace])
+        reach = {}
+        for spec, state in zip((flow, catalog), states, strict=True):
+            found = _probe_inside(
+                state,
+                {
+                    "own-server": ("127.0.0.1", state.port),
+                    "users-endpoint": ("127.0.0.1", endpoint),
+                    "sandbox-allow": ("127.0.0.1", allowed),
+                    "other-loopback-port": ("127.0.0.1", other),
+                    "host-address": (host, on_host),
+                    "other-server": ("127.0.0.1", next(s.port for s in states if s is not state)),
+                    "postgresql": ("127.0.0.1", 5432),
+                    "redis": ("127.0.0.1", 6379),
+                    "metadata": ("169.254.169.254", 80),
+                    # In a container deployment the gateway is the Docker host.
+                    "gateway": (gateway or "192.0.2.1", 11434),
+                },
+            )
+            reach[spec.name] = sorted(label for label, how in found.items() if how == "OPEN")
+            # Routed away, not merely unanswered.
+            assert found["metadata"] == "EHOSTUNREACH", found
+            if gateway:
+                assert found["gateway"] == "EHOSTUNREACH", found
+        assert reach == {
+            "oauth-sealed": ["own-server", "sandbox-allow", "users-endpoint"],
+            "catalog-sealed": ["own-server", "sandbox-allow"],
+        }
     finally:
-        runtime.remove(state)
-    assert not runtime.is_alive(state)
+        for state in states:
+            runtime.remove(state)
+    assert not any(runtime.is_alive(state) for state in states)
 
 
 def test_without_the_sandbox_tools_nothing_starts(tmp_path, settings):

@@ -7,9 +7,8 @@ polling an approval endpoint that never approves."""
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
 
 import pytest
 from django.test import override_settings
@@ -19,7 +18,6 @@ from projects.models import Project
 from providers import oauth
 from providers.catalog import catalog_store
 from providers.models import OAuthFlow
-from providers.services import connection_create
 from queue_jobs.models import Job, JobState
 from tests.conftest import (
     purge_broker,
@@ -29,7 +27,7 @@ from tests.conftest import (
 )
 from tests.doce.opencode.fakes import FIXTURES
 from tests.doce.opencode.servers import require_binary
-from tests.integration.conftest import FIRST_KEY, pipeline_report, wait_for
+from tests.integration.conftest import json_endpoint, pipeline_report, stub_connection, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -37,43 +35,18 @@ PENDING = 5
 PROVIDERS = [f"doce-oauth-wait-{n}" for n in range(PENDING)]
 
 
-class NeverApproves:
-    """The fake provider's approval endpoint: counts the polls, never says yes."""
-
-    def __init__(self) -> None:
-        self.polls = 0
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):  # noqa: N802
-                owner.polls += 1
-                body = json.dumps({"state": "waiting"}).encode()
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/approval"
-        threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture(scope="module")
 def approval():
-    server = NeverApproves()
-    yield server
-    server.close()
+    """The fake provider's approval endpoint: counts the polls, never says yes."""
+    endpoint = SimpleNamespace(polls=0, url="")
+
+    def answer(method: str, body: dict) -> tuple[int, dict]:
+        endpoint.polls += 1
+        return 200, {"state": "waiting"}
+
+    with json_endpoint(answer, "/approval") as url:
+        endpoint.url = url
+        yield endpoint
 
 
 @pytest.fixture(scope="module")
@@ -195,14 +168,7 @@ def test_five_pending_sign_ins_of_one_user_do_not_delay_another_users_project(
     compared at their best: this 2-core machine is shared with other test runs, and a
     single start can take twice as long as the next for reasons of its own."""
     project_worker, signin_worker = workers
-    connection_create(
-        user=alice,
-        provider_id="stub",
-        name="Stub",
-        base_url=stub.base_url,
-        models=["stub-model"],
-        api_key=FIRST_KEY,
-    )
+    stub_connection(alice, stub)
     client.force_login(alice)
     bob_client = type(client)()
     bob_client.force_login(bob)

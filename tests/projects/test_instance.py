@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -121,6 +122,28 @@ def test_a_prompt_right_after_a_key_edit_applies_it_first(running):
 
     assert fake.calls[:4] == ["put stub", "status", "dispose", "prompt hi"]
     assert fake.keys == ["sk-stub-second-" + "2" * 20]
+    assert not _pending(project)
+
+
+def test_a_prompt_right_after_a_model_change_uses_the_new_providers_key(running):
+    """The model change's re-injection job has not run yet: the prompt applies it first."""
+    project, fake = running
+    ProviderConnectionFactory(
+        user=project.owner,
+        provider_id="other",
+        name="Other",
+        base_url="http://127.0.0.1:9/v1",
+        models=["m2"],
+        api_key="sk-other-" + "3" * 20,
+    )
+    project_services.project_change_model(project=project, model="other/m2")
+    assert Job.objects.get(subject=project).type == JobType.REINJECT_CREDENTIALS
+    project.refresh_from_db()
+
+    project_services.message_send(project=project, text="hi")
+
+    assert fake.calls[:4] == ["put other", "status", "dispose", "prompt hi"]
+    assert fake.keys == ["sk-other-" + "3" * 20]
     assert not _pending(project)
 
 
@@ -298,3 +321,28 @@ def test_a_status_poll_that_times_out_means_not_yet(running):
 
     fake.session_status = status
     assert instance.wait_prompt_started(fake, SESSION, sent_at=0, timeout=5)
+
+
+def test_deleting_a_project_removes_its_lock_file(running, settings):
+    project, fake = running
+    project_services.message_send(project=project, text="hi")  # the prompt took the lock
+    lock = Path(settings.DOCE_DATA_DIR) / "locks" / f"project-{project.pk}.lock"
+    assert lock.exists()
+
+    project_services.project_destroy(project=project)
+
+    assert not lock.exists()
+    assert not Project.objects.filter(pk=project.pk).exists()
+
+
+def test_a_lock_file_still_held_is_not_removed(running, settings, monkeypatch):
+    """Deleting the file under a holder would let the next process lock a new file while
+    the holder still works: a holder that does not let go in time keeps it."""
+    project, fake = running
+    monkeypatch.setattr(instance, "LOCK_TIMEOUT_SECONDS", 0.05)
+    lock = Path(settings.DOCE_DATA_DIR) / "locks" / f"project-{project.pk}.lock"
+    with instance.server_lock(project.pk):
+        instance.server_lock_remove(project.pk)
+        assert lock.exists()
+    instance.server_lock_remove(project.pk)
+    assert not lock.exists()

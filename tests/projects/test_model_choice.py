@@ -61,6 +61,9 @@ def _change_error(client, project: Project, model: str) -> str | None:
         ("stub/a/../../b", "cannot contain “..” as a path segment"),
         ("stub/..\\etc", "cannot contain “..” as a path segment"),
         ("stub/" + "m" * 256, "256 characters long: at most 255 are allowed"),
+        # OpenCode would expand these in opencode.json (a variable, a file's content).
+        ("stub/{env:OPENCODE_SERVER_PASSWORD}", "cannot contain “{env:” or “{file:”"),
+        ("stub/{FILE:auth.json}", "cannot contain “{env:” or “{file:”"),
         ("stub/gpt-4o", "“gpt-4o” is not a model of Stub: pick one from the list"),
     ],
 )

@@ -13,7 +13,7 @@ import pytest
 from django.utils import timezone
 
 from doce.opencode.runtimes import Layout
-from projects import credentials, tokens
+from projects import credentials, instance, tokens
 from projects import services as project_services
 from projects.jobs import JobType
 from projects.models import Project
@@ -107,8 +107,11 @@ def test_a_holder_that_stopped_is_read_back_once_more_and_lets_go(
 
 
 class FakeClient:
-    def __init__(self, calls, project, on_put=None):
-        self.calls, self.project, self.on_put = calls, project, on_put
+    def __init__(self, calls, project, on_put=None, busy=()):
+        self.calls, self.project, self.on_put, self.busy = calls, project, on_put, busy
+
+    def session_status(self):
+        return {"ses_x": {"type": "busy"}} if self.project.name in self.busy else {}
 
     def set_auth(self, provider_id, credential):
         self.calls.append((self.project.name, provider_id, credential.refresh))
@@ -123,7 +126,7 @@ def clients(monkeypatch):
 
     @contextmanager
     def fake(project):
-        yield FakeClient(calls, project, hooks.get("on_put"))
+        yield FakeClient(calls, project, hooks.get("on_put"), hooks.get("busy", ()))
 
     monkeypatch.setattr(tokens, "_client", fake)
     return calls, hooks
@@ -137,9 +140,6 @@ def test_a_follower_about_to_refresh_takes_over_the_refresh_token(
     old = make(alice, "old", tmp_path)
     new = make(alice, "new", tmp_path)
     credential_for(user=alice, provider_id="openai", holder=old.pk)
-    ProviderConnection.objects.filter(pk=signed_in.pk).update(  # an idle holder
-        oauth_refreshing_since=timezone.now() - timedelta(minutes=5)
-    )
     # The old holder refreshed a moment ago, and again while it was being demoted.
     write_auth(old, "access-2-0123456789", "refresh-2-0123456789")
     hooks["on_put"] = lambda project: (
@@ -190,19 +190,17 @@ def test_an_auth_json_the_agent_replaced_with_a_link_is_not_read(
     assert stored(signed_in) == ("access-1-0123456789", "refresh-1-0123456789")
 
 
-def test_a_holder_that_just_took_the_place_is_left_to_refresh_and_followed(
+def test_a_holder_starting_a_prompt_is_left_to_refresh_and_followed(
     alice, signed_in, tmp_path, clients, settings, django_capture_on_commit_callbacks
 ):
     """Two prompts at once: the second does not take the place from under the first
-    one's refresh; it waits for the new tokens and gets them as a follower."""
+    one's refresh (the first holds its server lock while its prompt starts); it waits
+    for the new tokens and gets them as a follower."""
     calls, hooks = clients
     settings.DOCE_OAUTH_REFRESH_MARGIN_SECONDS = 60
     first = make(alice, "first", tmp_path)
     second = make(alice, "second", tmp_path)
     credential_for(user=alice, provider_id="openai", holder=first.pk)
-    ProviderConnection.objects.filter(pk=signed_in.pk).update(  # took it to refresh, just now
-        oauth_refreshing_since=timezone.now()
-    )
     polls = []
 
     def refresh_later(*args):
@@ -212,14 +210,61 @@ def test_a_holder_that_just_took_the_place_is_left_to_refresh_and_followed(
         return real_sleep(0)
 
     real_sleep = tokens.time.sleep
-    with pytest.MonkeyPatch.context() as patch:
+    with pytest.MonkeyPatch.context() as patch, instance.server_lock(first.pk):
         patch.setattr(tokens.time, "sleep", refresh_later)
         with django_capture_on_commit_callbacks(execute=True):
             assert not tokens.oauth_lease(project=second)
+    assert len(polls) == 3
     assert calls == [("second", "openai", FOLLOWER_REFRESH)]
     connection = ProviderConnection.objects.get(pk=signed_in.pk)
     assert connection.oauth_token_holder == first.pk
     assert stored(signed_in) == ("access-2-0123456789", "refresh-2-0123456789")
+
+
+def test_an_idle_holder_that_just_took_the_place_is_taken_over_at_once(
+    alice, signed_in, tmp_path, clients, settings
+):
+    """A holder that took the place for a prompt that needed no refresh (its token was
+    due, not yet expired) and went idle refreshes nothing: a follower prompted after
+    the expiry must not wait for it (it used to wait, then prompt with a follower's
+    refresh token, which the provider refused)."""
+    calls, _ = clients
+    settings.DOCE_OAUTH_REFRESH_MARGIN_SECONDS = 60
+    first = make(alice, "first", tmp_path)
+    second = make(alice, "second", tmp_path)
+    credential_for(user=alice, provider_id="openai", holder=first.pk)
+    assert tokens.oauth_lease(project=second)
+    assert calls == [
+        ("first", "openai", FOLLOWER_REFRESH),
+        ("second", "openai", "refresh-1-0123456789"),
+    ]
+    assert ProviderConnection.objects.get(pk=signed_in.pk).oauth_token_holder == second.pk
+
+
+def test_a_busy_holder_that_never_refreshes_is_taken_over_after_the_wait(
+    alice, signed_in, tmp_path, clients, settings, monkeypatch
+):
+    """A holder running a long tool makes no request, so no refresh comes: after
+    FOLLOW_WAIT_SECONDS the waiting prompt takes the place anyway."""
+    calls, hooks = clients
+    hooks["busy"] = ("first",)
+    settings.DOCE_OAUTH_REFRESH_MARGIN_SECONDS = 60
+    first = make(alice, "first", tmp_path)
+    second = make(alice, "second", tmp_path)
+    credential_for(user=alice, provider_id="openai", holder=first.pk)
+    clock = [0.0]
+
+    def tick(seconds):
+        clock[0] += seconds
+
+    monkeypatch.setattr(tokens.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(tokens.time, "sleep", tick)
+    assert tokens.oauth_lease(project=second)
+    assert clock[0] >= tokens.FOLLOW_WAIT_SECONDS
+    assert calls == [
+        ("first", "openai", FOLLOWER_REFRESH),
+        ("second", "openai", "refresh-1-0123456789"),
+    ]
 
 
 def test_an_expired_sign_in_fails_the_pipeline_with_sign_in_again(

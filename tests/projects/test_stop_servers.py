@@ -2,14 +2,19 @@
 server runs is stopped and says so; nothing else is touched."""
 
 from dataclasses import replace
+from datetime import timedelta
 from io import StringIO
 
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 
-from doce.opencode.runtimes import RuntimeFailure, RuntimeState
+from doce import capacity
+from doce.opencode.runtimes import LocalRuntime, RuntimeFailure, RuntimeState
 from projects import services as project_services
 from projects.models import Project
+from providers.catalog.fetch import CATALOG_SERVERS
+from providers.models import OAuthFlow
 
 pytestmark = pytest.mark.django_db
 
@@ -77,3 +82,40 @@ def test_every_running_server_is_stopped_and_its_project_says_so(alice, bob, mon
     stopped_before.refresh_from_db()
     never.refresh_from_db()
     assert stopped_before.status == Project.Status.STOPPED and never.runtime_state == {}
+
+
+def test_sign_ins_and_catalog_servers_left_by_a_worker_are_stopped_too(
+    alice, monkeypatch, settings, tmp_path
+):
+    """A worker stopped during a catalog read or a sign-in leaves that server running
+    (its `finally` never ran): Ctrl-C ends the sign-in and stops both servers."""
+    settings.DOCE_DATA_DIR = str(tmp_path)
+    removed: list[int] = []
+    monkeypatch.setattr(LocalRuntime, "remove", lambda self, state: removed.append(state.port))
+    monkeypatch.setattr(project_services, "project_runtime", lambda project: FakeRuntime())
+
+    def state(port: int) -> RuntimeState:
+        return RuntimeState(
+            runtime="local", data_dir=str(tmp_path / str(port)), port=port, directory=""
+        )
+
+    capacity.slot_take(kind=CATALOG_SERVERS, key="c1")
+    capacity.slot_attach(kind=CATALOG_SERVERS, key="c1", state=state(5101))
+    flow = OAuthFlow.objects.create(
+        user=alice,
+        provider_id="github-copilot",
+        method=0,
+        state=OAuthFlow.State.PENDING,
+        runtime_state=state(5102).to_dict(),
+        data_dir=str(tmp_path / "flow"),
+        expires_at=timezone.now() + timedelta(minutes=10),
+    )
+    out = StringIO()
+    call_command("stop_servers", stdout=out, stderr=StringIO())
+
+    assert sorted(removed) == [5101, 5102]
+    assert "Ended 1 sign-in(s) still going." in out.getvalue()
+    assert "Stopped 1 catalog server(s)." in out.getvalue()
+    flow.refresh_from_db()
+    assert flow.state == OAuthFlow.State.FAILED and "start the sign-in again" in flow.error_message
+    assert capacity.slots_with_servers(CATALOG_SERVERS) == []

@@ -11,10 +11,13 @@ import pytest
 from django.conf import settings as django_settings
 from django.core.cache import cache
 from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 
 from doce import keyring
+from providers import oauth
 from providers.catalog import catalog_store
 from tests.providers.stubs import ProviderAPI
+from tests.providers.views.fake_runtime import FakeRuntime
 
 #: The key tests/settings.py configures; everything a test creates is encrypted with it.
 TEST_KEY = django_settings.DOCE_ENCRYPTION_KEYS[0]
@@ -80,6 +83,27 @@ def database_bytes() -> bytes:
         capture_output=True,
         timeout=60,
     ).stdout
+
+
+# --- the migration chain ----------------------------------------------------------------
+@pytest.fixture
+def migrator(transactional_db):
+    """``migrate(targets)`` moves the test database; the chain is restored afterwards."""
+    executor = MigrationExecutor(connection)
+
+    def migrate(targets):
+        executor.loader.build_graph()
+        executor.migrate(targets)
+        executor.loader.build_graph()
+        return executor.loader.project_state(targets).apps
+
+    yield migrate
+    migrate(executor.loader.graph.leaf_nodes())
+
+
+def latest() -> list[tuple[str, str]]:
+    executor = MigrationExecutor(connection)
+    return [node for node in executor.loader.graph.leaf_nodes() if node[0] == "providers"]
 
 
 # --- the settings pages: provider APIs on loopback, a catalog with prompts -------------
@@ -229,3 +253,96 @@ def admin_add_form(user, **overrides) -> dict:
         "oauth_enterprise_url": "",
         **overrides,
     }
+
+
+@pytest.fixture
+def runtime(monkeypatch, settings, tmp_path):
+    """OAuth sign-ins start their servers on a stand-in runtime (no OpenCode binary);
+    DOCE_DATA_DIR is the test's own folder."""
+    settings.DOCE_DATA_DIR = tmp_path
+    fake = FakeRuntime()
+    monkeypatch.setattr(oauth, "_runtime", lambda: fake)
+    return fake
+
+
+# OpenCode's answers to GET /provider and GET /provider/auth, for the catalog's tests.
+PROVIDERS = {
+    "all": [
+        {
+            "id": "zeta-ai",
+            "name": "Zeta AI",
+            "env": ["ZETA_KEY"],
+            "source": "custom",
+            "options": {"apiKey": "public"},
+            "models": {
+                "z-old": {
+                    "id": "z-old",
+                    "name": "Z Old",
+                    "status": "deprecated",
+                    "release_date": "2023-01-01",
+                    "capabilities": {"toolcall": True},
+                },
+                "z-1": {
+                    "id": "z-1",
+                    "name": "Z One",
+                    "release_date": "2024-01-01",
+                    "capabilities": {"toolcall": True},
+                    "cost": {"input": 1},
+                },
+                "z-2": {
+                    "id": "z-2",
+                    "name": "Z Two",
+                    "release_date": "2025-01-01",
+                    "capabilities": {"toolcall": True},
+                },
+                "z-embed": {
+                    "id": "z-embed",
+                    "name": "Z Embed",
+                    "release_date": "2025-02-01",
+                    "capabilities": {"toolcall": False},
+                },
+            },
+        },
+        {
+            "id": "anthropic",
+            "name": "Anthropic",
+            "env": ["ANTHROPIC_API_KEY"],
+            "models": {
+                "claude-sonnet-4-6": {"name": "Claude Sonnet 4.6", "release_date": "2026-02-17"}
+            },
+        },
+        {"id": "alpha", "name": "Alpha", "env": [], "models": {}},
+        {"id": "Bad Id!", "name": "Broken", "models": {}},
+        {"id": "github-copilot", "name": "GitHub Copilot", "env": ["GITHUB_TOKEN"], "models": {}},
+    ],
+    "default": {"zeta-ai": "z-embed", "anthropic": "claude-sonnet-4-6"},
+    "connected": ["opencode"],
+}
+METHODS = {
+    "github-copilot": [
+        {
+            "type": "oauth",
+            "label": "Login with GitHub Copilot",
+            "prompts": [
+                {
+                    "type": "select",
+                    "key": "deploymentType",
+                    "message": "Deployment",
+                    "options": [{"label": "GitHub.com", "value": "github.com", "hint": "Public"}],
+                },
+                {
+                    "type": "text",
+                    "key": "enterpriseUrl",
+                    "message": "URL",
+                    "placeholder": "x",
+                    "when": {"key": "deploymentType", "op": "eq", "value": "enterprise"},
+                },
+            ],
+        }
+    ],
+    "plugin-only": [{"type": "oauth", "label": "Test login"}, {"type": "api", "label": "Key"}],
+    "weird": [
+        {"type": "oauth", "label": "Odd", "prompts": [{"type": "confirm", "key": "x"}]},
+        {"type": "api", "label": "Key"},
+    ],
+}

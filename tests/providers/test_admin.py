@@ -250,3 +250,27 @@ def test_adding_reports_what_the_services_would_refuse(admin_client, bob, overri
     assert response.status_code == 200
     assert message in response.content.decode()
     assert not ProviderConnection.objects.exists()
+
+
+def test_the_oauth_refresh_token_holder_is_shown(admin_client, world):
+    """Operators see which project holds a sign-in's refresh token (docs/oauth-tokens.md)."""
+    oauth = world["oauth"]
+    ProviderConnection.objects.filter(pk=oauth.pk).update(oauth_token_holder=4242)
+    url = reverse("admin:providers_providerconnection_change", args=[oauth.pk])
+    html = assert_no_secret(admin_client, url)
+    assert "Oauth token holder" in html or "OAuth token holder" in html
+    assert "4242" in html
+
+
+def test_provider_options_are_shown_by_name_never_by_value(admin_client, bob):
+    secret = "s3cr" + "et/" + "v" * 30
+    bedrock = services.connection_create(
+        user=bob,
+        provider_id="amazon-bedrock",
+        options={"region": "eu-west-3"},
+        secret_options={"accessKeyId": "AKIA" + "Q" * 16, "secretAccessKey": secret},
+    )
+    url = reverse("admin:providers_providerconnection_change", args=[bedrock.pk])
+    html = admin_client.get(url).content.decode()
+    assert "region, accessKeyId, secretAccessKey" in html
+    assert secret not in html and "AKIA" + "Q" * 16 not in html

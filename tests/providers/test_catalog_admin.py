@@ -15,7 +15,7 @@ from providers.catalog import catalog_store
 from providers.catalog.fetch import trim_catalog
 from providers.models import CatalogProvider
 from tests.factories import UserFactory
-from tests.providers.views.test_catalog import METHODS, PROVIDERS
+from tests.providers.conftest import METHODS, PROVIDERS
 
 pytestmark = pytest.mark.django_db
 

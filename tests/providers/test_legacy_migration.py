@@ -14,31 +14,11 @@ from django.utils import timezone
 
 from doce import keyring
 from tests.factories import UserFactory
-from tests.providers.conftest import WRONG_KEY, database_bytes, raw_legacy_value
+from tests.providers.conftest import WRONG_KEY, database_bytes, latest, raw_legacy_value
 
 LEGACY_0001 = [("providers", "0001_initial")]
 ALICE_KEY = "sk-or-v1-alice-legacy-" + "a" * 40
 BOB_KEY = "sk-or-v1-bob-legacy-" + "b" * 40
-
-
-@pytest.fixture
-def migrator(transactional_db):
-    """``migrate(targets)`` moves the test database; the chain is restored afterwards."""
-    executor = MigrationExecutor(connection)
-
-    def migrate(targets):
-        executor.loader.build_graph()
-        executor.migrate(targets)
-        executor.loader.build_graph()
-        return executor.loader.project_state(targets).apps
-
-    yield migrate
-    migrate(executor.loader.graph.leaf_nodes())
-
-
-def latest() -> list[tuple[str, str]]:
-    executor = MigrationExecutor(connection)
-    return [node for node in executor.loader.graph.leaf_nodes() if node[0] == "providers"]
 
 
 def insert_legacy_row(user, key, default_model="openrouter/auto"):

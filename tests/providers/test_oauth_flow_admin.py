@@ -12,20 +12,10 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 from django.utils import timezone
 
-from providers import oauth
 from providers.models import OAuthFlow
-from tests.providers.views.fake_runtime import FakeRuntime
 
 pytestmark = pytest.mark.django_db
 CHANGELIST = reverse("admin:providers_oauthflow_changelist")
-
-
-@pytest.fixture
-def runtime(monkeypatch, settings, tmp_path):
-    settings.DOCE_DATA_DIR = tmp_path
-    fake = FakeRuntime()
-    monkeypatch.setattr(oauth, "_runtime", lambda: fake)
-    return fake
 
 
 def flow(user, provider_id: str, state: str, *, minutes_left: int = 5, **fields) -> OAuthFlow:

@@ -6,8 +6,7 @@ from __future__ import annotations
 from django.db import connection as db
 
 from tests.factories import UserFactory
-from tests.providers.conftest import raw_connection_value
-from tests.providers.test_legacy_migration import latest, migrator  # noqa: F401  (fixture)
+from tests.providers.conftest import latest, raw_connection_value
 
 BEFORE = [("providers", "0006_catalog_and_oauth_flows")]
 AFTER = [("providers", "0007_drop_wellknown_add_catalog_free_models")]

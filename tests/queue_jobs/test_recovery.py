@@ -9,6 +9,7 @@ from projects.services import pipeline_start
 from queue_jobs.engine import Heartbeat
 from queue_jobs.models import Job, JobState
 from queue_jobs.recovery import jobs_recover, jobs_recover_stale
+from tests.conftest import deadline_in
 
 pytestmark = pytest.mark.django_db
 
@@ -55,7 +56,7 @@ def test_a_running_step_keeps_its_job_fresh(project, settings):
     heartbeat = Heartbeat(job.pk, "t1")
     heartbeat.start()
     try:
-        deadline = time.monotonic() + 10
+        deadline = deadline_in(10)
         while Job.objects.get(pk=job.pk).updated_at == stale and time.monotonic() < deadline:
             heartbeat.join(timeout=0.05)  # waits on the thread, not a bare sleep
         assert Job.objects.get(pk=job.pk).updated_at > stale

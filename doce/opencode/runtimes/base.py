@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 from django.conf import settings
 
 from doce.opencode import OpenCodeClient, OpenCodeError, OpenCodeUnavailable, Unauthorized
-from doce.opencode.types import ModelRef
+from doce.opencode.types import ModelRef, ProviderConfig
 from doce.redaction import redact
 
 MARKER = ".doce-project"  # written into every folder a runtime prepares; see remove()
@@ -84,6 +84,8 @@ class ServerSpec:
     model: str  # "provider/model"
     password: str = field(repr=False)
     custom_providers: Sequence[CustomProvider] = ()
+    # Options, secret headers and credential files of the providers (config.py writes them).
+    provider_configs: Sequence[ProviderConfig] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
         ModelRef.parse(self.model)  # fail early on "gpt-4o" without a provider
@@ -95,6 +97,10 @@ class ServerSpec:
     @property
     def layout(self) -> Layout:
         return Layout(Path(self.data_dir))
+
+
+#: An auth.json holds a few credentials; anything larger is not one.
+MAX_AUTH_FILE_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -118,7 +124,8 @@ class Layout:
 
     @property
     def auth_file(self) -> Path:
-        """Local runtime only: the docker runtime keeps the home in a named volume."""
+        """Local runtime only: the docker runtime keeps the home in a named volume
+        (``Runtime.auth_file_read`` reads either)."""
         return self.home / ".local" / "share" / "opencode" / "auth.json"
 
     def prepare(self) -> None:
@@ -194,6 +201,13 @@ class Runtime(ABC):
     def is_alive(self, state: RuntimeState) -> bool:
         """True while the project's own server process or container runs."""
 
+    @abstractmethod
+    def auth_file_read(self, state: RuntimeState) -> bytes | None:
+        """The server's auth.json as it is now (OpenCode writes refreshed OAuth tokens
+        there), or None when there is none or it is not a plain file of at most
+        MAX_AUTH_FILE_BYTES. The file is written where the agent runs: never follow it
+        out of the server's own files."""
+
     def status(self, state: RuntimeState) -> RuntimeStatus:
         if self.is_alive(state):
             return RuntimeStatus.RUNNING
@@ -204,6 +218,12 @@ class Runtime(ABC):
         if state is not None and state.active and self.is_alive(state):
             return state
         return self.start(spec)
+
+    def can_serve(self, started: ServerSpec, wanted: ServerSpec) -> bool:
+        """Whether a server started for ``started`` may serve ``wanted`` once its
+        opencode.json is rewritten for ``wanted`` (a pooled server claimed by a project):
+        what the server can reach was fixed when it started."""
+        return True
 
     def client(self, state: RuntimeState, password: str, **options: Any) -> OpenCodeClient:
         defaults = {

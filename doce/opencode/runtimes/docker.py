@@ -5,7 +5,8 @@ container runs the same ``opencode serve`` with the same environment as the loca
 runtime, listens on 0.0.0.0 inside the container (a port mapping cannot reach a
 loopback-only server) and is published on 127.0.0.1 only. The workspace is a bind mount
 (doce reads the site's files); the OpenCode home, with auth.json, is a named volume that
-``down -v`` deletes. The server password is passed to ``docker compose`` in its
+``down -v`` deletes, and that ``docker cp`` reads back (refreshed OAuth tokens). The
+server password is passed to ``docker compose`` in its
 environment and referenced by name in the file, so it is never written to disk.
 
 The image defaults to doce's own (it carries the pinned binary). The workspace folder
@@ -15,11 +16,13 @@ whose base URL is on the host must use ``host.docker.internal`` (mapped to the h
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
 import shutil
 import subprocess
+import tarfile
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,6 +31,7 @@ from django.conf import settings
 
 from doce.opencode.runtimes.base import (
     MARKER,
+    MAX_AUTH_FILE_BYTES,
     Runtime,
     RuntimeFailure,
     RuntimeState,
@@ -35,7 +39,11 @@ from doce.opencode.runtimes.base import (
     free_port,
     server_env,
 )
-from doce.opencode.runtimes.config import write_opencode_config, write_private
+from doce.opencode.runtimes.config import (
+    HOME_FILE_FOLDERS,
+    write_opencode_config,
+    write_private,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +53,7 @@ SERVICE = "opencode"
 COMPOSE_FILE = "compose.yaml"
 NETWORK = "sandbox"
 PIDS_LIMIT = 512
+AUTH_FILE = ".local/share/opencode/auth.json"  # under the image's home
 # What the docker CLI needs from doce's environment to find its daemon; nothing else.
 _CLI_ENV = (
     "PATH",
@@ -65,8 +74,22 @@ def compose_project_name(name: str) -> str:
     return "doce_" + re.sub(r"[^a-z0-9_-]", "-", name.lower())
 
 
+def _folder_project_name(spec: ServerSpec) -> str:
+    """A folder keeps its compose project (and so its home volume) once started: a
+    server taken over from the warm pool, started under the pool's name, restarts for
+    its project with the same home."""
+    try:
+        existing = yaml.safe_load((spec.layout.data_dir / COMPOSE_FILE).read_text())
+    except (OSError, yaml.YAMLError):
+        existing = None
+    name = existing.get("name") if isinstance(existing, dict) else None
+    if isinstance(name, str) and re.fullmatch(r"doce_[a-z0-9_-]+", name):
+        return name
+    return compose_project_name(spec.name)
+
+
 def render_compose(spec: ServerSpec, *, port: int) -> dict[str, Any]:
-    name = compose_project_name(spec.name)
+    name = _folder_project_name(spec)
     home = settings.DOCE_OPENCODE_IMAGE_HOME
     env = server_env(home=home, password=None)
     env.pop("TMPDIR")  # the volume starts empty: let the image's /tmp serve
@@ -92,6 +115,17 @@ def render_compose(spec: ServerSpec, *, port: int) -> dict[str, Any]:
                         "target": CONTAINER_WORKSPACE,
                     },
                     {"type": "volume", "source": "opencode_home", "target": home},
+                    # The provider files config.py writes (credential files, header
+                    # values): on the host, read-only inside.
+                    *(
+                        {
+                            "type": "bind",
+                            "source": str((spec.layout.home / folder).resolve()),
+                            "target": f"{home}/{folder}",
+                            "read_only": True,
+                        }
+                        for folder in HOME_FILE_FOLDERS
+                    ),
                 ],
                 "ports": [
                     {
@@ -195,6 +229,32 @@ class DockerComposeRuntime(Runtime):
         )
         return result.returncode == 0 and result.stdout.strip() == "true"
 
+    def auth_file_read(self, state: RuntimeState) -> bytes | None:
+        """``docker cp`` (the daemon reads the container's files: nothing runs inside it,
+        and a link resolves within the container), as a tar on stdout."""
+        if not state.container_name:
+            return None
+        source = f"{state.container_name}:{settings.DOCE_OPENCODE_IMAGE_HOME}/{AUTH_FILE}"
+        result = _run(
+            [_docker(), "cp", source, "-"], timeout=_COMMAND_TIMEOUT, check=False, binary=True
+        )
+        if result.returncode != 0:
+            return None  # no such file yet, or no container
+        try:
+            with tarfile.open(fileobj=io.BytesIO(result.stdout), mode="r:") as archive:
+                member = archive.next()
+                if member is None or not member.isfile() or member.size > MAX_AUTH_FILE_BYTES:
+                    raise tarfile.TarError("not a plain file of a few credentials")
+                handle = archive.extractfile(member)
+                return handle.read() if handle is not None else None
+        except tarfile.TarError as exc:
+            logger.warning("%s: its auth.json is not read: %s", state.container_name, exc)
+            return None
+
+    def can_serve(self, started: ServerSpec, wanted: ServerSpec) -> bool:
+        """``host.docker.internal`` is mapped only for a spec that names it."""
+        return _reaches_the_host(started) or not _reaches_the_host(wanted)
+
     def _compose(
         self,
         state: RuntimeState,
@@ -219,22 +279,28 @@ def _docker() -> str:
 
 
 def _run(
-    command: list[str], *, timeout: float, password: str | None = None, check: bool = True
-) -> subprocess.CompletedProcess[str]:
+    command: list[str],
+    *,
+    timeout: float,
+    password: str | None = None,
+    check: bool = True,
+    binary: bool = False,
+) -> subprocess.CompletedProcess:
     env = {name: os.environ[name] for name in _CLI_ENV if name in os.environ}
     if password is not None:
         env["OPENCODE_SERVER_PASSWORD"] = password
     try:
         result = subprocess.run(
-            command, env=env, capture_output=True, text=True, timeout=timeout, check=False
+            command, env=env, capture_output=True, text=not binary, timeout=timeout, check=False
         )
     except subprocess.TimeoutExpired:
         raise RuntimeFailure(
             f"`{' '.join(command[1:4])}` timed out after {timeout:.0f} s"
         ) from None
     if check and result.returncode != 0:
+        stderr = result.stderr.decode(errors="replace") if binary else result.stderr
         raise RuntimeFailure(
             f"`docker {' '.join(command[1:])}` failed ({result.returncode}): "
-            f"{result.stderr.strip()[-500:]}"
+            f"{stderr.strip()[-500:]}"
         )
     return result

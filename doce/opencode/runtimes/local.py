@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ from doce.opencode import binary as opencode_binary
 from doce.opencode.runtimes import sandbox_plan
 from doce.opencode.runtimes.base import (
     MARKER,
+    MAX_AUTH_FILE_BYTES,
     Layout,
     Runtime,
     RuntimeFailure,
@@ -133,6 +135,33 @@ class LocalRuntime(Runtime):
 
     def is_alive(self, state: RuntimeState) -> bool:
         return _own_process(state) is not None
+
+    def auth_file_read(self, state: RuntimeState) -> bytes | None:
+        data_dir = Path(state.data_dir).resolve()
+        path = Layout(data_dir).auth_file
+        try:
+            if not path.resolve().is_relative_to(data_dir):
+                raise ValueError("auth.json leads out of the server's folder")
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            with os.fdopen(fd, "rb") as handle:
+                info = os.fstat(handle.fileno())
+                if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_AUTH_FILE_BYTES:
+                    raise ValueError("auth.json is not a plain file of a few credentials")
+                return handle.read(MAX_AUTH_FILE_BYTES + 1)[:MAX_AUTH_FILE_BYTES]
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            logger.warning("%s: its auth.json is not read: %s", data_dir.name, exc)
+            return None
+
+    def can_serve(self, started: ServerSpec, wanted: ServerSpec) -> bool:
+        """The sandbox lets a server reach only the host-side endpoints its spec named
+        when it started: ``wanted`` may need no other."""
+        if not sandbox_plan.enabled():
+            return True
+        have_ports, have_hosts = sandbox_plan.reach(started)
+        need_ports, need_hosts = sandbox_plan.reach(wanted)
+        return need_ports <= have_ports and need_hosts <= have_hosts
 
     def _stop_leftover(self, layout: Layout) -> None:
         """One server per project: stop one a lost state still left running."""

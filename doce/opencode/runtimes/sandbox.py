@@ -227,8 +227,9 @@ def host_networks(ip: str = "ip") -> tuple[list[str], str | None]:
 
 
 def route_script(plan: Plan, gateway: str | None) -> str:
-    """``ip -batch`` lines: block the host's addresses and networks and link-local
-    addresses; route the DNS forwarder and allowed hosts past the blocks."""
+    """``ip -batch`` lines: block the host's addresses and networks, link-local
+    addresses and the gateway as a destination; route the DNS forwarder and allowed
+    hosts past the blocks."""
     blocked, _ = host_networks(plan.tools.get("ip", "ip"))
     blocked = sorted({*blocked, LINK_LOCAL, *plan.block_networks})
     lines = []
@@ -238,6 +239,11 @@ def route_script(plan: Plan, gateway: str | None) -> str:
         for host in [DNS_ADDRESS, *plan.allow_hosts]:
             if ":" not in host:
                 lines.append(f"route add {host}/32 via {gateway}")
+        # The gateway carries the traffic but is no destination: in a container
+        # deployment it is the Docker host itself. Last: the kernel checks the next hop
+        # of the routes above.
+        if gateway not in plan.allow_hosts and f"{gateway}/32" not in blocked:
+            lines.append(f"route add unreachable {gateway}/32")
     return "\n".join(lines) + "\n"
 
 
@@ -262,10 +268,12 @@ def _read_child_pid(fd: int, deadline: float) -> int:
     raise SandboxError("bubblewrap did not start the sandbox (user namespaces off?)")
 
 
-def _default_gateway(child_pid: int, deadline: float) -> str | None:
+def _default_gateway(child_pid: int, pasta: subprocess.Popen, deadline: float) -> str | None:
     """Wait for pasta to configure the namespace; its IPv4 default gateway."""
     route_file = Path(f"/proc/{child_pid}/net/route")
     while time.monotonic() < deadline:
+        if pasta.poll() is not None:  # it will never configure it: say so now
+            raise SandboxError(f"pasta exited ({pasta.returncode}) before it set up the network")
         with contextlib.suppress(OSError):
             for line in route_file.read_text().splitlines()[1:]:
                 fields = line.split()
@@ -297,6 +305,7 @@ def run(plan: Plan, command: list[str]) -> int:
     os.close(info_w)
     os.close(block_r)
     pasta = None
+    child = None
     stopping = {"signal": False}
 
     def stop(signum, frame) -> None:
@@ -312,7 +321,7 @@ def run(plan: Plan, command: list[str]) -> int:
             stdin=subprocess.DEVNULL,
             preexec_fn=_pdeathsig,  # noqa: PLW1509 (single-threaded supervisor)
         )
-        gateway = _default_gateway(child, deadline)
+        gateway = _default_gateway(child, pasta, deadline)
         routes = subprocess.run(
             [*_nsenter(plan, child, as_root=as_root), plan.tools["ip"], "-batch", "-"],
             input=route_script(plan, gateway),
@@ -333,10 +342,12 @@ def run(plan: Plan, command: list[str]) -> int:
         return bwrap.returncode
     except (SandboxError, OSError, subprocess.SubprocessError, ValueError) as exc:
         print(f"doce sandbox: {exc}; the server was not started.", file=sys.stderr, flush=True)
-        bwrap.kill()
         return 70
     finally:
         if block_w >= 0:
+            # bwrap lets the server start when the block pipe closes, also without "go":
+            # the sandbox must be dead before it does.
+            _kill_unstarted(bwrap, child)
             os.close(block_w)
         os.close(info_r)
         if bwrap.poll() is None:
@@ -346,6 +357,17 @@ def run(plan: Plan, command: list[str]) -> int:
         if pasta is not None:
             pasta.kill()
             pasta.wait()
+
+
+def _kill_unstarted(bwrap: subprocess.Popen, child: int | None) -> None:
+    """SIGKILL to a sandbox still held before its server: the namespace's init (which
+    takes everything inside with it) and bwrap, and wait until bwrap is gone."""
+    if child is not None:
+        with contextlib.suppress(OSError):
+            os.kill(child, signal.SIGKILL)
+    bwrap.kill()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        bwrap.wait(timeout=5)
 
 
 def _stop(bwrap: subprocess.Popen, child: int) -> int:

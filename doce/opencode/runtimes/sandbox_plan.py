@@ -138,6 +138,13 @@ def command(spec: ServerSpec, *, binary: Path, port: int, serve: list[str]) -> l
     return [sys.executable, "-I", sandbox.__file__, str(plan_file), "--", *serve]
 
 
+def reach(spec: ServerSpec) -> tuple[set[int], set[str]]:
+    """What a sandbox started for ``spec`` may reach on the host side: loopback ports and
+    other host addresses (fixed when it starts; see ``command``)."""
+    ports, hosts = reachable(_endpoints(spec, load_operator_config()))
+    return set(ports), set(hosts)
+
+
 def _endpoints(spec: ServerSpec, operator: dict[str, Any]) -> list[str]:
     urls = [provider.base_url for provider in spec.custom_providers]
     for provider in (operator.get("provider") or {}).values():

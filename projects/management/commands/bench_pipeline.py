@@ -10,109 +10,69 @@ deleted and its servers stopped.
 Figures, each as median and p95 over the samples:
 - doce: submit (``project_create``, the web request's work) until the stub LLM receives
   the agent's request for that project's prompt: what the user waits for;
-- raw: the same work by hand on the same binary, sandbox setting and stub: start the
-  server (the local runtime's sandboxed spawn), poll health, ``PUT /auth``, ``POST
-  /session``, ``prompt_async``, until the stub receives the request;
+- raw: the same work by hand on the same binary, sandbox setting and stub
+  (``projects.bench_raw``);
 - doce/raw ratios; doce and raw runs alternate (doce first, then raw first);
 - for 1 project and for N projects submitted at once;
+- cold (no warm pool: DOCE_POOL_SIZE=0 in its worker) and, with ``--pool N``, warm: the
+  worker keeps a pool of N servers, every measurement starts with the pool full and
+  ready, against the raw floor of servers pre-started and warmed the same way (the
+  project's opencode.json, ``PUT /auth``, dispose, session, prompt);
 - resident memory of each server's process tree (sandbox included) after its first
   prompt was answered;
 - a key edit on a running project until the next prompt reaches the LLM with the new
   key, against a raw ``PUT /auth`` + dispose + prompt on a raw server.
+
+With ``--pool`` the stub is opened to every sandbox (DOCE_SANDBOX_ALLOW), as an
+operator's shared model server would be: a pooled server only serves endpoints that
+every server may reach (docs/warm-pool.md).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import secrets
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
+from django.test.utils import override_settings
 
 from doce.management.commands.rundoce import DEFAULT_QUEUE, DEFAULT_WORKER_CONCURRENCY
 from doce.opencode import binary
-from doce.opencode.runtimes import CustomProvider, RuntimeState, ServerSpec
 from doce.opencode.runtimes.local import LocalRuntime
 from doce.stub_llm import StubLLM
 from doce.tasks import ping
 from projects import services as project_services
+from projects.bench_raw import (
+    RawServer,
+    RawSide,
+    answered,
+    arrival,
+    new_key,
+    ratios,
+    summary,
+    wait_until,
+)
 from projects.management.commands.bench_opencode import _rss_mb
-from projects.models import Project
+from projects.models import PooledServer, Project
+from projects.pool import pool_stop_all
 from providers.services import connection_create, connection_update
-
-POLL = 0.01
-
-
-def _p95(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[max(math.ceil(0.95 * len(ordered)) - 1, 0)]
-
-
-def _summary(values: list[float]) -> dict:
-    if not values:
-        return {"n": 0}
-    return {
-        "n": len(values),
-        "median": round(statistics.median(values), 3),
-        "p95": round(_p95(values), 3),
-    }
-
-
-def _wait(predicate, *, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise CommandError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(POLL)
-
-
-def _arrival(stub: StubLLM, marker: str):
-    """The stub's record of the agent's request (the one offering tools: not the title
-    request) whose conversation holds ``marker``, or None."""
-    for request in stub.completions():
-        body = request.body if isinstance(request.body, dict) else {}
-        if body.get("tools") and marker in json.dumps(body.get("messages", [])):
-            return request
-    return None
-
-
-@dataclass
-class RawServer:
-    """A server driven by hand: plain HTTP, none of doce's code but the spawn."""
-
-    state: RuntimeState
-    http: httpx.Client
-    session: str = ""
-
-    def params(self) -> dict:
-        return {"directory": self.state.directory} if self.state.directory else {}
-
-    def call(self, method: str, path: str, **kwargs) -> httpx.Response:
-        response = self.http.request(method, path, params=self.params(), **kwargs)
-        response.raise_for_status()
-        return response
 
 
 class Command(BaseCommand):
     help = (
         "Measure what a user waits for (submit until the LLM gets the prompt; a key edit "
-        "until the next prompt reaches the LLM), doce against the same work by hand."
+        "until the next prompt reaches the LLM), doce against the same work by hand, "
+        "cold and with a warm pool (--pool N)."
     )
 
     def add_arguments(self, parser):
@@ -130,22 +90,33 @@ class Command(BaseCommand):
             help="worker processes (default: what `make run` uses, DOCE_WORKER_CONCURRENCY "
             f"or {DEFAULT_WORKER_CONCURRENCY})",
         )
+        parser.add_argument(
+            "--pool",
+            type=int,
+            default=0,
+            help="also measure with a warm pool of this many servers (sizes above it are "
+            "measured cold only); 0: cold only",
+        )
+        parser.add_argument(
+            "--no-cold", action="store_true", help="with --pool: skip the cold measurements"
+        )
         parser.add_argument("--timeout", type=float, default=300.0)
         parser.add_argument("--json", action="store_true", help="print the figures as JSON")
 
-    def handle(self, *args, sizes, rounds, key_edits, concurrency, timeout, json, **options):  # noqa: A002
+    def handle(
+        self, *args, sizes, rounds, key_edits, concurrency, pool, no_cold, timeout, json, **options
+    ):  # noqa: A002
         try:
             sizes = [int(size) for size in sizes.split(",") if size.strip()]
         except ValueError:
             raise CommandError("--sizes takes numbers separated by commas, e.g. 1,10") from None
         if not sizes or min(sizes) < 1 or rounds < 1 or key_edits < 0 or concurrency < 1:
             raise CommandError("--sizes, --rounds and --concurrency must be at least 1.")
+        if pool < 0 or (no_cold and not pool):
+            raise CommandError("--pool takes 0 or more; --no-cold needs --pool.")
         if binary.find() is None:
             raise CommandError("The OpenCode binary is missing: run `make setup`.")
-        self.timeout = timeout
-        self.runtime = LocalRuntime()
-        worker = None
-        raw_servers: list[RawServer] = []
+        self.timeout, self.concurrency = timeout, concurrency
         figures: dict = {
             "broker": "embedded (filesystem)"
             if settings.DOCE_EMBEDDED_BROKER
@@ -154,65 +125,96 @@ class Command(BaseCommand):
             "sandbox": settings.DOCE_SANDBOX,
             "worker_concurrency": concurrency,
             "rounds": rounds,
+            "pool": pool,
         }
+        self.worker = None
         with StubLLM(reply="ok") as stub, tempfile.TemporaryDirectory() as folder:
             self.stub, self.folder = stub, Path(folder)
+            self.raw = RawSide(LocalRuntime(), self.folder, stub, timeout)
             self.users: list = []  # one per project of a batch: N users at once
             self.connections: list = []
-            self.raw_servers = raw_servers
             self.kept_project: Project | None = None
             self.kept_raw: RawServer | None = None
             try:
-                worker = self._start_worker(self.folder, concurrency)
-                # A warm pool (servers started ahead of demand) would be filled here,
-                # before the clock starts, and reported beside the cold figures.
-                for size in sizes:
-                    figures[f"start_{size}"] = self._compare(size, rounds)
-                if key_edits:
-                    figures["key_edit"] = self._key_edits(key_edits)
+                if not no_cold:
+                    self._start_worker(pool_size=0)
+                    for size in sizes:
+                        figures[f"start_{size}"] = self._compare(size, rounds, warm=False)
+                    if key_edits:
+                        figures["key_edit"] = self._key_edits(key_edits)
+                    self._drop_kept()
+                if pool:
+                    # The stub is open to every sandbox, pooled servers and raw ones alike.
+                    allow = [*settings.DOCE_SANDBOX_ALLOW, f"127.0.0.1:{stub.port}"]
+                    with override_settings(DOCE_SANDBOX_ALLOW=allow):
+                        self._start_worker(pool_size=pool, DOCE_SANDBOX_ALLOW=",".join(allow))
+                        for size in [size for size in sizes if size <= pool]:
+                            figures[f"warm_{size}"] = self._compare(size, rounds, warm=True)
             finally:
-                for project in Project.objects.filter(owner__in=self.users):
-                    with contextlib.suppress(Exception):
-                        project_services.project_destroy(project=project)
-                for server in raw_servers:
-                    server.http.close()
-                    with contextlib.suppress(Exception):
-                        self.runtime.remove(server.state)
-                if worker is not None:
-                    _stop(worker)
-                for user in self.users:
-                    user.delete()
+                self._clean_up()
         if json:
             self.stdout.write(_dumps(figures))
         else:
             self._print(figures)
 
+    def _drop_kept(self) -> None:
+        """The cold side's running project and raw server go before the warm side."""
+        if self.kept_project is not None:
+            project_services.project_destroy(project=self.kept_project)
+        if self.kept_raw is not None:
+            self.raw.remove(self.kept_raw)
+        self.kept_project = self.kept_raw = None
+
+    def _clean_up(self) -> None:
+        for project in Project.objects.filter(owner__in=self.users):
+            with contextlib.suppress(Exception):
+                project_services.project_destroy(project=project)
+        for server in list(self.raw.servers):
+            with contextlib.suppress(Exception):
+                self.raw.remove(server)
+        self._stop_worker()
+        for user in self.users:
+            user.delete()
+
     # --- the two sides ----------------------------------------------------------------
-    def _compare(self, size: int, rounds: int) -> dict:
+    def _compare(self, size: int, rounds: int, *, warm: bool) -> dict:
         doce, raw, doce_mb, raw_mb = [], [], [], []
         for index in range(rounds):
             order = ("doce", "raw") if index % 2 == 0 else ("raw", "doce")
             for side in order:
                 if side == "doce":
-                    times, memory = self._doce_batch(size, index)
+                    if warm:
+                        self._pool_full()
+                    times, memory = self._doce_batch(size, index, keep=not warm)
                     doce += times
                     doce_mb += memory
                 else:
-                    times, memory = self._raw_batch(size, index)
+                    if warm:
+                        self._pool_full()  # its refills do not compete with the raw side
+                    times, memory = self._raw_batch(size, index, warm=warm)
                     raw += times
                     raw_mb += memory
-        result = {
-            "doce_s": _summary(doce),
-            "raw_s": _summary(raw),
-            "doce_rss_mb": _summary(doce_mb),
-            "raw_rss_mb": _summary(raw_mb),
+        return {
+            "doce_s": summary(doce),
+            "raw_s": summary(raw),
+            "doce_rss_mb": summary(doce_mb),
+            "raw_rss_mb": summary(raw_mb),
+            **ratios(doce, raw),
         }
-        if doce and raw:
-            result["ratio_median"] = round(statistics.median(doce) / statistics.median(raw), 2)
-            result["ratio_p95"] = round(_p95(doce) / _p95(raw), 2)
-        return result
 
-    def _doce_batch(self, size: int, round_: int) -> tuple[list[float], list[float]]:
+    def _pool_full(self) -> None:
+        """Wait until the worker's pool holds its size, every server ready."""
+        wait_until(
+            lambda: (
+                PooledServer.objects.filter(state=PooledServer.State.READY).count()
+                >= self.pool_size
+                and not PooledServer.objects.exclude(state=PooledServer.State.READY).exists()
+            ),
+            timeout=self.timeout,
+            what=f"a warm pool of {self.pool_size} ready servers",
+        )
+
+    def _doce_batch(self, size: int, round_: int, *, keep: bool) -> tuple[list[float], list[float]]:
         """``size`` projects submitted at once, as the web requests would, one after the
         other; each counted from its own submit until the LLM has its prompt."""
         submitted: dict[int, tuple[float, str]] = {}
@@ -230,8 +232,8 @@ class Command(BaseCommand):
         times = []
         for project in projects:
             started, marker = submitted[project.pk]
-            request = _wait(
-                lambda m=marker, p=project: _arrival(self.stub, m) or self._failed(p),
+            request = wait_until(
+                lambda m=marker, p=project: arrival(self.stub, m) or self._failed(p),
                 timeout=self.timeout,
                 what=f"project {project.pk}'s prompt at the LLM",
             )
@@ -239,10 +241,10 @@ class Command(BaseCommand):
         memory = []
         for project in projects:
             project.refresh_from_db()
-            _wait(lambda p=project: self._answered_doce(p), timeout=60, what="the first reply")
+            wait_until(lambda p=project: self._answered_doce(p), timeout=60, what="a first reply")
             memory.append(_rss_mb(project.runtime_state["pid"]))
         for project in projects:
-            if self.kept_project is None:
+            if keep and self.kept_project is None:
                 self.kept_project = project  # it serves the key edits
             else:
                 project_services.project_destroy(project=project)
@@ -258,19 +260,48 @@ class Command(BaseCommand):
     @staticmethod
     def _answered_doce(project: Project) -> bool:
         with project_services.project_client(project) as client:
-            return _answered(client.messages(project.bootstrap_session_id))
+            return answered(client.messages(project.bootstrap_session_id))
 
-    def _raw_batch(self, size: int, round_: int) -> tuple[list[float], list[float]]:
-        """The same work by hand, ``size`` servers at once (a thread each)."""
-        results: list[tuple[float, RawServer] | BaseException] = []
+    def _raw_batch(self, size: int, round_: int, *, warm: bool) -> tuple[list[float], list[float]]:
+        """The same work by hand, ``size`` servers at once (a thread each). Warm: the
+        servers are started and warmed first, then the clock starts."""
+        name = f"raw-{'warm' if warm else 'cold'}-{round_}"
+        prestarted: list[RawServer] = []
+        if warm:
+            prestarted = self._threads(
+                size, lambda i: self.raw.prestart(f"{name}-{i}-{secrets.token_hex(4)}")
+            )
 
-        def one(index: int) -> None:
+        def one(index: int):
+            marker = f"{name}-{index}-{secrets.token_hex(4)}"
+            if warm:
+                return self.raw.warm(prestarted[index], marker), prestarted[index]
+            return self.raw.cold(marker)
+
+        results = self._threads(size, one)
+        times, memory = [], []
+        for elapsed, server in results:
+            times.append(elapsed)
+            wait_until(server.answered, timeout=60, what="a raw first reply")
+            memory.append(_rss_mb(server.state.pid))
+        for _, server in results:
+            if not warm and self.kept_raw is None:
+                self.kept_raw = server  # it serves the key edits
+            else:
+                self.raw.remove(server)
+        return times, memory
+
+    @staticmethod
+    def _threads(size: int, work) -> list:
+        results: list = [None] * size
+
+        def run(index: int) -> None:
             try:
-                results.append(self._raw_one(f"raw-{round_}-{index}-{secrets.token_hex(4)}"))
+                results[index] = work(index)
             except BaseException as exc:  # reported below, in this thread
-                results.append(exc)
+                results[index] = exc
 
-        threads = [threading.Thread(target=one, args=(i,)) for i in range(size)]
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(size)]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -278,71 +309,7 @@ class Command(BaseCommand):
         for result in results:
             if isinstance(result, BaseException):
                 raise CommandError(f"a raw server failed: {result}") from result
-        times, memory = [], []
-        for elapsed, server in results:
-            times.append(elapsed)
-            _wait(lambda s=server: self._answered_raw(s), timeout=60, what="a raw first reply")
-            memory.append(_rss_mb(server.state.pid))
-        for _, server in results:
-            if self.kept_raw is None:
-                self.kept_raw = server  # it serves the key edits
-            else:
-                self.raw_servers.remove(server)
-                server.http.close()
-                self.runtime.remove(server.state)
-        return times, memory
-
-    def _raw_one(self, marker: str) -> tuple[float, RawServer]:
-        password = secrets.token_urlsafe(24)
-        spec = ServerSpec(
-            name=marker,
-            data_dir=self.folder / marker,
-            model=f"stub/{self.stub.model}",
-            password=password,
-            custom_providers=(
-                CustomProvider("stub", "Stub", self.stub.base_url, [self.stub.model]),
-            ),
-        )
-        started = time.monotonic()
-        state = self.runtime.start(spec)
-        server = RawServer(
-            state,
-            httpx.Client(
-                base_url=f"http://127.0.0.1:{state.port}",
-                auth=("opencode", password),
-                timeout=30,
-                trust_env=False,
-            ),
-        )
-        self.raw_servers.append(server)
-        deadline = started + self.timeout
-        while True:
-            try:
-                if server.http.get("/global/health", timeout=0.5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise CommandError(f"raw server {marker} never became healthy")
-            time.sleep(POLL)
-        server.call("PUT", "/auth/stub", json={"type": "api", "key": self._key()})
-        server.session = server.call("POST", "/session", json={}).json()["id"]
-        self._raw_prompt(server, f"Build site {marker}")
-        request = _wait(
-            lambda: _arrival(self.stub, marker), timeout=self.timeout, what=f"{marker} at the LLM"
-        )
-        return request.at - started, server
-
-    def _raw_prompt(self, server: RawServer, text: str) -> None:
-        body = {
-            "parts": [{"type": "text", "text": text}],
-            "model": {"providerID": "stub", "modelID": self.stub.model},
-        }
-        server.call("POST", f"/session/{server.session}/prompt_async", json=body)
-
-    @staticmethod
-    def _answered_raw(server: RawServer) -> bool:
-        return _answered(server.call("GET", f"/session/{server.session}/message").json())
+        return results
 
     # --- key edit to the next prompt --------------------------------------------------
     def _key_edits(self, samples: int) -> dict:
@@ -352,31 +319,28 @@ class Command(BaseCommand):
         doce, floor, wrong_key = [], [], 0
         for index in range(samples):
             for side in ("doce", "raw") if index % 2 == 0 else ("raw", "doce"):
-                key, marker = self._key(), f"key-{side}-{index}-{secrets.token_hex(4)}"
+                key, marker = new_key(), f"key-{side}-{index}-{secrets.token_hex(4)}"
+                started = time.monotonic()
                 if side == "doce":
-                    started = time.monotonic()
                     connection_update(connection=self.connections[0], api_key=key)
                     project.refresh_from_db()
                     project_services.message_send(project=project, text=f"Change {marker}")
-                    answered = lambda p=project: self._answered_doce(p)  # noqa: E731
+                    done = lambda p=project: self._answered_doce(p)  # noqa: E731
                 else:
-                    started = time.monotonic()
-                    raw.call("PUT", "/auth/stub", json={"type": "api", "key": key})
-                    raw.call("POST", "/instance/dispose")
-                    self._raw_prompt(raw, f"Change {marker}")
-                    answered = lambda s=raw: self._answered_raw(s)  # noqa: E731
-                request = _wait(
-                    lambda m=marker: _arrival(self.stub, m),
+                    self.raw.key_edit(raw, key, marker)
+                    done = raw.answered
+                request = wait_until(
+                    lambda m=marker: arrival(self.stub, m),
                     timeout=60,
                     what=f"the prompt after key edit {index} ({side})",
                 )
                 (doce if side == "doce" else floor).append(request.at - started)
                 if request.authorization != f"Bearer {key}":
                     wrong_key += 1
-                _wait(answered, timeout=60, what="the reply after a key edit")
-        result = {"doce_s": _summary(doce), "raw_s": _summary(floor), "wrong_key": wrong_key}
+                wait_until(done, timeout=60, what="the reply after a key edit")
+        result = {"doce_s": summary(doce), "raw_s": summary(floor), "wrong_key": wrong_key}
         if doce and floor:
-            result["ratio_median"] = round(statistics.median(doce) / statistics.median(floor), 2)
+            result["ratio_median"] = ratios(doce, floor)["ratio_median"]
         return result
 
     # --- plumbing -----------------------------------------------------------------------
@@ -395,22 +359,24 @@ class Command(BaseCommand):
                     name="Stub",
                     base_url=self.stub.base_url,
                     models=[self.stub.model],
-                    api_key=self._key(),
+                    api_key=new_key(),
                 )
             )
         return self.users[index]
 
-    def _key(self) -> str:
-        return "sk-bench-" + secrets.token_hex(16)
-
-    def _start_worker(self, folder: Path, concurrency: int) -> subprocess.Popen:
+    def _start_worker(self, *, pool_size: int, **env: str) -> None:
         """The worker as `make run` starts it (default queue, beat, same concurrency),
-        with the catalog refresh held off for the duration."""
-        log_path = folder / "worker.log"
+        with the catalog refresh held off and a warm pool of ``pool_size`` (it fills it
+        when it starts). A worker started before is stopped first, with its pool."""
+        self._stop_worker()
+        self.pool_size = pool_size
+        log_path = self.folder / f"worker-pool-{pool_size}.log"
         env = {
             **os.environ,
             "DOCE_PROVIDER_CATALOG_REFRESH_ON_START": "false",
             "DOCE_PROVIDER_CATALOG_CHECK_SECONDS": str(7 * 24 * 3600),
+            "DOCE_POOL_SIZE": str(pool_size),
+            **env,
         }
         with open(log_path, "w") as log:
             worker = subprocess.Popen(
@@ -423,15 +389,15 @@ class Command(BaseCommand):
                     "worker",
                     "--beat",
                     "--schedule",
-                    str(folder / "beat-schedule"),
+                    str(self.folder / "beat-schedule"),
                     "--loglevel",
                     "WARNING",
                     "--queues",
                     DEFAULT_QUEUE,
                     "--concurrency",
-                    str(concurrency),
+                    str(self.concurrency),
                     "--hostname",
-                    f"bench-{os.getpid()}@%h",
+                    f"bench-{os.getpid()}-{pool_size}@%h",
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -445,24 +411,41 @@ class Command(BaseCommand):
                 break
             try:
                 if ping.apply_async(expires=10).get(timeout=5, interval=0.05) == "pong":
-                    return worker
+                    self.worker = worker
+                    return
             except Exception:  # noqa: S112 (the worker is still starting)
                 continue
         _stop(worker)
         raise CommandError(f"the benchmark worker did not start: {log_path.read_text()[-2000:]}")
 
+    def _stop_worker(self) -> None:
+        if self.worker is not None:
+            _stop(self.worker)
+            self.worker = None
+        pool_stop_all()  # after the worker, which would refill it
+
     def _print(self, figures: dict) -> None:
         self.stdout.write(
             f"broker: {figures['broker']}; database: {figures['database']}; sandbox: "
             f"{figures['sandbox']}; worker processes: {figures['worker_concurrency']}; "
-            f"rounds: {figures['rounds']}"
+            f"rounds: {figures['rounds']}; warm pool: {figures['pool'] or 'none'}"
         )
         for key, value in figures.items():
-            if key.startswith("start_"):
-                size = key.split("_", 1)[1]
-                self.stdout.write(f"\n{size} project(s) at once: submit -> prompt at the LLM")
+            if key.startswith(("start_", "warm_")):
+                kind, size = key.split("_", 1)
+                if kind == "start":
+                    self.stdout.write(
+                        f"\n{size} project(s) at once, cold: submit -> prompt at the LLM"
+                    )
+                    raw = "raw (same work by hand)"
+                else:
+                    self.stdout.write(
+                        f"\n{size} project(s) at once, warm pool of {figures['pool']}: "
+                        "submit -> prompt at the LLM"
+                    )
+                    raw = "raw (pre-started, by hand)"
                 self._row("doce", value["doce_s"], "s")
-                self._row("raw (same work by hand)", value["raw_s"], "s")
+                self._row(raw, value["raw_s"], "s")
                 if "ratio_median" in value:
                     self.stdout.write(
                         f"  {'doce/raw':<30} median {value['ratio_median']:>7}   "
@@ -489,14 +472,6 @@ class Command(BaseCommand):
             f"  {label:<30} median {summary['median']:>7} {unit}   "
             f"p95 {summary['p95']:>7} {unit}   (n={summary['n']})"
         )
-
-
-def _answered(messages: list[dict]) -> bool:
-    """The last message is a finished reply."""
-    if not messages:
-        return False
-    info = messages[-1].get("info", {})
-    return info.get("role") == "assistant" and bool(info.get("time", {}).get("completed"))
 
 
 def _stop(worker: subprocess.Popen) -> None:

@@ -47,6 +47,17 @@ with log.open("a") as handle:
     record = {"argv": sys.argv[1:], "env": passed, "env_names": sorted(os.environ)}
     handle.write(json.dumps(record) + "\n")
 args = sys.argv[1:]
+if args[:1] == ["cp"]:  # `docker cp CONTAINER:PATH -`: a tar of the file on stdout
+    served = Path(__file__).with_name("cp-source")
+    if not served.exists():
+        print("Error response from daemon: Could not find the file", file=sys.stderr)
+        sys.exit(1)
+    import io, tarfile
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        archive.add(served, arcname=args[1].rpartition("/")[2], recursive=False)
+    sys.stdout.buffer.write(buffer.getvalue())
+    sys.exit(0)
 if args[:1] == ["inspect"]:
     if not state.exists():
         print("Error: No such object", file=sys.stderr)
@@ -87,6 +98,15 @@ class FakeDocker:
 
     def crash_container(self) -> None:
         (self.folder / "docker.running").write_text("false")
+
+    def serve_file(self, content: bytes | None = None, *, link_to: Path | None = None) -> None:
+        """What ``docker cp`` finds in the container: a file, a link, or nothing."""
+        source = self.folder / "cp-source"
+        source.unlink(missing_ok=True)
+        if link_to is not None:
+            source.symlink_to(link_to)
+        elif content is not None:
+            source.write_bytes(content)
 
 
 class StallingNpmRegistry:

@@ -30,6 +30,7 @@ class FakeRuntime:
         self.removed: list[str] = []
         self.authorized: list[tuple] = []
         self.callbacks: list[tuple] = []
+        self.authorize_timeouts: list[float | None] = []
 
     def start(self, spec):
         spec.layout.prepare()
@@ -46,7 +47,7 @@ class FakeRuntime:
         return {"healthy": True, "version": "fake"}
 
     def client(self, state, password, **options):
-        return FakeClient(self, state)
+        return FakeClient(self, state, options)
 
     def remove(self, state):
         self.removed.append(state.data_dir)
@@ -57,9 +58,10 @@ class FakeRuntime:
 
 
 class FakeClient:
-    def __init__(self, runtime: FakeRuntime, state: RuntimeState) -> None:
+    def __init__(self, runtime: FakeRuntime, state: RuntimeState, options: dict) -> None:
         self.runtime = runtime
         self.state = state
+        self.options = options
 
     def __enter__(self):
         return self
@@ -72,6 +74,7 @@ class FakeClient:
 
     def oauth_authorize(self, provider_id, method, inputs=None):
         self.runtime.authorized.append((provider_id, method, inputs))
+        self.runtime.authorize_timeouts.append(self.options.get("timeout"))
         return OAuthAuthorization(
             url=self.runtime.url,
             method=self.runtime.kind,

@@ -23,89 +23,9 @@ from providers.catalog import (
 from providers.catalog import fetch as catalog_fetch_module
 from providers.catalog.fetch import CatalogUnavailable, trim_catalog
 from providers.models import CatalogProvider
+from tests.providers.conftest import METHODS, PROVIDERS
 
 pytestmark = pytest.mark.django_db
-
-PROVIDERS = {
-    "all": [
-        {
-            "id": "zeta-ai",
-            "name": "Zeta AI",
-            "env": ["ZETA_KEY"],
-            "source": "custom",
-            "options": {"apiKey": "public"},
-            "models": {
-                "z-old": {
-                    "id": "z-old",
-                    "name": "Z Old",
-                    "status": "deprecated",
-                    "release_date": "2023-01-01",
-                    "capabilities": {"toolcall": True},
-                },
-                "z-1": {
-                    "id": "z-1",
-                    "name": "Z One",
-                    "release_date": "2024-01-01",
-                    "capabilities": {"toolcall": True},
-                    "cost": {"input": 1},
-                },
-                "z-2": {
-                    "id": "z-2",
-                    "name": "Z Two",
-                    "release_date": "2025-01-01",
-                    "capabilities": {"toolcall": True},
-                },
-                "z-embed": {
-                    "id": "z-embed",
-                    "name": "Z Embed",
-                    "release_date": "2025-02-01",
-                    "capabilities": {"toolcall": False},
-                },
-            },
-        },
-        {
-            "id": "anthropic",
-            "name": "Anthropic",
-            "env": ["ANTHROPIC_API_KEY"],
-            "models": {
-                "claude-sonnet-4-6": {"name": "Claude Sonnet 4.6", "release_date": "2026-02-17"}
-            },
-        },
-        {"id": "alpha", "name": "Alpha", "env": [], "models": {}},
-        {"id": "Bad Id!", "name": "Broken", "models": {}},
-        {"id": "github-copilot", "name": "GitHub Copilot", "env": ["GITHUB_TOKEN"], "models": {}},
-    ],
-    "default": {"zeta-ai": "z-embed", "anthropic": "claude-sonnet-4-6"},
-    "connected": ["opencode"],
-}
-METHODS = {
-    "github-copilot": [
-        {
-            "type": "oauth",
-            "label": "Login with GitHub Copilot",
-            "prompts": [
-                {
-                    "type": "select",
-                    "key": "deploymentType",
-                    "message": "Deployment",
-                    "options": [{"label": "GitHub.com", "value": "github.com", "hint": "Public"}],
-                },
-                {
-                    "type": "text",
-                    "key": "enterpriseUrl",
-                    "message": "URL",
-                    "placeholder": "x",
-                    "when": {"key": "deploymentType", "op": "eq", "value": "enterprise"},
-                },
-            ],
-        }
-    ],
-    "plugin-only": [{"type": "oauth", "label": "Test login"}, {"type": "api", "label": "Key"}],
-    "weird": [
-        {"type": "oauth", "label": "Odd", "prompts": [{"type": "confirm", "key": "x"}]},
-        {"type": "api", "label": "Key"},
-    ],
-}
 
 
 def test_trim_keeps_what_doce_needs():

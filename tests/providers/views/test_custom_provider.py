@@ -76,6 +76,8 @@ def test_an_unreachable_endpoint_with_a_key_is_saved_not_verified(alice, alice_c
             "could not be reached).",
         ),
         ({"models": "llama 3"}, "models", "A model id is one word"),
+        ({"models": "m-{env:HOME}"}, "models", "A model id is one word"),
+        ({"name": "Mine {file:~/.ssh/id_rsa}"}, "name", "cannot contain “{env:” or “{file:”"),
         ({"models": "\n".join(f"m{i}" for i in range(501))}, "models", "At most 500 models"),
         ({"name": "  "}, "name", "This field is required."),
         ({"api_key": "sk-has\tcontrol-chars"}, "api_key", "control characters"),

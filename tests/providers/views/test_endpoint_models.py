@@ -49,6 +49,7 @@ def test_the_list_is_cleaned_and_the_key_sent(alice, alice_client, provider_api)
                 {"id": "has space"},
                 {"id": "x" * 256},  # longer than a model id may be
                 {"id": "line\nbreak"},
+                {"id": "m-{env:OPENCODE_SERVER_PASSWORD}"},  # OpenCode would expand it
                 {"id": 7},
                 {"name": "no id"},
                 "not an object",

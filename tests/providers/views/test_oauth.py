@@ -15,28 +15,10 @@ from django.utils import timezone
 from providers import oauth, services
 from providers.credentials import opencode_credential
 from providers.models import AuditEvent, OAuthFlow, ProviderConnection
-from tests.providers.views.fake_runtime import TOKENS, FakeRuntime
+from tests.providers.views.fake_runtime import TOKENS
 
 pytestmark = pytest.mark.django_db
 START = "/settings/providers/github-copilot/oauth/"
-
-
-@pytest.fixture
-def runtime(monkeypatch, settings, tmp_path):
-    settings.DOCE_DATA_DIR = tmp_path
-    fake = FakeRuntime()
-    monkeypatch.setattr(oauth, "_runtime", lambda: fake)
-    return fake
-
-
-@pytest.fixture
-def queued(monkeypatch):
-    """Flow ids the views queued for the worker (run by hand in these tests)."""
-    ids = []
-    monkeypatch.setattr(
-        oauth.oauth_flow_task, "delay", lambda flow_id, *args, **kwargs: ids.append(flow_id)
-    )
-    return ids
 
 
 def start(client, django_capture_on_commit_callbacks, data=None) -> OAuthFlow:
@@ -74,7 +56,7 @@ def test_starting_queues_a_task_and_the_page_polls(
         django_capture_on_commit_callbacks,
         {"method": "0", "deploymentType": "github.com", "enterpriseUrl": "ignored"},
     )
-    assert queued == [str(flow.pk)]
+    assert queued == [(str(flow.pk), False)]
     assert (flow.state, flow.provider_id, flow.method) == ("starting", "github-copilot", 0)
     assert flow.inputs == {"deploymentType": "github.com"}  # the "when" prompt did not apply
     assert flow.expires_at - timezone.now() > timedelta(minutes=9)
@@ -84,11 +66,14 @@ def test_starting_queues_a_task_and_the_page_polls(
 
 
 def test_a_code_flow_end_to_end(
-    alice, alice_client, catalog, runtime, queued, django_capture_on_commit_callbacks
+    alice, alice_client, catalog, runtime, queued, django_capture_on_commit_callbacks, settings
 ):
+    settings.DOCE_OPENCODE_REQUEST_TIMEOUT, settings.DOCE_OPENCODE_START_TIMEOUT = 10, 60
     flow = start(alice_client, django_capture_on_commit_callbacks)
     assert oauth.oauth_flow_run(str(flow.pk)) == "pending"
     assert runtime.authorized == [("github-copilot", 0, {"deploymentType": "github.com"})]
+    # The first request builds the new server's instance: it may take as long as a start.
+    assert runtime.authorize_timeouts == [60]
     page = alice_client.get(flow_url(flow)).content.decode()
     assert 'href="https://auth.example.test/authorize?state=abc" target="_blank"' in page
     assert "Enter code ABCD-1234" in page and 'name="code"' in page

@@ -16,7 +16,6 @@ from doce.celery import app
 from providers import oauth
 from providers.models import OAuthFlow
 from providers.oauth_guard import local_callback
-from tests.providers.views.fake_runtime import FakeRuntime
 
 pytestmark = pytest.mark.django_db
 COPILOT = "/settings/providers/github-copilot/oauth/"
@@ -25,26 +24,6 @@ LOCAL_URL = (
     "https://auth.openai.com/oauth/authorize?response_type=code&client_id=app_x"
     "&redirect_uri=http%3A%2F%2Flocalhost%3A1455%2Fauth%2Fcallback&state=s"
 )
-
-
-@pytest.fixture
-def runtime(monkeypatch, settings, tmp_path):
-    settings.DOCE_DATA_DIR = tmp_path
-    fake = FakeRuntime()
-    monkeypatch.setattr(oauth, "_runtime", lambda: fake)
-    return fake
-
-
-@pytest.fixture
-def queued(monkeypatch):
-    """(flow id, browser_on_host) of each task the views queued."""
-    calls = []
-    monkeypatch.setattr(
-        oauth.oauth_flow_task,
-        "delay",
-        lambda flow_id, on_host=False: calls.append((flow_id, on_host)),
-    )
-    return calls
 
 
 def live_flow(user, provider_id: str, *, expired: bool = False) -> OAuthFlow:

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from doce.opencode.runtimes import RuntimeFailure, RuntimeStatus, get_runtime
+from doce.opencode.runtimes.base import MAX_AUTH_FILE_BYTES
 from doce.opencode.runtimes.docker import DockerComposeRuntime, render_compose
 
 
@@ -145,3 +146,23 @@ def test_names_are_safe_for_compose(make_spec):
     assert compose["name"] == "doce_proj_7-a"
     assert yaml.safe_load(yaml.safe_dump(compose)) == compose
     assert os.sep not in compose["services"]["opencode"]["container_name"]
+
+
+def test_auth_json_is_read_back_with_docker_cp(runtime, fake_docker, make_spec, settings, tmp_path):
+    """Refreshed OAuth tokens live in the container's home volume: ``docker cp`` (the
+    daemon reads the file, nothing runs inside the container) gives them back."""
+    state = runtime.start(make_spec(7))
+    assert runtime.auth_file_read(state) is None  # no auth.json yet
+    fake_docker.serve_file(b'{"openai": {"type": "oauth"}}')
+    assert runtime.auth_file_read(state) == b'{"openai": {"type": "oauth"}}'
+    home = settings.DOCE_OPENCODE_IMAGE_HOME
+    assert fake_docker.calls[-1]["argv"] == [
+        "cp",
+        f"doce_7_opencode:{home}/.local/share/opencode/auth.json",
+        "-",
+    ]
+    fake_docker.serve_file(b"x" * (MAX_AUTH_FILE_BYTES + 1))
+    assert runtime.auth_file_read(state) is None  # not a few credentials
+    (tmp_path / "elsewhere").write_text("{}")
+    fake_docker.serve_file(link_to=tmp_path / "elsewhere")
+    assert runtime.auth_file_read(state) is None  # a link is not a plain file

@@ -15,7 +15,9 @@ import pytest
 
 from doce.opencode import OpenCodeClient
 from doce.opencode.runtimes import RuntimeFailure, RuntimeState, RuntimeStatus, get_runtime
+from doce.opencode.runtimes.base import MAX_AUTH_FILE_BYTES
 from doce.opencode.runtimes.local import LocalRuntime
+from tests.conftest import deadline_in
 
 SECRET_ENV = {
     "DATABASE_URL": "postgres://doce:db-password@127.0.0.1/doce",
@@ -100,7 +102,7 @@ def test_a_server_that_dies_is_reported_crashed(runtime, fake_opencode, make_spe
     state = started.start(runtime, spec)
     runtime.wait_healthy(state, spec.password)
     os.kill(state.pid, 9)
-    deadline = time.monotonic() + 5
+    deadline = deadline_in(5)
     while runtime.status(state) is RuntimeStatus.RUNNING and time.monotonic() < deadline:
         time.sleep(0.05)
     assert runtime.status(state) is RuntimeStatus.CRASHED
@@ -243,3 +245,25 @@ def test_a_server_still_loading_its_program_counts_as_alive(
     monkeypatch.setattr(psutil.Process, "cmdline", loading_then_loaded)
     assert runtime.is_alive(state)
     assert calls["n"] >= 3
+
+
+def test_auth_json_is_read_back_only_as_a_plain_file_of_its_own(runtime, make_spec, tmp_path):
+    """The agent can replace its auth.json: a link out of the server's folder, a pipe
+    that never ends or a huge file is not read."""
+    layout = make_spec(8).layout
+    layout.prepare()
+    state = RuntimeState(runtime="local", data_dir=str(layout.data_dir), port=1, directory="")
+    assert runtime.auth_file_read(state) is None  # none yet
+    layout.auth_file.parent.mkdir(parents=True)
+    layout.auth_file.write_bytes(b'{"openai": {"type": "oauth"}}')
+    assert runtime.auth_file_read(state) == b'{"openai": {"type": "oauth"}}'
+
+    layout.auth_file.write_bytes(b" " * (MAX_AUTH_FILE_BYTES + 1))
+    assert runtime.auth_file_read(state) is None
+    layout.auth_file.unlink()
+    (tmp_path / "other.json").write_text('{"openai": {"type": "oauth"}}')
+    layout.auth_file.symlink_to(tmp_path / "other.json")
+    assert runtime.auth_file_read(state) is None
+    layout.auth_file.unlink()
+    os.mkfifo(layout.auth_file)
+    assert runtime.auth_file_read(state) is None  # returns at once: no writer is waited for

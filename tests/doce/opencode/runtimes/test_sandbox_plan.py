@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from doce.opencode.runtimes import CustomProvider, sandbox, sandbox_plan
+from doce.opencode.runtimes import CustomProvider, RuntimeFailure, sandbox, sandbox_plan
 
 
 def _plan(**overrides) -> sandbox.Plan:
@@ -115,6 +115,17 @@ def test_routes_block_the_hosts_networks_and_let_allowed_hosts_past(monkeypatch)
     assert "route add unreachable 169.254.0.0/16" in lines  # cloud metadata
     assert f"route add {sandbox.DNS_ADDRESS}/32 via 10.1.2.1" in lines
     assert "route add 192.168.1.20/32 via 10.1.2.1" in lines
+    # The gateway carries the traffic but is no destination: in a container deployment
+    # it is the Docker host, whose own services (an Ollama on 0.0.0.0) are not the
+    # sandbox's. Blocked after the routes through it (the kernel checks a next hop).
+    assert lines[-1] == "route add unreachable 10.1.2.1/32"
+
+
+def test_a_gateway_an_endpoint_names_stays_reachable(monkeypatch):
+    monkeypatch.setattr(sandbox, "host_networks", lambda ip="ip": (["10.1.2.3/32"], "eth0"))
+    lines = sandbox.route_script(_plan(allow_hosts=["10.1.2.1"]), "10.1.2.1").splitlines()
+    assert "route add unreachable 10.1.2.1/32" not in lines
+    assert "route add 10.1.2.1/32 via 10.1.2.1" in lines
 
 
 def test_the_synthesised_etc_names_no_host_account(tmp_path):
@@ -123,3 +134,22 @@ def test_the_synthesised_etc_names_no_host_account(tmp_path):
     assert "opencode:x:1000" in passwd and "postgres" not in passwd
     assert (tmp_path / "etc" / "resolv.conf").read_text() == f"nameserver {sandbox.DNS_ADDRESS}\n"
     assert oct((tmp_path / "etc").stat().st_mode & 0o777) == "0o700"
+
+
+def test_a_machine_without_user_namespaces_is_refused_with_one_line(settings, tmp_path):
+    """The tools are installed but bwrap cannot make namespaces (user namespaces off, a
+    container's seccomp profile): fail closed, saying what to enable."""
+    fake = tmp_path / "bwrap"
+    fake.write_text(
+        "#!/bin/sh\necho 'bwrap: No permissions to create a new namespace' >&2\nexit 1\n"
+    )
+    fake.chmod(0o755)
+    settings.DOCE_BWRAP_BIN = str(fake)
+    assert sandbox_plan.problem() == (
+        "bwrap cannot create namespaces here (bwrap: No permissions to create a new namespace)"
+    )
+    with pytest.raises(RuntimeFailure) as failure:
+        sandbox_plan.require()
+    assert failure.value.retryable is False
+    assert "allow unprivileged user namespaces" in failure.value.message
+    assert "\n" not in failure.value.message
