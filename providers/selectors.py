@@ -11,8 +11,9 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import Count, Exists, OuterRef, QuerySet
 from django.utils import timezone
 
+from doce.inputs import DOUBLE_SUBMIT_WINDOW
 from providers.legacy import LEGACY_PROVIDER_ID
-from providers.models import ProviderConnection, UserSettings
+from providers.models import AuditEvent, OAuthFlow, ProviderConnection, UserSettings
 
 
 def connections_for_user(*, user: AbstractBaseUser | int) -> QuerySet[ProviderConnection]:
@@ -92,3 +93,30 @@ def legacy_keys_pending() -> QuerySet[UserSettings]:
     return UserSettings.objects.filter(
         openrouter_api_key__isnull=False, migration_completed_at__isnull=True
     ).exclude(openrouter_api_key="")
+
+
+def recently_disconnected(user, provider_id: str) -> bool:
+    """Did ``user`` disconnect ``provider_id`` within the double-submit window? (A
+    second Disconnect of the same click then answers what the first one did.)"""
+    return AuditEvent.objects.filter(
+        user=user,
+        actor=user,
+        provider_id=provider_id,
+        action=AuditEvent.Action.DISCONNECTED,
+        created_at__gte=timezone.now() - DOUBLE_SUBMIT_WINDOW,
+    ).exists()
+
+
+def recent_flow(user, provider_id: str, method: int, inputs: dict) -> OAuthFlow | None:
+    """The sign-in ``user`` started with the same method and inputs within the
+    double-submit window, still going (a double submit shows that one)."""
+    for flow in OAuthFlow.objects.filter(
+        user=user,
+        provider_id=provider_id,
+        method=method,
+        state__in=OAuthFlow.ACTIVE_STATES,
+        created_at__gte=timezone.now() - DOUBLE_SUBMIT_WINDOW,
+    ):
+        if flow.inputs == inputs:
+            return flow
+    return None

@@ -10,11 +10,10 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from doce.inputs import DOUBLE_SUBMIT_WINDOW
-from providers import services, validation
+from providers import selectors, services, validation
 from providers.catalog import catalog_entries, catalog_entry, catalog_names, catalog_status
 from providers.forms import ApiKeyForm, CustomProviderForm, prompt_field_name
-from providers.models import AuditEvent, OAuthFlow, ProviderConnection
+from providers.models import OAuthFlow, ProviderConnection
 from providers.oauth_guard import local_callback_methods
 from providers.options import option_set
 from providers.selectors import connection_for, connections_for_user, user_settings_for
@@ -218,7 +217,7 @@ def provider_disconnect(request, provider_id: str):
     """GET: the confirmation (a dialog with htmx); POST: disconnect."""
     connection = connection_for(user=request.user, provider_id=provider_id)
     if connection is None:
-        if request.method == "POST" and _recently_disconnected(request.user, provider_id):
+        if request.method == "POST" and selectors.recently_disconnected(request.user, provider_id):
             return done(request, list_url())  # a double submit: done by the first one
         raise Http404("No such provider connection.")
     if request.method == "POST":
@@ -231,13 +230,3 @@ def provider_disconnect(request, provider_id: str):
     return render_page(
         request, "providers/disconnect.html", "providers/_disconnect_confirm.html", context
     )
-
-
-def _recently_disconnected(user, provider_id: str) -> bool:
-    return AuditEvent.objects.filter(
-        user=user,
-        actor=user,
-        provider_id=provider_id,
-        action=AuditEvent.Action.DISCONNECTED,
-        created_at__gte=timezone.now() - DOUBLE_SUBMIT_WINDOW,
-    ).exists()

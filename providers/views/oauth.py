@@ -11,8 +11,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_POST
 
-from doce.inputs import DOUBLE_SUBMIT_WINDOW
-from providers import oauth
+from providers import oauth, selectors
 from providers.catalog import CatalogEntry, catalog_entry, catalog_names
 from providers.forms import OAuthStartForm
 from providers.models import OAuthFlow
@@ -50,7 +49,7 @@ def provider_oauth(request, provider_id: str):
         method = entry.oauth_methods[0]
     form = OAuthStartForm(form_data(request), method=method, methods=entry.oauth_methods)
     if request.method == "POST" and form.is_valid():
-        recent = _recent_flow(request.user, entry.id, method.index, form.metadata)
+        recent = selectors.recent_flow(request.user, entry.id, method.index, form.metadata)
         if recent is not None:  # a double submit: show the flow the first one started
             return done(request, reverse("providers:oauth_flow", args=[recent.pk]))
         if not rate_limited(request, form):
@@ -77,19 +76,6 @@ def browser_on_host(request) -> bool:
     loopback name (not through a proxy or a published port)."""
     host, _port = split_domain_port(request.get_host())
     return is_loopback_host(request.META.get("REMOTE_ADDR")) and is_loopback_host(host)
-
-
-def _recent_flow(user, provider_id: str, method: int, inputs: dict) -> OAuthFlow | None:
-    for flow in OAuthFlow.objects.filter(
-        user=user,
-        provider_id=provider_id,
-        method=method,
-        state__in=OAuthFlow.ACTIVE_STATES,
-        created_at__gte=timezone.now() - DOUBLE_SUBMIT_WINDOW,
-    ):
-        if flow.inputs == inputs:
-            return flow
-    return None
 
 
 def _flow_context(flow: OAuthFlow) -> dict:

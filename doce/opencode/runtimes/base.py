@@ -52,7 +52,7 @@ class RuntimeFailure(Exception):
 
 @dataclass(frozen=True)
 class CustomProvider:
-    """An OpenAI-compatible endpoint declared in the project's opencode.json. Its key is
+    """An OpenAI-compatible endpoint declared in the server's opencode.json. Its key is
     injected through ``PUT /auth/{id}`` like any other, never written into the file."""
 
     id: str
@@ -105,7 +105,7 @@ MAX_AUTH_FILE_BYTES = 64 * 1024
 
 @dataclass(frozen=True)
 class Layout:
-    """Where a project's files live: ``workspace/`` (the server's working directory and
+    """Where a server's files live: ``workspace/`` (the server's working directory and
     opencode.json), ``home/`` (HOME and XDG folders: auth.json, sessions, caches)."""
 
     data_dir: Path
@@ -186,20 +186,20 @@ class Runtime(ABC):
     @abstractmethod
     def start(self, spec: ServerSpec) -> RuntimeState:
         """Prepare folders and opencode.json, launch the server and return at once
-        (``wait_healthy`` waits). Stops a leftover server of the same project first."""
+        (``wait_healthy`` waits). Stops a leftover server of the same folder first."""
 
     @abstractmethod
     def stop(self, state: RuntimeState) -> RuntimeState:
-        """Stop the server if it still runs and is this project's own; returns the state
+        """Stop the server if it still runs and is this spec's own; returns the state
         to store (inactive). Safe to call twice."""
 
     @abstractmethod
     def remove(self, state: RuntimeState) -> None:
-        """Stop and delete everything the project's server had: folders, volumes."""
+        """Stop and delete everything the server had: folders, volumes."""
 
     @abstractmethod
     def is_alive(self, state: RuntimeState) -> bool:
-        """True while the project's own server process or container runs."""
+        """True while the server's own process or container runs."""
 
     @abstractmethod
     def auth_file_read(self, state: RuntimeState) -> bytes | None:

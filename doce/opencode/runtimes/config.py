@@ -1,4 +1,4 @@
-"""The project's ``opencode.json``: its model, its custom providers, operator extras.
+"""A server's ``opencode.json``: its model, its custom providers, operator extras.
 
 For a provider declared in opencode.json, ``options.apiKey`` wins over the credential
 set through ``PUT /auth``, so the file never carries one: keys only reach a server
@@ -94,7 +94,7 @@ def load_operator_config(path: str | None = None) -> dict[str, Any]:
 def render_opencode_config(
     spec: ServerSpec, operator: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Base defaults, then the operator's config, then the project's own model and
+    """Base defaults, then the operator's config, then the server's own model and
     providers (which win); any ``apiKey`` is removed, wherever it came from."""
     config = deep_merge(BASE_CONFIG, operator or {})
     own: dict[str, Any] = {"model": spec.model}

@@ -3,8 +3,8 @@ sandbox of ``sandbox.py`` (bubblewrap + pasta) unless the operator turned it off
 
 The server runs in its own process group (so its helpers stop with it) with a minimal
 environment of its own. Before signalling anything the runtime checks that the pid is
-still the project's server (pids get reused): same create time, an ``opencode serve``
-command line on the recorded port, the project's workspace as its working directory.
+still the same server (pids get reused): same create time, an ``opencode serve``
+command line on the recorded port, its workspace as its working directory.
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ class LocalRuntime(Runtime):
         return need_ports <= have_ports and need_hosts <= have_hosts
 
     def _stop_leftover(self, layout: Layout) -> None:
-        """One server per project: stop one a lost state still left running."""
+        """One server per folder: stop one a lost state still left running."""
         try:
             previous = RuntimeState.from_dict(
                 json.loads((layout.data_dir / _SERVER_RECORD).read_text())
@@ -177,7 +177,7 @@ class LocalRuntime(Runtime):
 
 
 def _own_process(state: RuntimeState) -> psutil.Process | None:
-    """The server process if ``state.pid`` is still this project's server, else None."""
+    """The server process if ``state.pid`` is still this state's server, else None."""
     if not state.pid or state.process_started_at is None:
         return None
     try:
