@@ -268,6 +268,22 @@ def _read_child_pid(fd: int, deadline: float) -> int:
     raise SandboxError("bubblewrap did not start the sandbox (user namespaces off?)")
 
 
+def _wait_loopback(child_pid: int, bwrap: subprocess.Popen, deadline: float) -> None:
+    """Wait until bwrap has set up the namespace's loopback (127.0.0.1 on ``lo``, up).
+    bwrap does that after it reports the child's pid; pasta, started meanwhile, brings
+    ``lo`` up too, and the two netlink requests can collide ("bwrap: loopback: Failed
+    RTM_NEWADDR"): bwrap then gives up and the server never starts."""
+    table = Path(f"/proc/{child_pid}/net/fib_trie")
+    while time.monotonic() < deadline:
+        if bwrap.poll() is not None:
+            raise SandboxError(f"bubblewrap exited ({bwrap.returncode}) while setting up")
+        with contextlib.suppress(OSError):
+            if "127.0.0.1" in table.read_text():
+                return
+        time.sleep(0.002)
+    raise SandboxError("bubblewrap did not set up the sandbox's loopback in time")
+
+
 def _default_gateway(child_pid: int, pasta: subprocess.Popen, deadline: float) -> str | None:
     """Wait for pasta to configure the namespace; its IPv4 default gateway."""
     route_file = Path(f"/proc/{child_pid}/net/route")
@@ -316,6 +332,7 @@ def run(plan: Plan, command: list[str]) -> int:
     try:
         deadline = time.monotonic() + SETUP_TIMEOUT
         child = _read_child_pid(info_r, deadline)
+        _wait_loopback(child, bwrap, deadline)
         pasta = subprocess.Popen(
             pasta_args(plan, child, as_root=as_root),
             stdin=subprocess.DEVNULL,
