@@ -211,14 +211,18 @@ def start_flow(client, provider_id: str, data: dict) -> str:
 def wait_for_flow(flow_id, states, *, worker, timeout: float = 90) -> OAuthFlow:
     """The flow once it is in one of ``states``; else the worker's and the flow's server's
     logs in the failure."""
-    deadline = deadline_in(timeout)
-    while time.monotonic() < deadline:
+
+    def arrived() -> OAuthFlow | None:
         flow = OAuthFlow.objects.get(pk=flow_id)
-        if flow.state in states:
-            return flow
-        time.sleep(0.2)
-    log = Path(worker.log_path).read_text()[-4000:]
-    tail = ""
-    if flow.data_dir and (Path(flow.data_dir) / "opencode.log").exists():
-        tail = (Path(flow.data_dir) / "opencode.log").read_text()[-3000:]
-    raise AssertionError(f"flow stayed {flow.state} ({flow.error_message})\n{log}\n{tail}")
+        return flow if flow.state in states else None
+
+    def explain() -> str:
+        flow = OAuthFlow.objects.get(pk=flow_id)
+        log = Path(worker.log_path).read_text()[-4000:]
+        server_log = Path(flow.data_dir or "/nonexistent") / "opencode.log"
+        tail = server_log.read_text()[-3000:] if server_log.exists() else ""
+        return f"flow stayed {flow.state} ({flow.error_message})\n{log}\n{tail}"
+
+    return wait_for(
+        arrived, timeout=timeout, what=f"the sign-in to reach {states}", explain=explain
+    )

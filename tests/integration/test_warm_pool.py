@@ -14,9 +14,14 @@ from doce.opencode.runtimes import Layout
 from projects import pool
 from projects import services as project_services
 from projects.models import PooledServer, Project
-from providers.services import connection_create
 from tests.conftest import purge_broker, start_celery_worker, stop_process_group
-from tests.integration.conftest import FIRST_KEY, pipeline_report, settled, wait_for
+from tests.integration.conftest import (
+    FIRST_KEY,
+    pipeline_report,
+    settled,
+    stub_connection,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -52,14 +57,7 @@ def test_a_new_project_takes_the_pooled_server_and_the_pool_is_refilled(
     layout = Layout(Path(pooled.data_dir))
     auth = json.loads(layout.auth_file.read_text()) if layout.auth_file.exists() else {}
     assert auth == {}
-    connection_create(
-        user=alice,
-        provider_id="stub",
-        name="Stub",
-        base_url=stub.base_url,
-        models=["stub-model"],
-        api_key=FIRST_KEY,
-    )
+    stub_connection(alice, stub, api_key=FIRST_KEY)
     client.force_login(alice)
 
     response = client.post(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
@@ -27,12 +26,14 @@ def test_a_namespace_with_its_loopback_up_is_ready_at_once():
 
 def test_a_namespace_without_loopback_waits_and_a_bwrap_that_exited_is_said():
     # A new network namespace has `lo` down and no address until someone sets it up.
-    sleeper = subprocess.Popen(["unshare", "--user", "--map-root-user", "--net", "sleep", "30"])
+    # It says "ready" from inside the namespace, so the wait below starts after the move.
+    sleeper = subprocess.Popen(
+        ["unshare", "--user", "--map-root-user", "--net", "sh", "-c", "echo ready; exec sleep 30"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
-        table = Path(f"/proc/{sleeper.pid}/net/fib_trie")
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and "127.0.0.1" in table.read_text():
-            time.sleep(0.01)  # until unshare has moved into its own namespace
+        assert sleeper.stdout.readline() == "ready\n"
         with pytest.raises(SandboxError, match="did not set up the sandbox's loopback"):
             _wait_loopback(sleeper.pid, Running(), time.monotonic() + 0.2)
         exited = subprocess.Popen(["true"])
