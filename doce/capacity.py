@@ -12,7 +12,10 @@ nothing of what a server serves: callers register a *kind* ("project", "oauth_fl
   ``DOCE_MAX_SERVERS_PER_USER``;
 - a kind registered ``waits`` queues when the bound is full (first come, first
   served: a waiter keeps its place while it keeps asking); any other kind is refused at
-  once, and never jumps the queue, so short-lived servers cannot starve the waiters.
+  once, and never jumps the queue, so short-lived servers cannot starve the waiters;
+- servers kept only ahead of demand (the warm pool's) give way: a caller registers a
+  function that stops one of them (``yielder_register``), and a start refused by the
+  global bound stops one and asks again (``servers_yield``).
 
 A crash never leaks a slot: a slot records where its server runs (``slot_attach``), and
 when the ledger looks full it checks those servers and frees the slots of the dead ones
@@ -28,7 +31,7 @@ when the ledger looks full it checks those servers and frees the slots of the de
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -65,6 +68,7 @@ class Kind:
 
 
 _KINDS: dict[str, Kind] = {}
+_YIELDERS: list[Callable[[], bool]] = []
 
 
 def kind_register(name: str, *, per_user: bool = False, waits: bool = False) -> str:
@@ -75,6 +79,19 @@ def kind_register(name: str, *, per_user: bool = False, waits: bool = False) -> 
         raise ValueError(f"server kind {name!r} is already registered with other rules")
     _KINDS[name] = kind
     return name
+
+
+def yielder_register(stop_one: Callable[[], bool]) -> None:
+    """``stop_one`` stops one server that is only kept ahead of demand and returns True,
+    or returns False when it has none: a start that the global bound refuses calls it
+    before giving up (or waiting). Registering the same function twice is harmless."""
+    if stop_one not in _YIELDERS:
+        _YIELDERS.append(stop_one)
+
+
+def servers_yield() -> bool:
+    """Stop one server kept ahead of demand, to make room; False when there is none."""
+    return any(stop_one() for stop_one in _YIELDERS)
 
 
 def _kind(name: str) -> Kind:
@@ -177,8 +194,11 @@ def slot_acquire(*, kind: str, key: str, owner_id: int | None = None) -> Decisio
 
 
 def slot_take(*, kind: str, key: str, owner_id: int | None = None) -> None:
-    """``slot_acquire`` for a kind that does not wait: CapacityFull when refused."""
+    """``slot_acquire`` for a kind that does not wait: CapacityFull when refused (once
+    no server kept ahead of demand is left to give way)."""
     decision = slot_acquire(kind=kind, key=key, owner_id=owner_id)
+    while not decision.granted and not decision.user_full and servers_yield():
+        decision = slot_acquire(kind=kind, key=key, owner_id=owner_id)
     if not decision.granted:
         raise CapacityFull(
             "doce runs as many OpenCode servers as it can hold right now"

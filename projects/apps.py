@@ -5,6 +5,7 @@ class ProjectsConfig(AppConfig):
     name = "projects"
 
     def ready(self) -> None:
-        # Importing these registers the pipeline steps with the job engine and connects
-        # the receivers that carry connection changes to running projects.
-        from projects import receivers, steps  # noqa: F401
+        # Importing these registers the pipeline steps with the job engine, connects
+        # the receivers that carry connection changes to running projects, and lets the
+        # warm pool's servers give way to any start the server bound refuses.
+        from projects import pool, receivers, steps  # noqa: F401

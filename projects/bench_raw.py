@@ -9,6 +9,8 @@ in the same run. Plain HTTP and none of doce's code but the local runtime's spaw
   /auth``, dispose, ``POST /session``, ``prompt_async``, until the stub receives it;
 - key edit: ``PUT /auth``, dispose, ``prompt_async`` on a running server.
 
+Sessions get a title, as doce's do: OpenCode then asks the LLM for none.
+
 Also the small helpers both sides share: summaries, waiting with a deadline, finding
 the agent's request at the stub.
 """
@@ -171,7 +173,7 @@ class RawSide:
         server = self.spawn(self.stub_spec(marker, secrets.token_urlsafe(24)))
         self.wait_healthy(server, started)
         server.call("PUT", "/auth/stub", json={"type": "api", "key": new_key()})
-        server.session = server.call("POST", "/session", json={}).json()["id"]
+        server.session = server.call("POST", "/session", json={"title": marker}).json()["id"]
         server.prompt(f"Build site {marker}", self.stub.model)
         request = wait_until(
             lambda: arrival(self.stub, marker), timeout=self.timeout, what=f"{marker} at the LLM"
@@ -229,7 +231,7 @@ class RawSide:
         write_private(path, json.dumps(config, indent=2) + "\n")
         server.call("PUT", "/auth/stub", json={"type": "api", "key": new_key()})
         server.call("POST", "/instance/dispose")
-        server.session = server.call("POST", "/session", json={}).json()["id"]
+        server.session = server.call("POST", "/session", json={"title": marker}).json()["id"]
         server.prompt(f"Build site {marker}", self.stub.model)
         request = wait_until(
             lambda: arrival(self.stub, marker), timeout=self.timeout, what=f"{marker} at the LLM"

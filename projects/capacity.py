@@ -22,7 +22,6 @@ from django.utils import timezone
 from doce import capacity
 from doce.opencode import OpenCodeError
 from doce.opencode.runtimes import RuntimeFailure
-from projects import pool
 from projects import services as project_services
 from projects.models import Project
 from queue_jobs.engine import StepWait
@@ -71,7 +70,7 @@ def server_slot_take(project: Project) -> None:
             _granted(project, stopped)
             return
         if not decision.user_full:
-            if pool.servers_yield():  # the warm pool never makes a project wait
+            if capacity.servers_yield():  # the warm pool never makes a project wait
                 continue
             _note(project, waiting_message(decision.ahead))
             raise StepWait(waiting_message(decision.ahead), retry_in=poll_delay(decision.ahead))

@@ -17,9 +17,9 @@ deleted and the server marked ready.
   server serves one project: a stopped project starts a new server, never a pooled one,
   and never gives its own back. With no ready server the cold start runs as before.
 - **Counted.** Each pooled server holds a slot (kind ``pool``: not per user, refused when
-  full, and it never fills the last free slot). A project start that finds the global
-  bound full stops a pooled server first (``servers_yield``): the pool never makes a
-  project wait.
+  full, and it never fills the last free slot). Any start that finds the global bound
+  full (a project's, a sign-in's, a catalog read's) stops a pooled server first
+  (``servers_yield``, registered with the ledger): the pool never makes anyone wait.
 - **Kept full** by Celery (``projects.tasks``): at worker start, after each claim and
   with the reconciler; servers that died or never came up are removed.
 
@@ -39,6 +39,7 @@ from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
+import psutil
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -69,9 +70,15 @@ DEFAULT_MAX = 2
 DEFAULT_SHARE = 4
 # The claimed server's replacement starts this long after the project's prompt was
 # sent, so that its start-up does not compete for the CPU with the prompt's way to the
-# LLM; and at most STARTS_AT_ONCE start together (a start takes a core for a second or
-# more), the next ones once those are ready.
+# LLM; while the CPUs stay busy (a burst of projects whose prompts are still on their
+# way), later still, asking every REFILL_RETRY_SECONDS, up to REFILL_DEFER_MAX_SECONDS
+# after the prompt. At most STARTS_AT_ONCE start together (a start takes a core for a
+# second or more), the next ones once those are ready.
 REFILL_DELAY_SECONDS = 2.0
+REFILL_RETRY_SECONDS = 1.0
+REFILL_DEFER_MAX_SECONDS = 30.0
+BUSY_CPU_PERCENT = 80.0
+BUSY_SAMPLE_SECONDS = 0.25
 STARTS_AT_ONCE = 2
 # A starting server is asked this often whether it answers (no worker waits meanwhile).
 WARM_RETRY_SECONDS = 0.25
@@ -97,6 +104,11 @@ def pool_size() -> int:
     if settings.DOCE_POOL_SIZE is not None:
         return settings.DOCE_POOL_SIZE
     return min(DEFAULT_MAX, capacity.server_limit() // DEFAULT_SHARE)
+
+
+def machine_busy() -> bool:
+    """The machine's CPUs, all together, were mostly busy over a short sample."""
+    return psutil.cpu_percent(interval=BUSY_SAMPLE_SECONDS) >= BUSY_CPU_PERCENT
 
 
 def _folder(key: str) -> Path:
@@ -336,6 +348,9 @@ def servers_yield() -> bool:
     _server_stop(row)
     logger.info("warm pool: stopped server %s to make room for a project", row.key)
     return True
+
+
+capacity.yielder_register(servers_yield)
 
 
 def pool_stop_all() -> int:

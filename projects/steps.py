@@ -21,7 +21,7 @@ from projects import services as project_services
 from projects.capacity import server_slot_take
 from projects.jobs import CREDENTIAL_ATTEMPTS, JobType
 from projects.models import Project
-from projects.tasks import pool_fill
+from projects.tasks import pool_fill, pool_refill_soon
 from queue_jobs.engine import StepError
 from queue_jobs.models import Job
 from queue_jobs.registry import step
@@ -39,6 +39,10 @@ def mark_project_failed(job: Job, exc: StepError) -> None:
         error_message=exc.user_message[:2000],
         updated_at=timezone.now(),
     )
+    # A start that failed after taking a pooled server never reaches the prompt step,
+    # which asks for its replacement: ask now (a full pool does nothing).
+    if pool.pool_size():
+        transaction.on_commit(pool_fill.delay, robust=True)
 
 
 def _opencode_error(exc: OpenCodeError, doing: str) -> StepError:
@@ -215,13 +219,11 @@ def send_initial_prompt(job: Job) -> None:
         last_activity_at=now,
         updated_at=now,
     )
+    # A server taken from the pool is replaced now that the prompt is on its way, a
+    # little later still, so that starting it does not slow the prompt's way to the LLM
+    # (or the other projects of a burst) down.
     if pool.pool_size():
-        # A server taken from the pool is replaced now that the prompt is on its way,
-        # a little later still, so that starting it does not slow the prompt's way to
-        # the LLM (or the other projects of a burst) down.
-        transaction.on_commit(
-            lambda: pool_fill.apply_async(countdown=pool.REFILL_DELAY_SECONDS), robust=True
-        )
+        transaction.on_commit(pool_refill_soon, robust=True)
 
 
 def _initial_prompt_send(client: OpenCodeClient, project: Project) -> None:

@@ -4,6 +4,8 @@ and returns no secret."""
 
 from __future__ import annotations
 
+import time
+
 from celery import shared_task
 from celery.signals import worker_ready
 
@@ -35,6 +37,23 @@ def pool_fill() -> int:
     for pk in started:
         pool_warm.apply_async((pk,), countdown=pool.WARM_RETRY_SECONDS)
     return len(started)
+
+
+def pool_refill_soon() -> None:
+    """A claimed server's replacement, once its project's prompt is on its way."""
+    not_after = time.time() + pool.REFILL_DEFER_MAX_SECONDS
+    pool_refill.apply_async((not_after,), countdown=pool.REFILL_DELAY_SECONDS)
+
+
+@shared_task(name="projects.pool_refill", acks_late=False, ignore_result=True)
+def pool_refill(not_after: float) -> int:
+    """Fill the pool once the CPUs are not busy (a burst's prompts are still on their
+    way to their LLM: a server starting now would slow them down), or at ``not_after``
+    (a Unix time) at the latest."""
+    if time.time() < not_after and pool.machine_busy():
+        pool_refill.apply_async((not_after,), countdown=pool.REFILL_RETRY_SECONDS)
+        return 0
+    return pool_fill()
 
 
 @shared_task(name="projects.pool_warm", acks_late=False, ignore_result=True)

@@ -82,6 +82,25 @@ def test_a_kind_that_does_not_wait_is_refused_and_never_jumps_the_queue(bounds):
     assert ServerSlot.objects.get(kind=REFUSED).state == ServerSlot.State.HELD
 
 
+def test_a_refused_start_asks_servers_kept_ahead_of_demand_to_give_way(bounds, monkeypatch):
+    acquire("a"), acquire("spare")
+    stops = []
+
+    def stop_one() -> bool:
+        stops.append(1)
+        return capacity.slot_release(kind=WAITS, key="spare")  # False once it is gone
+
+    monkeypatch.setattr(capacity, "_YIELDERS", [])
+    capacity.yielder_register(stop_one)
+    capacity.yielder_register(stop_one)  # registered once
+
+    capacity.slot_take(kind=REFUSED, key="flow")
+    assert len(stops) == 1
+    with pytest.raises(capacity.CapacityFull):
+        capacity.slot_take(kind=REFUSED, key="other")
+    assert len(stops) == 2  # asked again, had nothing left
+
+
 def test_the_per_user_bound_counts_only_the_owners_own_kinds(bounds, alice, bob):
     bounds.DOCE_MAX_SERVERS, bounds.DOCE_MAX_SERVERS_PER_USER = 3, 1
     assert acquire("1", owner=alice).granted

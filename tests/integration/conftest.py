@@ -130,7 +130,7 @@ def settled(project: Project) -> Project | None:
     return project if project.status in (Project.Status.RUNNING, Project.Status.ERROR) else None
 
 
-def _server_pid(state) -> int:
+def server_pid(state) -> int:
     """The OpenCode process inside a sandbox (a descendant of the supervisor)."""
     supervisor = psutil.Process(state.pid)
     for child in supervisor.children(recursive=True):
@@ -142,7 +142,7 @@ def _server_pid(state) -> int:
 def assert_sealed(state, *, own: list[Path]) -> None:
     """Seen from the server process itself: its own PID and network namespaces, none
     of doce's files, its own folders."""
-    pid = _server_pid(state)
+    pid = server_pid(state)
     me = Path("/proc/self/ns")
     theirs = Path(f"/proc/{pid}/ns")
     for kind in ("pid", "net", "mnt", "user"):

@@ -6,23 +6,15 @@ import pytest
 from doce.stub_llm import StubLLM
 from projects import services as project_services
 from projects.models import Project
-from providers.services import connection_create
 from tests.factories import DEFAULT_PASSWORD
-from tests.integration.conftest import FIRST_KEY, REPLY
+from tests.integration.conftest import FIRST_KEY, REPLY, stub_connection
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
 def test_create_a_project_and_see_the_reply(page, live_server, alice, celery_worker_process):
     with StubLLM(reply=REPLY) as stub:
-        connection_create(
-            user=alice,
-            provider_id="stub",
-            name="Stub",
-            base_url=stub.base_url,
-            models=["stub-model"],
-            api_key=FIRST_KEY,
-        )
+        stub_connection(alice, stub)
         try:
             page.goto(live_server.url + "/accounts/login/")
             page.fill("#id_username", "alice")

@@ -17,10 +17,9 @@ import pytest
 from doce.models import ServerSlot
 from projects import services as project_services
 from projects.models import Project
-from providers.services import connection_create
 from queue_jobs.models import Job, JobState
 from tests.conftest import purge_broker, start_celery_worker, stop_process_group
-from tests.integration.conftest import FIRST_KEY, pipeline_report, settled, wait_for
+from tests.integration.conftest import pipeline_report, settled, stub_connection, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -37,17 +36,6 @@ def bounded_worker(django_db_setup, django_db_blocker, tmp_path_factory):
     stop_process_group(process)
 
 
-def connect_stub(user, stub):
-    connection_create(
-        user=user,
-        provider_id="stub",
-        name="Stub",
-        base_url=stub.base_url,
-        models=["stub-model"],
-        api_key=FIRST_KEY,
-    )
-
-
 def create(client, user, prompt: str) -> Project:
     client.force_login(user)
     response = client.post("/projects/new/", {"prompt": prompt, "model": "stub/stub-model"})
@@ -62,8 +50,8 @@ def page(client, project: Project) -> str:
 def test_starts_wait_for_a_slot_a_crash_frees_it_and_the_users_oldest_project_makes_room(
     client, alice, bob, stub, bounded_worker, cleanup_projects
 ):
-    connect_stub(alice, stub)
-    connect_stub(bob, stub)
+    stub_connection(alice, stub)
+    stub_connection(bob, stub)
 
     alices = create(client, alice, "Build a site for my bakery")
     report = lambda project: lambda: pipeline_report(project, bounded_worker)  # noqa: E731

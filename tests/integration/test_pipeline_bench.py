@@ -71,6 +71,17 @@ def test_bench_pipeline_reports_every_figure(tmp_path):
     assert start["ratio_median"] > 0
     # Memory is read after the first reply: a server then holds far more than idle.
     assert start["doce_rss_mb"]["median"] > 150
+    # Where the time went: each step of the start-up chain, in order, after submit.
+    steps = start["doce_steps_ms"]
+    assert [step.split(".")[-1] for step in steps] == [
+        "up",
+        "wait_healthy",
+        "set_provider_credentials",
+        "session_create",
+        "send_initial_prompt",
+    ]
+    ends = [end for start_ms, end in steps.values()]
+    assert ends == sorted(ends) and ends[-1] < start["doce_s"]["median"] * 1000
     # The warm pool: the same figures, measured from a full, warmed pool of one.
     assert figures["pool"] == 1
     warm = figures["warm_1"]

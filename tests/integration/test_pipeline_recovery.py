@@ -17,14 +17,13 @@ from projects import services as project_services
 from projects import steps
 from projects.jobs import JobType
 from projects.models import Project
-from providers.services import connection_create
 from queue_jobs.models import Job, JobState
 from tests.conftest import purge_broker, start_celery_worker, stop_process_group
 from tests.integration.conftest import (
-    FIRST_KEY,
     REPLY,
     pipeline_report,
     settled,
+    stub_connection,
     wait_for,
 )
 
@@ -40,14 +39,7 @@ def test_a_pipeline_survives_a_killed_worker(alice, tmp_path):
     project = None
     with StubLLM(reply=REPLY) as stub:
         try:
-            connection_create(
-                user=alice,
-                provider_id="stub",
-                name="Stub",
-                base_url=stub.base_url,
-                models=["stub-model"],
-                api_key=FIRST_KEY,
-            )
+            stub_connection(alice, stub)
             project = project_services.project_create(
                 owner=alice, prompt="Build a site for my bakery", model="stub/stub-model"
             )

@@ -27,12 +27,12 @@ from doce.opencode.runtimes import CustomProvider, LocalRuntime, RuntimeFailure,
 from doce.stub_llm import StubLLM
 from projects import services as project_services
 from projects.models import Project
-from providers.services import connection_create
 from tests.integration.conftest import (
-    _server_pid,
     assert_sealed,
     pipeline_report,
+    server_pid,
     settled,
+    stub_connection,
     wait_for,
 )
 
@@ -88,17 +88,6 @@ print("wrote in own workspace")
     return "python3 - <<'PYEOF'\n" + program + "\nPYEOF"
 
 
-def _connect_endpoint(user, stub: StubLLM, key: str) -> None:
-    connection_create(
-        user=user,
-        provider_id="stub",
-        name="Stub",
-        base_url=stub.base_url,
-        models=[stub.model],
-        api_key=key,
-    )
-
-
 def _run_project(owner, prompt: str, worker) -> Project:
     project = project_services.project_create(owner=owner, prompt=prompt, model="stub/stub-model")
     wait_for(
@@ -135,8 +124,8 @@ def test_bobs_agent_cannot_reach_alices_secrets_or_doces(
         StubLLM(reply="Alice's site is ready.") as alice_stub,
         StubLLM(reply="Done probing.", commands={"attack": "true"}) as bob_stub,
     ):
-        _connect_endpoint(alice, alice_stub, ALICE_KEY)
-        _connect_endpoint(bob, bob_stub, BOB_KEY)
+        stub_connection(alice, alice_stub, api_key=ALICE_KEY)
+        stub_connection(bob, bob_stub, api_key=BOB_KEY)
         alice_project = _run_project(alice, "Build Alice's bakery site", celery_worker_process)
         wait_for(lambda: alice_stub.completions(), what="Alice's first request at her LLM")
         alice_password = str(alice_project.server_password)
@@ -227,7 +216,7 @@ def _host_gateway() -> str | None:
 def _probe_inside(state, targets: dict[str, tuple[str, int]]) -> dict[str, str]:
     """Connect from inside the server's own network namespace (as its agent's tools
     would) to each target: "OPEN" or the error."""
-    command = ["nsenter", "--target", str(_server_pid(state)), "--net"]
+    command = ["nsenter", "--target", str(server_pid(state)), "--net"]
     if os.geteuid() != 0:
         command += ["--user", "--preserve-credentials"]
     listing = json.dumps([[label, host, port] for label, (host, port) in targets.items()])

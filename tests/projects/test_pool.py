@@ -5,6 +5,7 @@ DOCE_POOL_SIZE=0 turns it off. (The real binary: tests/integration/test_warm_poo
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import replace
 from io import StringIO
 from pathlib import Path
@@ -19,10 +20,12 @@ from doce.models import ServerSlot
 from doce.opencode import OpenCodeClient
 from doce.opencode.runtimes import LocalRuntime, RuntimeState
 from doce.opencode.runtimes.config import write_opencode_config
-from projects import pool, steps
+from projects import pool, steps, tasks
 from projects import services as project_services
 from projects.capacity import server_slot_take
 from projects.models import PooledServer, Project
+from providers.catalog.fetch import CATALOG_SERVERS
+from providers.oauth import OAUTH_SERVERS
 
 pytestmark = pytest.mark.django_db
 
@@ -311,7 +314,9 @@ def test_the_start_step_takes_a_pooled_server_and_writes_the_projects_config(
     settings.DOCE_SANDBOX = "off"
     refills = []
     monkeypatch.setattr(
-        steps.pool_fill, "apply_async", lambda **kwargs: refills.append(kwargs["countdown"])
+        tasks.pool_refill,
+        "apply_async",
+        lambda args, countdown: refills.append((countdown, args[0] - time.time())),
     )
     row = ready_server(runtime)
     job = type("Job", (), {"subject": project})
@@ -330,7 +335,68 @@ def test_the_start_step_takes_a_pooled_server_and_writes_the_projects_config(
     project.refresh_from_db()
     with django_capture_on_commit_callbacks(execute=True):
         steps.send_initial_prompt(job)
-    assert refills == [pool.REFILL_DELAY_SECONDS]  # the prompt is sent: a replacement
+    # The prompt is sent: a replacement, once the CPUs are not busy, within 30 s.
+    [(countdown, not_after)] = refills
+    assert countdown == pool.REFILL_DELAY_SECONDS
+    assert pool.REFILL_DEFER_MAX_SECONDS - 5 < not_after <= pool.REFILL_DEFER_MAX_SECONDS
+
+
+def test_a_claimed_start_that_fails_asks_for_its_replacement_at_once(
+    runtime, project, alice_stub, monkeypatch, settings, django_capture_on_commit_callbacks
+):
+    """The prompt step, which asks for the replacement, never runs after a failure."""
+    settings.DOCE_SANDBOX = "off"
+    refills = []
+    monkeypatch.setattr(steps.pool_fill, "delay", lambda: refills.append("now"))
+    ready_server(runtime)
+    job = type("Job", (), {"subject": project, "subject_id": project.pk})
+    steps.runtime_up(job)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        steps.mark_project_failed(job, steps.StepError("OpenCode refused the credential"))
+
+    assert refills == ["now"]
+    project.refresh_from_db()
+    assert project.status == Project.Status.ERROR
+
+
+@pytest.mark.parametrize("kind", [OAUTH_SERVERS, CATALOG_SERVERS])
+def test_a_sign_in_or_a_catalog_read_makes_a_pooled_server_give_way(runtime, settings, kind):
+    settings.DOCE_MAX_SERVERS = 3
+    settings.DOCE_POOL_SIZE = 2
+    assert len(pool.pool_fill()) == 2
+    assert capacity.slot_acquire(kind=PROJECT_KIND, key="998", owner_id=None).granted
+
+    capacity.slot_take(kind=kind, key="short-lived")  # the bound is full: one gives way
+
+    assert (kind, "short-lived") in slots() and len(slots()) == 3
+    assert PooledServer.objects.count() == 1 and len(runtime.removed) == 1
+    capacity.slot_take(kind=kind, key="next")
+    assert PooledServer.objects.count() == 0
+    with pytest.raises(capacity.CapacityFull):  # none left to give way
+        capacity.slot_take(kind=kind, key="one-more")
+
+
+@pytest.mark.parametrize(
+    ("busy", "late", "fills"), [(True, False, False), (False, False, True), (True, True, True)]
+)
+def test_a_replacement_waits_while_the_cpus_are_busy_but_not_past_its_deadline(
+    monkeypatch, busy, late, fills
+):
+    """A burst's prompts are still on their way to the LLM: a server starting then would
+    slow them down."""
+    filled, retried = [], []
+    monkeypatch.setattr(pool, "machine_busy", lambda: busy)
+    monkeypatch.setattr(tasks, "pool_fill", lambda: filled.append(1) or 1)
+    monkeypatch.setattr(
+        tasks.pool_refill, "apply_async", lambda args, countdown: retried.append(countdown)
+    )
+    not_after = time.time() + (-1 if late else 30)
+
+    tasks.pool_refill(not_after)
+
+    assert filled == ([1] if fills else [])
+    assert retried == ([] if fills else [pool.REFILL_RETRY_SECONDS])
 
 
 def test_the_pool_starts_two_servers_at_a_time(runtime, settings):

@@ -20,6 +20,9 @@ Figures, each as median and p95 over the samples:
   project's opencode.json, ``PUT /auth``, dispose, session, prompt);
 - resident memory of each server's process tree (sandbox included) after its first
   prompt was answered;
+- where doce's time goes: for each step of the start-up chain, the median time after
+  submit at which it started and finished (its job row's timestamps), the rest being the
+  broker's hand-offs and, after the last step, OpenCode's own way to the LLM;
 - a key edit on a running project until the next prompt reaches the LLM with the new
   key, against a raw ``PUT /auth`` + dispose + prompt on a raw server.
 
@@ -34,6 +37,7 @@ import contextlib
 import json
 import os
 import secrets
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -62,10 +66,12 @@ from projects.bench_raw import (
     summary,
     wait_until,
 )
+from projects.jobs import START_PIPELINE
 from projects.management.commands.bench_opencode import _rss_mb
 from projects.models import PooledServer, Project
 from projects.pool import pool_stop_all
 from providers.services import connection_create, connection_update
+from queue_jobs.models import Job
 
 
 class Command(BaseCommand):
@@ -179,6 +185,7 @@ class Command(BaseCommand):
     # --- the two sides ----------------------------------------------------------------
     def _compare(self, size: int, rounds: int, *, warm: bool) -> dict:
         doce, raw, doce_mb, raw_mb = [], [], [], []
+        self.steps: dict[str, list[tuple[float, float]]] = {}
         for index in range(rounds):
             order = ("doce", "raw") if index % 2 == 0 else ("raw", "doce")
             for side in order:
@@ -200,6 +207,10 @@ class Command(BaseCommand):
             "doce_rss_mb": summary(doce_mb),
             "raw_rss_mb": summary(raw_mb),
             **ratios(doce, raw),
+            "doce_steps_ms": {
+                step: [round(statistics.median(times) * 1000) for times in zip(*spans, strict=True)]
+                for step, spans in self.steps.items()
+            },
         }
 
     def _pool_full(self) -> None:
@@ -218,16 +229,18 @@ class Command(BaseCommand):
         """``size`` projects submitted at once, as the web requests would, one after the
         other; each counted from its own submit until the LLM has its prompt."""
         submitted: dict[int, tuple[float, str]] = {}
+        submitted_at: dict[int, float] = {}  # wall clock, as the job rows have it
         projects = []
         for index in range(size):
             marker = f"doce-{round_}-{index}-{secrets.token_hex(4)}"
-            started = time.monotonic()
+            started, started_at = time.monotonic(), time.time()
             project = project_services.project_create(
                 owner=self._user(index),
                 prompt=f"Build site {marker}",
                 model=f"stub/{self.stub.model}",
             )
             submitted[project.pk] = (started, marker)
+            submitted_at[project.pk] = started_at
             projects.append(project)
         times = []
         for project in projects:
@@ -238,6 +251,7 @@ class Command(BaseCommand):
                 what=f"project {project.pk}'s prompt at the LLM",
             )
             times.append(request.at - started)
+            self._step_spans(project, submitted_at[project.pk])
         memory = []
         for project in projects:
             project.refresh_from_db()
@@ -249,6 +263,17 @@ class Command(BaseCommand):
             else:
                 project_services.project_destroy(project=project)
         return times, memory
+
+    def _step_spans(self, project: Project, submitted_at: float) -> None:
+        """When each step of the start-up chain started and finished, after submit."""
+        for job in Job.objects.filter(subject=project, type__in=START_PIPELINE):
+            if job.started_at and job.finished_at:
+                self.steps.setdefault(job.type, []).append(
+                    (
+                        job.started_at.timestamp() - submitted_at,
+                        job.finished_at.timestamp() - submitted_at,
+                    )
+                )
 
     @staticmethod
     def _failed(project: Project):
@@ -453,6 +478,11 @@ class Command(BaseCommand):
                     )
                 self._row("doce server RSS after 1st prompt", value["doce_rss_mb"], "MB")
                 self._row("raw server RSS after 1st prompt", value["raw_rss_mb"], "MB")
+                spans = ", ".join(
+                    f"{step.split('.')[-1]} {start}-{end}"
+                    for step, (start, end) in value["doce_steps_ms"].items()
+                )
+                self.stdout.write(f"  doce steps, ms after submit (median start-end): {spans}")
         if "key_edit" in figures:
             value = figures["key_edit"]
             self.stdout.write("\nkey edit -> next prompt at the LLM")
