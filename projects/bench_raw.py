@@ -76,9 +76,21 @@ def arrival(stub: StubLLM, marker: str):
     request) whose conversation holds ``marker``, or None."""
     for request in stub.completions():
         body = request.body if isinstance(request.body, dict) else {}
-        if body.get("tools") and marker in json.dumps(body.get("messages", [])):
+        if body.get("tools") and marker in _user_text(body):
             return request
     return None
+
+
+def _user_text(body: dict) -> str:
+    """The user's messages of a request (small), not the whole body: the system prompt
+    and tools are tens of KB, and re-reading them all every poll would take a core from
+    the servers being measured."""
+    return "\n".join(
+        content if isinstance(content, str) else json.dumps(content)
+        for message in body.get("messages", [])
+        if message.get("role") == "user"
+        for content in [message.get("content")]
+    )
 
 
 def answered(messages: list[dict]) -> bool:
@@ -128,6 +140,7 @@ class RawSide:
     def __init__(self, runtime: Runtime, folder: Path, stub: StubLLM, timeout: float):
         self.runtime, self.folder, self.stub, self.timeout = runtime, folder, stub, timeout
         self.servers: list[RawServer] = []
+        self.healthy_s: list[float] = []  # cold: spawn until health answered, per server
 
     def stub_spec(self, name: str, password: str) -> ServerSpec:
         return ServerSpec(
@@ -172,6 +185,7 @@ class RawSide:
         started = time.monotonic()
         server = self.spawn(self.stub_spec(marker, secrets.token_urlsafe(24)))
         self.wait_healthy(server, started)
+        self.healthy_s.append(time.monotonic() - started)
         server.call("PUT", "/auth/stub", json={"type": "api", "key": new_key()})
         server.session = server.call("POST", "/session", json={"title": marker}).json()["id"]
         server.prompt(f"Build site {marker}", self.stub.model)

@@ -188,8 +188,13 @@ def session_create(job: Job) -> None:
                 except NotFound:
                     pass
             # A worker may have died after creating the session but before saving its
-            # id: the title says which session is ours.
-            existing = [s for s in client.session_list() if s.get("title") == title]
+            # id: the title says which session is ours. Only a later attempt can find
+            # one (each claim of the job counts one), so the first skips the look.
+            existing = (
+                [s for s in client.session_list() if s.get("title") == title]
+                if job.attempts > 1
+                else []
+            )
             session = existing[0] if existing else client.session_create(title=title)
         except OpenCodeError as exc:
             raise _opencode_error(exc, "open a session") from exc
@@ -207,7 +212,7 @@ def send_initial_prompt(job: Job) -> None:
                 instance.server_lock(project.pk),
                 project_services.project_client(project) as client,
             ):
-                _initial_prompt_send(client, project)
+                _initial_prompt_send(client, project, first_attempt=job.attempts <= 1)
         except instance.ServerBusy as exc:
             raise StepError(str(exc), retryable=True) from exc
     now = timezone.now()
@@ -226,11 +231,13 @@ def send_initial_prompt(job: Job) -> None:
         transaction.on_commit(pool_refill_soon, robust=True)
 
 
-def _initial_prompt_send(client: OpenCodeClient, project: Project) -> None:
-    """With the server lock held, as for a message (projects.services.message_send)."""
+def _initial_prompt_send(client: OpenCodeClient, project: Project, *, first_attempt: bool) -> None:
+    """With the server lock held, as for a message (projects.services.message_send).
+    Only a later attempt (its worker died, or OpenCode's answer was lost) may find the
+    prompt already sent, so only a later attempt looks."""
     tokens.oauth_lease(project=project)  # an OAuth token due for refresh: see tokens
     try:
-        sent_before = any(
+        sent_before = not first_attempt and any(
             message["info"].get("role") == "user"
             for message in client.messages(project.bootstrap_session_id)
         )

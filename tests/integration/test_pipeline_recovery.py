@@ -79,6 +79,7 @@ def test_a_pipeline_survives_a_killed_worker(alice, tmp_path):
                 bootstrap_session_id="", initial_prompt_sent=False
             )
             job = Job.objects.get(subject=project, type=JobType.SESSION_CREATE)
+            job.attempts += 1  # as the claim of a redelivered message counts it
             steps.session_create(job)
             job.subject.refresh_from_db()
             steps.send_initial_prompt(job)

@@ -319,7 +319,7 @@ def test_the_start_step_takes_a_pooled_server_and_writes_the_projects_config(
         lambda args, countdown: refills.append((countdown, args[0] - time.time())),
     )
     row = ready_server(runtime)
-    job = type("Job", (), {"subject": project})
+    job = type("Job", (), {"subject": project, "attempts": 1})
 
     with django_capture_on_commit_callbacks(execute=True):
         steps.runtime_up(job)

@@ -1,6 +1,8 @@
 """The start-up steps on a runtime that misbehaves (the real ones run in
 tests/integration/test_pipeline*.py)."""
 
+import contextlib
+
 import pytest
 from cryptography.fernet import Fernet
 
@@ -124,3 +126,59 @@ def test_a_password_made_with_a_wrong_key_is_renewed_with_a_new_server(
     assert runtime.passwords == [str(project.server_password)]
     assert len(str(project.server_password)) >= 32
     assert project.runtime_state["port"] == 40000
+
+
+class SessionClient:
+    """What the session and prompt steps ask of a server that already has the project's
+    session and prompt (an earlier attempt made them before its worker died)."""
+
+    def __init__(self):
+        self.calls: list[str] = []
+
+    def session_list(self):
+        self.calls.append("list")
+        return [{"id": "ses_earlier", "title": "doce project 0"}]
+
+    def session_create(self, *, title):
+        self.calls.append("create")
+        return {"id": "ses_new", "title": title}
+
+    def messages(self, session_id):
+        self.calls.append("messages")
+        return [{"info": {"role": "user"}}]
+
+    def prompt_async(self, session_id, text, *, model):
+        self.calls.append("prompt")
+
+
+@pytest.fixture
+def session_client(project, monkeypatch):
+    client = SessionClient()
+    monkeypatch.setattr(project_services, "session_title", lambda project: "doce project 0")
+    monkeypatch.setattr(
+        project_services, "project_client", lambda project: contextlib.nullcontext(client)
+    )
+    monkeypatch.setattr(steps.tokens, "oauth_lease", lambda project: None)
+    return client
+
+
+@pytest.mark.parametrize("attempts", [1, 2])
+def test_only_a_later_attempt_looks_for_what_an_earlier_one_made(project, session_client, attempts):
+    """Each claim of a job counts an attempt, so the first one cannot find a session or
+    a prompt of its own: it skips the two look-ups (one round trip each). A later one
+    finds them and makes neither again."""
+    job = type("Job", (), {"subject": project, "attempts": attempts})
+
+    steps.session_create(job)
+    project.refresh_from_db()
+    job.subject = project
+    steps.send_initial_prompt(job)
+
+    project.refresh_from_db()
+    assert project.initial_prompt_sent
+    if attempts == 1:
+        assert session_client.calls == ["create", "prompt"]
+        assert project.bootstrap_session_id == "ses_new"
+    else:
+        assert session_client.calls == ["list", "messages"]
+        assert project.bootstrap_session_id == "ses_earlier"

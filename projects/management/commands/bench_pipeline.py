@@ -186,6 +186,7 @@ class Command(BaseCommand):
     def _compare(self, size: int, rounds: int, *, warm: bool) -> dict:
         doce, raw, doce_mb, raw_mb = [], [], [], []
         self.steps: dict[str, list[tuple[float, float]]] = {}
+        self.raw.healthy_s = []
         for index in range(rounds):
             order = ("doce", "raw") if index % 2 == 0 else ("raw", "doce")
             for side in order:
@@ -211,6 +212,9 @@ class Command(BaseCommand):
                 step: [round(statistics.median(times) * 1000) for times in zip(*spans, strict=True)]
                 for step, spans in self.steps.items()
             },
+            "raw_healthy_ms": round(statistics.median(self.raw.healthy_s) * 1000)
+            if self.raw.healthy_s
+            else None,
         }
 
     def _pool_full(self) -> None:
@@ -483,6 +487,10 @@ class Command(BaseCommand):
                     for step, (start, end) in value["doce_steps_ms"].items()
                 )
                 self.stdout.write(f"  doce steps, ms after submit (median start-end): {spans}")
+                if value["raw_healthy_ms"] is not None:
+                    self.stdout.write(
+                        f"  raw: healthy {value['raw_healthy_ms']} ms after its spawn (median)"
+                    )
         if "key_edit" in figures:
             value = figures["key_edit"]
             self.stdout.write("\nkey edit -> next prompt at the LLM")
