@@ -7,13 +7,16 @@ prompt is never sent twice."""
 from __future__ import annotations
 
 import logging
+import time
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from doce import capacity
 from doce.encrypted_fields import is_undecryptable
 from doce.opencode import ModelRef, NotFound, OpenCodeClient, OpenCodeError
+from doce.opencode.client import HEALTH_PROBE_TIMEOUT
 from doce.opencode.runtimes import RuntimeFailure, RuntimeState
 from doce.opencode.runtimes.config import write_opencode_config
 from projects import credentials, instance, pool, tokens
@@ -22,11 +25,17 @@ from projects.capacity import server_slot_take
 from projects.jobs import CREDENTIAL_ATTEMPTS, JobType
 from projects.models import Project
 from projects.tasks import pool_fill, pool_refill_soon
-from queue_jobs.engine import StepError
+from queue_jobs.engine import StepError, StepWait
 from queue_jobs.models import Job
 from queue_jobs.registry import step
 
 logger = logging.getLogger(__name__)
+
+# A worker waits this long for a starting server to say it listens, then hands the
+# step back to the queue: long enough that one idle start is usually one slice.
+HEALTH_WAIT_SLICE = 2.0
+# After this long without the "listening" line, each slice also probes health once.
+LISTENING_LINE_GRACE = 10.0
 
 
 def mark_project_failed(job: Job, exc: StepError) -> None:
@@ -113,6 +122,11 @@ def _pooled_up(project: Project) -> RuntimeState:
 
 @step(JobType.WAIT_HEALTHY, on_failure=mark_project_failed)
 def wait_healthy(job: Job) -> None:
+    """Wait for the server without holding a worker through its whole start: a worker
+    waits at most HEALTH_WAIT_SLICE for the server to say it listens (reading its log,
+    no connection), then hands the step back to the queue (StepWait), so that with many
+    projects starting at once a server that is ready is not stuck behind others that
+    are not. Once it listens, its health answers within moments."""
     project = job.subject
     state = project_services.runtime_state(project)
     if state is None:
@@ -125,14 +139,53 @@ def wait_healthy(job: Job) -> None:
             "project %s: its server exited while starting; starting it again", project.pk
         )
         state = _server_up(project)
+    password = str(project.server_password)
+    since = _health_wait_began(job)
+    limit = settings.DOCE_OPENCODE_START_TIMEOUT
     try:
-        runtime.wait_healthy(state, str(project.server_password))
+        left = since + limit - time.time()
+        listens = runtime.wait_listening(state, timeout=max(min(left, HEALTH_WAIT_SLICE), 0))
+        if listens is False:
+            if time.time() - since < limit:
+                # Not yet. A server that answers without ever printing the line (another
+                # OpenCode version) is found by one short probe once it is past due.
+                if time.time() - since < LISTENING_LINE_GRACE or not _answers(
+                    runtime, state, password
+                ):
+                    raise StepWait("Waiting for the project's server to start.", retry_in=0)
+            else:
+                raise RuntimeFailure(
+                    f"OpenCode did not start listening within {limit:.0f} s",
+                    log_tail=runtime.log_tail(state),
+                )
+        runtime.wait_healthy(state, password, timeout=max(since + limit - time.time(), 1.0))
     except RuntimeFailure as exc:
         raise StepError(
             f"The project's server did not come up: {exc.message}",
             retryable=exc.retryable,
             kind=Project.ErrorKind.RUNTIME,
         ) from exc
+
+
+def _health_wait_began(job: Job) -> float:
+    """When this attempt began waiting for health: kept on the job across the slices
+    (a StepWait does not count as an attempt), so the start timeout bounds the whole
+    wait; a new attempt (after a failure, or a redelivery) waits afresh."""
+    mark = (job.params or {}).get("health_wait")
+    if isinstance(mark, dict) and mark.get("attempt") == job.attempts:
+        return float(mark["since"])
+    since = time.time()
+    job.params = {**(job.params or {}), "health_wait": {"attempt": job.attempts, "since": since}}
+    Job.objects.filter(pk=job.pk).update(params=job.params)
+    return since
+
+
+def _answers(runtime, state: RuntimeState, password: str) -> bool:
+    try:
+        runtime.wait_healthy(state, password, timeout=HEALTH_PROBE_TIMEOUT)
+    except RuntimeFailure:
+        return False
+    return True
 
 
 @step(JobType.SET_CREDENTIALS, max_attempts=CREDENTIAL_ATTEMPTS, on_failure=mark_project_failed)

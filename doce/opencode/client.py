@@ -107,15 +107,19 @@ class OpenCodeClient:
         probe_timeout: float = HEALTH_PROBE_TIMEOUT,
         interval: float = HEALTH_PROBE_INTERVAL,
         alive: Callable[[], bool] | None = None,
+        listening: Callable[[], bool] | None = None,
     ) -> dict[str, Any]:
         """Probe health until it answers, for at most ``deadline`` seconds.
 
-        The port accepts connections a moment before the server answers HTTP (in the
-        sandbox, pasta accepts them even earlier), and a probe sent then hangs until its
-        own timeout: so probes start short and poll fast, and a probe that timed out
-        gives the next one more time (up to HEALTH_PROBE_TIMEOUT_MAX), for a server that
-        answers slowly on a loaded machine. ``alive`` lets a runtime stop waiting as soon
-        as the server process has died. Raises OpenCodeTimeout at the deadline and
+        The port accepts connections before the server answers HTTP (in the sandbox,
+        pasta accepts them from the start, long before the server listens), and a probe
+        sent then hangs until its own timeout, never answered: so probes are short and
+        poll fast. Once the server says it listens (``listening()``, when the runtime
+        can tell), it answers as soon as it can: a probe then gets
+        HEALTH_PROBE_TIMEOUT_MAX, for a slow server on a loaded machine. With no
+        ``listening``, a probe that timed out gives the next one twice the time, up to
+        that maximum. ``alive`` lets a runtime stop waiting as soon as the server
+        process has died. Raises OpenCodeTimeout at the deadline and
         OpenCodeUnavailable when ``alive()`` turns false; Unauthorized (someone else's
         server on that port) at once.
         """
@@ -123,13 +127,16 @@ class OpenCodeClient:
         last: errors.OpenCodeError | None = None
         timeout = probe_timeout
         while True:
+            if listening is not None and listening():
+                timeout = HEALTH_PROBE_TIMEOUT_MAX
             try:
                 answer = self.health(timeout=min(timeout, max(give_up - time.monotonic(), 0.05)))
                 if answer.get("healthy"):
                     return answer
             except errors.OpenCodeTimeout as exc:
                 last = exc
-                timeout = min(timeout * 2, HEALTH_PROBE_TIMEOUT_MAX)
+                if listening is None:
+                    timeout = min(timeout * 2, HEALTH_PROBE_TIMEOUT_MAX)
             except (errors.OpenCodeUnavailable, errors.ServerError) as exc:
                 last = exc
             if alive is not None and not alive():

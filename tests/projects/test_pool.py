@@ -58,6 +58,9 @@ class FakeRuntime(LocalRuntime):
     def is_alive(self, state):
         return state.active and state.pid not in self.dead
 
+    def _listening(self, state):
+        return None  # no log to read: the health probe decides
+
     def stop(self, state):
         return replace(state, active=False, pid=None)
 

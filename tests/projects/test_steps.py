@@ -2,16 +2,24 @@
 tests/integration/test_pipeline*.py)."""
 
 import contextlib
+from types import SimpleNamespace
 
 import pytest
 from cryptography.fernet import Fernet
 
-from doce.opencode.runtimes import RuntimeState
+from doce.opencode.runtimes import RuntimeFailure, RuntimeState
 from projects import services as project_services
 from projects import steps
 from projects.models import Project
 
 pytestmark = pytest.mark.django_db
+
+
+def step_job(project, **fields):
+    """What a step reads of its job row (no row: the steps' writes to it do nothing)."""
+    return SimpleNamespace(
+        **{"subject": project, "pk": None, "attempts": 1, "params": {}, **fields}
+    )
 
 
 class ClashingRuntime:
@@ -36,6 +44,9 @@ class ClashingRuntime:
     def is_alive(self, state):
         return state.port != 40000  # the first port was taken: that server is gone
 
+    def wait_listening(self, state, *, timeout):
+        return None  # cannot tell: the health probe decides
+
     def wait_healthy(self, state, password, **kwargs):
         self.waited_on.append(state.port)
         return {"healthy": True}
@@ -49,7 +60,7 @@ def runtime(monkeypatch):
 
 
 def test_a_server_that_lost_its_port_is_started_again_on_a_new_one(project, runtime):
-    job = type("Job", (), {"subject": project})
+    job = step_job(project)
     steps.runtime_up(job)
     project.refresh_from_db()
     assert project.runtime_state["port"] == 40000
@@ -64,7 +75,7 @@ def test_a_server_that_lost_its_port_is_started_again_on_a_new_one(project, runt
 
 
 def test_a_live_server_is_only_waited_for(project, runtime):
-    job = type("Job", (), {"subject": project})
+    job = step_job(project)
     Project.objects.filter(pk=project.pk).update(
         runtime_state=RuntimeState(
             runtime="local", data_dir="/d", port=40005, directory="/w", pid=5
@@ -117,7 +128,7 @@ def test_a_password_made_with_a_wrong_key_is_renewed_with_a_new_server(
     Project.objects.filter(pk=project.pk).update(server_password="made-with-the-wrong-key")
     settings.DOCE_ENCRYPTION_KEYS = right  # put right: that value opens no more
     project.refresh_from_db()
-    job = type("Job", (), {"subject": project})
+    job = step_job(project)
 
     steps.runtime_up(job)
 
@@ -167,7 +178,7 @@ def test_only_a_later_attempt_looks_for_what_an_earlier_one_made(project, sessio
     """Each claim of a job counts an attempt, so the first one cannot find a session or
     a prompt of its own: it skips the two look-ups (one round trip each). A later one
     finds them and makes neither again."""
-    job = type("Job", (), {"subject": project, "attempts": attempts})
+    job = step_job(project, attempts=attempts)
 
     steps.session_create(job)
     project.refresh_from_db()
@@ -182,3 +193,106 @@ def test_only_a_later_attempt_looks_for_what_an_earlier_one_made(project, sessio
     else:
         assert session_client.calls == ["list", "messages"]
         assert project.bootstrap_session_id == "ses_earlier"
+
+
+class StartingRuntime(ClashingRuntime):
+    """A live server that says it listens after ``listens_after`` polls (never: None);
+    its health answers when ``answers``."""
+
+    def __init__(self, listens_after, answers=True):
+        super().__init__()
+        self.listens_after = listens_after
+        self.answers = answers
+        self.polls: list[float] = []
+        self.probes: list[float | None] = []
+
+    def is_alive(self, state):
+        return True
+
+    def wait_listening(self, state, *, timeout):
+        self.polls.append(timeout)
+        return self.listens_after is not None and len(self.polls) > self.listens_after
+
+    def wait_healthy(self, state, password, *, timeout=None):
+        self.probes.append(timeout)
+        if not self.answers:
+            raise RuntimeFailure("OpenCode did not become healthy")
+        return {"healthy": True}
+
+    def log_tail(self, state, lines=40):
+        return "booting"
+
+
+@pytest.fixture
+def starting(project, monkeypatch):
+    Project.objects.filter(pk=project.pk).update(
+        runtime_state=RuntimeState(
+            runtime="local", data_dir="/d", port=40007, directory="/w", pid=7
+        ).to_dict()
+    )
+    project.refresh_from_db()
+
+    def use(runtime):
+        monkeypatch.setattr(project_services, "project_runtime", lambda project: runtime)
+        return runtime
+
+    return use
+
+
+def test_a_server_not_listening_yet_hands_the_worker_back(project, starting):
+    """A slice of waiting, then StepWait (the job goes back to the queue, not counted as
+    an attempt); the next slice of the same attempt keeps the first one's start, so the
+    start timeout bounds the whole wait."""
+    runtime = starting(StartingRuntime(listens_after=1))
+    job = step_job(project)
+
+    with pytest.raises(steps.StepWait, match="Waiting for the project's server"):
+        steps.wait_healthy(job)
+    began = job.params["health_wait"]["since"]
+    assert runtime.polls == [steps.HEALTH_WAIT_SLICE] and runtime.probes == []
+
+    steps.wait_healthy(job)  # it listens now: health is probed, once
+
+    assert job.params["health_wait"]["since"] == began
+    assert len(runtime.probes) == 1 and runtime.probes[0] > 50
+
+
+def test_the_start_timeout_bounds_all_the_slices(project, starting, settings):
+    runtime = starting(StartingRuntime(listens_after=None, answers=False))
+    settings.DOCE_OPENCODE_START_TIMEOUT = 30
+    job = step_job(project, params={"health_wait": {"attempt": 1, "since": 0.0}})
+
+    with pytest.raises(steps.StepError, match="did not start listening within 30 s") as caught:
+        steps.wait_healthy(job)
+
+    assert caught.value.retryable  # a new attempt starts a new wait
+    assert runtime.polls == [0]
+
+
+def test_a_new_attempt_waits_afresh(project, starting):
+    starting(StartingRuntime(listens_after=0))
+    job = step_job(project, attempts=2, params={"health_wait": {"attempt": 1, "since": 0.0}})
+
+    steps.wait_healthy(job)
+
+    assert job.params["health_wait"]["attempt"] == 2
+    assert job.params["health_wait"]["since"] > 0
+
+
+def test_a_server_that_never_prints_the_line_is_found_by_its_health(project, starting):
+    """Past the grace period each slice also probes health once: a server that answers
+    without the "listening" line (another OpenCode version) is not waited out."""
+    runtime = starting(StartingRuntime(listens_after=None, answers=False))
+    job = step_job(project)
+    with pytest.raises(steps.StepWait):
+        steps.wait_healthy(job)
+    assert runtime.probes == []  # within the grace period: no probe
+
+    job.params["health_wait"]["since"] -= steps.LISTENING_LINE_GRACE
+    with pytest.raises(steps.StepWait):
+        steps.wait_healthy(job)  # past it: one short probe, no answer yet
+    assert runtime.probes == [steps.HEALTH_PROBE_TIMEOUT]
+
+    runtime.answers = True
+    steps.wait_healthy(job)
+    assert runtime.probes[1] == steps.HEALTH_PROBE_TIMEOUT and len(runtime.probes) == 3

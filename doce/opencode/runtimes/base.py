@@ -101,6 +101,8 @@ class ServerSpec:
 
 #: An auth.json holds a few credentials; anything larger is not one.
 MAX_AUTH_FILE_BYTES = 64 * 1024
+#: How often a starting server's log is read for its "listening" line (no connection).
+LISTENING_POLL_INTERVAL = 0.02
 
 
 @dataclass(frozen=True)
@@ -243,7 +245,11 @@ class Runtime(ABC):
         deadline = settings.DOCE_OPENCODE_START_TIMEOUT if timeout is None else timeout
         with self.client(state, password) as client:
             try:
-                return client.wait_healthy(deadline=deadline, alive=self._throttled_alive(state))
+                return client.wait_healthy(
+                    deadline=deadline,
+                    alive=self._throttled_alive(state),
+                    listening=self._listening(state),
+                )
             except Unauthorized as exc:
                 raise RuntimeFailure(
                     f"port {state.port} answers with another password: not this project's server",
@@ -259,6 +265,30 @@ class Runtime(ABC):
 
     def log_tail(self, state: RuntimeState, lines: int = 40) -> str:
         return state.layout.log_tail(lines)
+
+    def wait_listening(self, state: RuntimeState, *, timeout: float) -> bool | None:
+        """Wait up to ``timeout`` seconds for the server to say it listens, without a
+        connection to it: True once it has, False if not yet, None when this runtime
+        cannot tell (only the health probe can). RuntimeFailure, with the log tail, when
+        the server exited meanwhile."""
+        listening = self._listening(state)
+        if listening is None:
+            return None
+        alive = self._throttled_alive(state)
+        give_up = time.monotonic() + timeout
+        while not listening():
+            if not alive():
+                raise RuntimeFailure(
+                    "OpenCode exited while starting", log_tail=self.log_tail(state)
+                )
+            if time.monotonic() >= give_up:
+                return False
+            time.sleep(LISTENING_POLL_INTERVAL)
+        return True
+
+    def _listening(self, state: RuntimeState) -> Callable[[], bool] | None:
+        """Whether the server has said it listens, if this runtime can tell (None)."""
+        return None
 
     def _throttled_alive(self, state: RuntimeState) -> Callable[[], bool]:
         last = {"at": 0.0, "alive": True}

@@ -18,6 +18,7 @@ import signal
 import stat
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -47,6 +48,7 @@ _spawned: dict[int, subprocess.Popen] = {}
 # Parent variables a server may see: enough to find tools and speak the locale.
 _PASSED_THROUGH = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SHELL")
 _LOG_ROTATE_BYTES = 5 * 1024 * 1024
+_LISTENING_TAIL_BYTES = 16 * 1024  # the start's lines are at the end of the log
 # create_time comes from boot time plus clock ticks; readers can disagree by a little.
 _CREATE_TIME_TOLERANCE = 1.0
 _SERVER_RECORD = "server.json"
@@ -135,6 +137,23 @@ class LocalRuntime(Runtime):
 
     def is_alive(self, state: RuntimeState) -> bool:
         return _own_process(state) is not None
+
+    def _listening(self, state: RuntimeState) -> Callable[[], bool]:
+        """The server's log says it listens on its port (OpenCode prints ``opencode
+        server listening on http://127.0.0.1:PORT``; the port is new at each start, so
+        an earlier start's line in the same log does not count)."""
+        line = f"listening on http://127.0.0.1:{state.port}".encode()
+
+        def listening() -> bool:
+            try:
+                with open(state.layout.log_file, "rb") as handle:
+                    handle.seek(0, os.SEEK_END)
+                    handle.seek(max(0, handle.tell() - _LISTENING_TAIL_BYTES))
+                    return line in handle.read()
+            except OSError:
+                return False
+
+        return listening
 
     def auth_file_read(self, state: RuntimeState) -> bytes | None:
         data_dir = Path(state.data_dir).resolve()

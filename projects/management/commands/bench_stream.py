@@ -101,12 +101,21 @@ class Command(BaseCommand):
             )
 
     def _measure(self, project, stub, raw, clients, rounds: int, reply: str) -> dict:
-        for client in clients:  # the viewer's reload, then the upstream's
-            bench_stream.wait_until(
-                lambda c=client: len(c.received("reload")) >= 2 or c.error,
-                timeout=120,
-                what="the stream",
-            )
+        # Each viewer gets a reload when it joins; the viewers there when the one
+        # upstream subscription connects get a second one (a viewer joining a feed that
+        # is already connected gets only its own).
+        bench_stream.wait_until(
+            lambda: (
+                any(c.error for c in clients)
+                or (
+                    all(c.received("reload") for c in clients)
+                    and any(len(c.received("reload")) >= 2 for c in clients)
+                )
+            ),
+            timeout=120,
+            what="the stream",
+        )
+        for client in clients:
             if client.error is not None:
                 raise CommandError(f"the event stream failed: {client.error!r}")
         measured: dict[str, list[float]] = {"opencode": [], "page": [], "doce": []}

@@ -356,6 +356,24 @@ def test_health_probes_start_short_and_give_a_slow_server_more_time():
     assert timeouts == [0.2, 0.4, 0.8, 1.6]
 
 
+def test_health_probes_stay_short_until_the_server_listens():
+    """Before the server listens a probe hangs unanswered (the sandbox's pasta accepts
+    from the start): a longer one would only wait longer. Once it listens it answers as
+    soon as it can, and a probe gets the longest timeout (a slow, loaded server)."""
+    timeouts, listens = [], iter([False, False] + [True] * 3)
+
+    def handler(request):
+        timeouts.append(request.extensions["timeout"]["read"])
+        if len(timeouts) <= 4:
+            raise httpx.ReadTimeout("hung", request=request)
+        return httpx.Response(200, json=r.HEALTH)
+
+    client = OpenCodeClient(BASE, PASSWORD, transport=httpx.MockTransport(handler))
+    answer = client.wait_healthy(deadline=5, interval=0.01, listening=lambda: next(listens))
+    assert answer == r.HEALTH
+    assert timeouts == [0.2, 0.2, 2.0, 2.0, 2.0]
+
+
 def test_wait_healthy_gives_up():
     def refuse(request):
         raise httpx.ConnectError("refused", request=request)

@@ -43,6 +43,9 @@ class FakeRuntime:
             pid=None,
         )
 
+    def wait_listening(self, state, *, timeout):
+        return True
+
     def wait_healthy(self, state, password, **kwargs):
         return {"healthy": True, "version": "fake"}
 
