@@ -261,11 +261,20 @@ class Command(BaseCommand):
             project.refresh_from_db()
             wait_until(lambda p=project: self._answered_doce(p), timeout=60, what="a first reply")
             memory.append(_rss_mb(project.runtime_state["pid"]))
+        destroyed = []
         for project in projects:
             if keep and self.kept_project is None:
                 self.kept_project = project  # it serves the key edits
             else:
                 project_services.project_destroy(project=project)
+                destroyed.append(project.pk)
+        # The raw side removes its servers before it returns: so does this side, or a
+        # server still stopping (and its folder being deleted) would slow the next run.
+        wait_until(
+            lambda: not Project.objects.filter(pk__in=destroyed).exists(),
+            timeout=self.timeout,
+            what="the measured projects' deletion",
+        )
         return times, memory
 
     def _step_spans(self, project: Project, submitted_at: float) -> None:

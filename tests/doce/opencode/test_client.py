@@ -340,18 +340,23 @@ def test_wait_healthy_retries_until_the_server_answers():
     assert client.wait_healthy(deadline=5, interval=0.01) == r.HEALTH
 
 
-def test_health_probes_start_short_and_give_a_slow_server_more_time():
-    """A probe in the window where the port accepts but nothing answers hangs until its
-    own timeout: probes start short (no second-long stall) and double after a timeout."""
-    timeouts = []
+def hung_probes(hung: int) -> tuple[OpenCodeClient, list[float]]:
+    """A server whose first ``hung`` health probes time out; the probes' timeouts."""
+    timeouts: list[float] = []
 
     def handler(request):
         timeouts.append(request.extensions["timeout"]["read"])
-        if len(timeouts) <= 3:
+        if len(timeouts) <= hung:
             raise httpx.ReadTimeout("hung", request=request)
         return httpx.Response(200, json=r.HEALTH)
 
-    client = OpenCodeClient(BASE, PASSWORD, transport=httpx.MockTransport(handler))
+    return OpenCodeClient(BASE, PASSWORD, transport=httpx.MockTransport(handler)), timeouts
+
+
+def test_health_probes_start_short_and_give_a_slow_server_more_time():
+    """A probe in the window where the port accepts but nothing answers hangs until its
+    own timeout: probes start short (no second-long stall) and double after a timeout."""
+    client, timeouts = hung_probes(3)
     assert client.wait_healthy(deadline=5, interval=0.01) == r.HEALTH
     assert timeouts == [0.2, 0.4, 0.8, 1.6]
 
@@ -360,15 +365,8 @@ def test_health_probes_stay_short_until_the_server_listens():
     """Before the server listens a probe hangs unanswered (the sandbox's pasta accepts
     from the start): a longer one would only wait longer. Once it listens it answers as
     soon as it can, and a probe gets the longest timeout (a slow, loaded server)."""
-    timeouts, listens = [], iter([False, False] + [True] * 3)
-
-    def handler(request):
-        timeouts.append(request.extensions["timeout"]["read"])
-        if len(timeouts) <= 4:
-            raise httpx.ReadTimeout("hung", request=request)
-        return httpx.Response(200, json=r.HEALTH)
-
-    client = OpenCodeClient(BASE, PASSWORD, transport=httpx.MockTransport(handler))
+    client, timeouts = hung_probes(4)
+    listens = iter([False, False] + [True] * 3)
     answer = client.wait_healthy(deadline=5, interval=0.01, listening=lambda: next(listens))
     assert answer == r.HEALTH
     assert timeouts == [0.2, 0.2, 2.0, 2.0, 2.0]
