@@ -126,7 +126,8 @@ def wait_healthy(job: Job) -> None:
     waits at most HEALTH_WAIT_SLICE for the server to say it listens (reading its log,
     no connection), then hands the step back to the queue (StepWait), so that with many
     projects starting at once a server that is ready is not stuck behind others that
-    are not. Once it listens, its health answers within moments."""
+    are not. Once it listens, its health answers within moments. A runtime that cannot
+    read the line (Docker) is waited for by the health probe alone, in one go."""
     project = job.subject
     state = project_services.runtime_state(project)
     if state is None:
@@ -143,21 +144,18 @@ def wait_healthy(job: Job) -> None:
     since = _health_wait_began(job)
     limit = settings.DOCE_OPENCODE_START_TIMEOUT
     try:
-        left = since + limit - time.time()
-        listens = runtime.wait_listening(state, timeout=max(min(left, HEALTH_WAIT_SLICE), 0))
-        if listens is False:
-            if time.time() - since < limit:
-                # Not yet. A server that answers without ever printing the line (another
-                # OpenCode version) is found by one short probe once it is past due.
-                if time.time() - since < LISTENING_LINE_GRACE or not _answers(
-                    runtime, state, password
-                ):
-                    raise StepWait("Waiting for the project's server to start.", retry_in=0)
-            else:
+        slice_ = max(min(since + limit - time.time(), HEALTH_WAIT_SLICE), 0)
+        if runtime.wait_listening(state, timeout=slice_) is False:
+            waited = time.time() - since
+            if waited >= limit:
                 raise RuntimeFailure(
                     f"OpenCode did not start listening within {limit:.0f} s",
                     log_tail=runtime.log_tail(state),
                 )
+            # Not yet. A server that answers without ever printing the line (another
+            # OpenCode version) is found by one short probe once it is past due.
+            if waited < LISTENING_LINE_GRACE or not _answers(runtime, state, password):
+                raise StepWait("Waiting for the project's server to start.", retry_in=0)
         runtime.wait_healthy(state, password, timeout=max(since + limit - time.time(), 1.0))
     except RuntimeFailure as exc:
         raise StepError(

@@ -139,8 +139,8 @@ def test_an_oauth_code_flow_stores_the_tokens_in_the_servers_auth_json(alice):
 
 
 def test_the_server_says_in_its_log_that_it_listens_on_its_port(alice):
-    """The health wait gives slow probes more time only once this line is there (a
-    probe before it would hang unanswered): the binary must print it."""
+    """The start's health step waits for this line, without a connection (a probe
+    before it would hang unanswered): the binary must print it."""
     assert alice.runtime._listening(alice.state)()
     other = type(alice.state)(**{**alice.state.to_dict(), "port": alice.state.port + 1})
     assert not alice.runtime._listening(other)()  # another start's port does not count
