@@ -58,7 +58,10 @@ def _opencode_error(exc: OpenCodeError, doing: str) -> StepError:
     return StepError(f"OpenCode could not {doing}: {exc.message}", retryable=exc.retryable)
 
 
-@step(JobType.RUNTIME_UP, on_failure=mark_project_failed)
+# Hands off: the wait for health goes to the back of the queue, so that in a burst every
+# project's server is started before any worker waits for one of them. The steps after
+# it run straight on in the same task, with no trip through the broker in between.
+@step(JobType.RUNTIME_UP, on_failure=mark_project_failed, hand_off=True)
 def runtime_up(job: Job) -> None:
     _server_up(job.subject)
 

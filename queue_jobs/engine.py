@@ -1,8 +1,12 @@
-"""Run one Job: claim it atomically, call its registered step, record the outcome.
+"""Run a pipeline's jobs: claim each atomically, call its registered step, record the
+outcome.
 
-The Celery task (queue_jobs.runner.run_job) only translates the outcome into Celery terms
-(retry with a countdown, or stop the chain); everything a user or operator sees is
-written here: on the Job row, and on its subject through the step's ``on_failure``.
+One Celery task (queue_jobs.runner.run_job) runs a pipeline's jobs in turn, without a
+trip through the broker between them, until one has to wait or be retried (the task is
+then retried for that job), fails, or is a step that hands off (``Step.hand_off``: the
+next job goes back to the queue, behind other pipelines' work). The task only translates
+the outcome into Celery terms; everything a user or operator sees is written here: on
+the Job row, and on its subject through the step's ``on_failure``.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.conf import settings
 from django.db import connections, transaction
@@ -55,12 +59,16 @@ class StepWait(Exception):
 
 @dataclass(frozen=True)
 class Outcome:
-    """``done``: the chain goes on; ``retry_in``: run this job again after that many
-    seconds; otherwise the chain stops (failed, cancelled, or nothing to do)."""
+    """``done``: the pipeline goes on (``then``: with this job, from the queue);
+    ``retry_in``: run job ``job_id`` again after that many seconds; otherwise the
+    pipeline stops (failed, cancelled, or nothing to do)."""
 
     done: bool = False
     retry_in: float | None = None
     detail: str = ""
+    job_id: int | None = None
+    hand_off: bool = False
+    then: int | None = None
 
 
 def backoff(attempt: int) -> float:
@@ -72,7 +80,7 @@ def claim(job_id: int, task_id: str) -> Job | None:
 
     A job already ``running`` under the same task id is a redelivery after its worker
     died (acks_late): it is taken again, since steps are idempotent. A second message
-    for the same job (a duplicate chain) carries another task id and is refused, so
+    for the same pipeline (a duplicate) carries another task id and is refused, so
     one step never runs twice at once.
     """
     now = timezone.now()
@@ -91,10 +99,39 @@ def claim(job_id: int, task_id: str) -> Job | None:
     return Job.objects.select_related("subject").get(id=job_id)
 
 
+def run_pipeline(job_id: int, *, task_id: str) -> Outcome:
+    """Run this job, then the pipeline's next ones in turn while they succeed, in this
+    task. A job that already succeeded (this task was redelivered after its worker died
+    further on) is passed over; the job its worker was running is taken again."""
+    while True:
+        outcome = execute(job_id, task_id=task_id)
+        if not outcome.done:
+            return outcome
+        following = _next_job_id(job_id)
+        if following is None:
+            return outcome
+        if outcome.hand_off:
+            return replace(outcome, then=following)
+        job_id = following
+
+
+def _next_job_id(job_id: int) -> int | None:
+    current = Job.objects.filter(pk=job_id).values("pipeline", "position").first()
+    if current is None:
+        return None
+    return (
+        Job.objects.filter(pipeline=current["pipeline"], position=current["position"] + 1)
+        .values_list("pk", flat=True)
+        .first()
+    )
+
+
 def execute(job_id: int, *, task_id: str) -> Outcome:
     job = claim(job_id, task_id)
     if job is None:
-        return Outcome(detail="not runnable (finished, cancelled or taken)")
+        if Job.objects.filter(id=job_id, state=JobState.SUCCEEDED).exists():
+            return Outcome(done=True, detail="already done", job_id=job_id)
+        return Outcome(detail="not runnable (finished, cancelled or taken)", job_id=job_id)
     if _earlier_step_unfinished(job):
         _finish(job, JobState.CANCELLED, "an earlier step did not succeed")
         return Outcome(detail="cancelled: an earlier step did not succeed")
@@ -116,10 +153,10 @@ def execute(job_id: int, *, task_id: str) -> Outcome:
     finally:
         heartbeat.stop()
     if not _finish(job, JobState.SUCCEEDED, ""):
-        return Outcome(detail="cancelled while running")
+        return Outcome(detail="cancelled while running", job_id=job.pk)
     elapsed_ms = (time.monotonic() - started) * 1000
     logger.info("job %s (%s) succeeded in %.0f ms", job.pk, job.type, elapsed_ms)
-    return Outcome(done=True)
+    return Outcome(done=True, job_id=job.pk, hand_off=definition.hand_off)
 
 
 class Heartbeat(threading.Thread):
@@ -171,7 +208,7 @@ def _handle_error(job: Job, exc: StepError) -> Outcome:
             "job %s (%s) attempt %s failed, retrying in %.1f s: %s",
             *(job.pk, job.type, job.attempts, delay, message),
         )
-        return Outcome(retry_in=delay, detail=message)
+        return Outcome(retry_in=delay, detail=message, job_id=job.pk)
     logger.warning("job %s (%s) failed: %s", job.pk, job.type, message)
     with transaction.atomic():
         if _finish(job, JobState.FAILED, message):
@@ -180,7 +217,7 @@ def _handle_error(job: Job, exc: StepError) -> Outcome:
             on_failure = registry.get(job.type).on_failure
             if on_failure is not None:
                 on_failure(job, exc)
-    return Outcome(detail=message)
+    return Outcome(detail=message, job_id=job.pk)
 
 
 def _wait(job: Job, exc: StepWait) -> Outcome:
@@ -191,8 +228,8 @@ def _wait(job: Job, exc: StepWait) -> Outcome:
         last_error=message,
         updated_at=timezone.now(),
     ):
-        return Outcome(detail="cancelled while waiting")
-    return Outcome(retry_in=exc.retry_in, detail=message)
+        return Outcome(detail="cancelled while waiting", job_id=job.pk)
+    return Outcome(retry_in=exc.retry_in, detail=message, job_id=job.pk)
 
 
 def _finish(job: Job, state: str, error: str) -> bool:

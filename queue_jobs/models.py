@@ -2,7 +2,7 @@
 
 A job belongs to a *subject*: the row its work is about, of the model that
 settings.QUEUE_JOBS_SUBJECT_MODEL names (as AUTH_USER_MODEL names the user model). The
-engine never looks inside it; it only locks it while a chain is created."""
+engine never looks inside it; it only locks it while a pipeline is created."""
 
 from __future__ import annotations
 

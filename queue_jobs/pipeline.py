@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from queue_jobs import registry
 from queue_jobs.models import ACTIVE_STATES, Job, JobState
-from queue_jobs.runner import enqueue_jobs
+from queue_jobs.runner import enqueue_pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ class PipelineBusy(Exception):
 def pipeline_enqueue(
     *, subject: models.Model, job_types: Sequence[str], params: dict | None = None
 ) -> list[Job]:
-    """Create one Job per type, in order, and run them as a Celery chain after commit.
+    """Create one Job per type, in order, and run them in turn after commit.
 
     Raises PipelineBusy (with the active jobs) when any of these steps is already active
     for the subject: a double click starts one pipeline, not two.
@@ -59,8 +59,7 @@ def pipeline_enqueue(
             raise PipelineBusy(
                 list(Job.objects.filter(subject=subject, state__in=ACTIVE_STATES))
             ) from None
-        job_ids = [job.pk for job in jobs]
-        transaction.on_commit(lambda: enqueue_jobs(job_ids))
+        transaction.on_commit(lambda: enqueue_pipeline(jobs[0].pk))
     return jobs
 
 

@@ -18,7 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from queue_jobs.models import ACTIVE_STATES, Job, JobState
-from queue_jobs.runner import enqueue_jobs
+from queue_jobs.runner import enqueue_pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -46,12 +46,12 @@ def jobs_recover(*, running_before=None) -> int:
             )
             if not jobs:
                 continue
-            # A fresh chain carries new task ids: release the running job to it.
+            # A fresh task carries a new task id: release the running job to it.
             Job.objects.filter(pk__in=[j.pk for j in jobs], state=JobState.RUNNING).update(
                 state=JobState.RETRYING, updated_at=timezone.now()
             )
             job_ids = [job.pk for job in jobs]
-            transaction.on_commit(lambda ids=job_ids: enqueue_jobs(ids))
+            transaction.on_commit(lambda first=job_ids[0]: enqueue_pipeline(first))
         recovered += 1
         logger.warning("re-enqueued interrupted pipeline %s (jobs %s)", pipeline, job_ids)
     return recovered

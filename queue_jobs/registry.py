@@ -17,13 +17,16 @@ DEFAULT_MAX_ATTEMPTS = 5
 @dataclass(frozen=True)
 class Step:
     """``run`` performs one job; ``on_failure`` runs once when a job of this type fails
-    for good (e.g. mark its subject failed)."""
+    for good (e.g. mark its subject failed). After a job of a ``hand_off`` step, the
+    pipeline's next job goes back to the queue instead of running at once in the same
+    task, so that other pipelines' jobs queued meanwhile are not held behind it."""
 
     type: str
     run: Callable[[Job], None]
     label: str
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     on_failure: Callable[[Job, StepError], None] | None = None
+    hand_off: bool = False
 
 
 _STEPS: dict[str, Step] = {}
@@ -35,6 +38,7 @@ def step(
     label: str | None = None,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     on_failure: Callable[[Any, Any], None] | None = None,
+    hand_off: bool = False,
 ) -> Callable[[Callable], Callable]:
     """Register the function that performs jobs of ``job_type``. ``label`` (default: the
     type's own label when it is a Django choice) is what pages show."""
@@ -46,6 +50,7 @@ def step(
             label=label or str(getattr(job_type, "label", job_type)),
             max_attempts=max_attempts,
             on_failure=on_failure,
+            hand_off=hand_off,
         )
         return function
 

@@ -151,3 +151,62 @@ def test_cancelled_jobs_do_not_run(project, eager, fake_steps, django_capture_on
     Job.objects.filter(subject=project).update(state=JobState.CANCELLED)
     callbacks[0]()
     assert calls == []
+
+
+def _task_ids(project):
+    jobs = Job.objects.filter(subject=project).order_by("position")
+    return [job.celery_task_id for job in jobs]
+
+
+def test_the_steps_after_a_hand_off_run_on_in_one_task(
+    project, eager, fake_steps, django_capture_on_commit_callbacks
+):
+    """The server start hands off (the wait for health is queued behind other projects'
+    starts); the four steps from health to the prompt share one task, with no trip
+    through the broker between them."""
+    with django_capture_on_commit_callbacks(execute=True):
+        pipeline_start(project=project)
+    up, *rest = _task_ids(project)
+    assert up and rest[0] and up != rest[0]
+    assert rest == [rest[0]] * 4
+
+
+def test_a_retry_takes_the_pipeline_up_again_from_the_job_that_failed(
+    project, eager, fake_steps, django_capture_on_commit_callbacks
+):
+    calls, behaviour = fake_steps
+    failures = iter([True, False])
+
+    def flaky(job):
+        if next(failures):
+            raise StepError("OpenCode answered 503", retryable=True)
+
+    behaviour[JobType.SESSION_CREATE] = flaky
+    with django_capture_on_commit_callbacks(execute=True):
+        pipeline_start(project=project)
+    assert calls == [*START_PIPELINE[:4], *START_PIPELINE[3:]]
+    assert _states(project) == [JobState.SUCCEEDED] * 5
+
+
+def test_a_redelivered_task_passes_over_done_jobs_and_takes_up_its_running_one(project, fake_steps):
+    """Its worker died while running the credential step, in the task that began with
+    the health wait: the redelivery does not run the health wait again."""
+    calls, _ = fake_steps
+    jobs = pipeline_start(project=project)
+    Job.objects.filter(pk__in=[jobs[0].pk, jobs[1].pk]).update(state=JobState.SUCCEEDED)
+    Job.objects.filter(pk=jobs[2].pk).update(state=JobState.RUNNING, celery_task_id="t1")
+    outcome = engine.run_pipeline(jobs[1].pk, task_id="t1")
+    assert outcome.done
+    assert calls == START_PIPELINE[2:]
+    assert _states(project) == [JobState.SUCCEEDED] * 5
+
+
+def test_a_duplicate_task_stops_at_a_job_another_task_runs(project, fake_steps):
+    calls, _ = fake_steps
+    jobs = pipeline_start(project=project)
+    Job.objects.filter(pk__in=[jobs[0].pk, jobs[1].pk]).update(state=JobState.SUCCEEDED)
+    Job.objects.filter(pk=jobs[2].pk).update(state=JobState.RUNNING, celery_task_id="t1")
+    outcome = engine.run_pipeline(jobs[1].pk, task_id="t2")
+    assert not outcome.done and outcome.retry_in is None
+    assert calls == []
+    assert _states(project)[2:] == [JobState.RUNNING, JobState.QUEUED, JobState.QUEUED]
