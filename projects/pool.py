@@ -229,8 +229,14 @@ def _server_start() -> PooledServer | None:
         logger.warning("the warm pool could not start a server: %s", exc)
         _server_remove(row, "it did not start")
         return None
+    if not PooledServer.objects.filter(pk=row.pk).update(runtime_state=state.to_dict()):
+        # Removed while it started (doce is stopping: pool_stop_all): nothing else
+        # knows where it runs, so it is stopped here.
+        logger.info("warm pool: server %s was removed while it started; stopping it", key)
+        row.runtime_state = state.to_dict()
+        _server_stop(row)
+        return None
     capacity.slot_attach(kind=POOL_SERVERS, key=key, state=state)
-    PooledServer.objects.filter(pk=row.pk).update(runtime_state=state.to_dict())
     logger.info("warm pool: started server %s", key)
     return row
 

@@ -25,14 +25,14 @@ from projects.capacity import server_slot_take
 from projects.jobs import CREDENTIAL_ATTEMPTS, JobType
 from projects.models import Project
 from projects.tasks import pool_fill, pool_refill_soon
-from queue_jobs.engine import StepError, StepWait
+from queue_jobs.engine import StepError, StepWait, work_waiting
 from queue_jobs.models import Job
 from queue_jobs.registry import step
 
 logger = logging.getLogger(__name__)
 
-# A worker waits this long for a starting server to say it listens, then hands the
-# step back to the queue: long enough that one idle start is usually one slice.
+# A worker waits this long for a starting server to say it listens before it looks
+# whether other work needs it (then it hands the step back to the queue).
 HEALTH_WAIT_SLICE = 2.0
 # After this long without the "listening" line, each slice also probes health once.
 LISTENING_LINE_GRACE = 10.0
@@ -125,12 +125,14 @@ def _pooled_up(project: Project) -> RuntimeState:
 
 @step(JobType.WAIT_HEALTHY, on_failure=mark_project_failed)
 def wait_healthy(job: Job) -> None:
-    """Wait for the server without holding a worker through its whole start: a worker
-    waits at most HEALTH_WAIT_SLICE for the server to say it listens (reading its log,
-    no connection), then hands the step back to the queue (StepWait), so that with many
-    projects starting at once a server that is ready is not stuck behind others that
-    are not. Once it listens, its health answers within moments. A runtime that cannot
-    read the line (Docker) is waited for by the health probe alone, in one go."""
+    """Wait for the server without holding a worker that other work needs: a worker
+    waits for the server to say it listens (reading its log, no connection) in slices
+    of HEALTH_WAIT_SLICE; after a slice, if another job waits for a worker (ten
+    projects starting at once), the step hands itself back to the queue (StepWait), so
+    that a server that is ready is not stuck behind others that are not; if none does,
+    it goes on waiting here, which spares a trip through the broker. Once the server
+    listens, its health answers within moments. A runtime that cannot read the line
+    (Docker) is waited for by the health probe alone, in one go."""
     project = job.subject
     state = project_services.runtime_state(project)
     if state is None:
@@ -147,17 +149,21 @@ def wait_healthy(job: Job) -> None:
     since = _health_wait_began(job)
     limit = settings.DOCE_OPENCODE_START_TIMEOUT
     try:
-        slice_ = max(min(since + limit - time.time(), HEALTH_WAIT_SLICE), 0)
-        if runtime.wait_listening(state, timeout=slice_) is False:
+        while True:
+            slice_ = max(min(since + limit - time.time(), HEALTH_WAIT_SLICE), 0)
+            if runtime.wait_listening(state, timeout=slice_) is not False:
+                break
             waited = time.time() - since
             if waited >= limit:
                 raise RuntimeFailure(
                     f"OpenCode did not start listening within {limit:.0f} s",
                     log_tail=runtime.log_tail(state),
                 )
-            # Not yet. A server that answers without ever printing the line (another
-            # OpenCode version) is found by one short probe once it is past due.
-            if waited < LISTENING_LINE_GRACE or not _answers(runtime, state, password):
+            # A server that answers without ever printing the line (another OpenCode
+            # version) is found by one short probe once it is past due.
+            if waited >= LISTENING_LINE_GRACE and _answers(runtime, state, password):
+                break
+            if work_waiting(besides=job):
                 raise StepWait("Waiting for the project's server to start.", retry_in=0)
         runtime.wait_healthy(state, password, timeout=max(since + limit - time.time(), 1.0))
     except RuntimeFailure as exc:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 from django.conf import settings
 from django.db import connections, transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -186,6 +186,24 @@ class Heartbeat(threading.Thread):
     def stop(self) -> None:
         self._stopped.set()
         self.join(timeout=5)
+
+
+def work_waiting(*, besides: Job) -> bool:
+    """Another job waits for a worker: it is queued, and its pipeline has reached it
+    (it comes first, or the step before it succeeded). A step that waits for something
+    can hand itself back to the queue (StepWait) when this is true, and go on waiting
+    in its worker when nothing else needs one."""
+    reached = Job.objects.filter(
+        pipeline=OuterRef("pipeline"),
+        position=OuterRef("position") - 1,
+        state=JobState.SUCCEEDED,
+    )
+    return (
+        Job.objects.filter(state=JobState.QUEUED)
+        .exclude(pk=besides.pk)
+        .filter(Q(position=0) | Exists(reached))
+        .exists()
+    )
 
 
 def _earlier_step_unfinished(job: Job) -> bool:

@@ -188,7 +188,9 @@ def other_key(settings):
 
 
 @pytest.mark.django_db
-def test_the_keyring_is_ok_when_the_keys_open_what_is_stored(client, staff_client, project):
+def test_the_keyring_is_ok_when_the_keys_open_what_is_stored(
+    client, staff_client, project, broker_ok
+):
     ProviderConnectionFactory.create_batch(2)
     UserSettingsFactory(openrouter_api_key="sk-or-v1-" + "a" * 40)
     keyring_part = staff_client.get("/healthz").json()["keyring"]
@@ -197,7 +199,7 @@ def test_the_keyring_is_ok_when_the_keys_open_what_is_stored(client, staff_clien
 
 
 @pytest.mark.django_db
-def test_the_keyring_is_ok_with_nothing_stored(staff_client):
+def test_the_keyring_is_ok_with_nothing_stored(staff_client, broker_ok):
     assert staff_client.get("/healthz").json()["keyring"] == {"ok": True, "sampled": 0}
 
 

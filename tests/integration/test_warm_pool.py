@@ -37,7 +37,7 @@ def pool_worker(stub, tmp_path, cleanup_projects):
         DOCE_SANDBOX_ALLOW=f"127.0.0.1:{stub.port}",
     )
     yield worker
-    stop_process_group(worker)
+    stop_process_group(worker, graceful=True)  # a refill in flight records its server
     pool.pool_stop_all()
 
 

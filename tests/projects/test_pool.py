@@ -441,3 +441,20 @@ def test_stop_servers_stops_the_pool_too(runtime, settings):
     assert not PooledServer.objects.exists() and not slots()
     assert len(runtime.removed) == 2
     assert "Stopped 2 server(s) of the warm pool." in out.getvalue()
+
+
+def test_a_server_removed_while_it_starts_is_stopped_not_left_running(runtime, monkeypatch):
+    """doce stopping (pool_stop_all) while a fill starts a server: the row goes before
+    the server says where it runs, so the fill itself stops it."""
+    start = runtime.start
+
+    def start_while_stopping(spec):
+        state = start(spec)
+        assert pool.pool_stop_all() == 1
+        return state
+
+    monkeypatch.setattr(runtime, "start", start_while_stopping)
+
+    assert pool.pool_fill() == []
+    assert len(runtime.started) == 1 and runtime.removed == [41001]
+    assert not PooledServer.objects.exists() and not slots()

@@ -239,10 +239,18 @@ def starting(project, monkeypatch):
     return use
 
 
-def test_a_server_not_listening_yet_hands_the_worker_back(project, starting):
-    """A slice of waiting, then StepWait (the job goes back to the queue, not counted as
-    an attempt); the next slice of the same attempt keeps the first one's start, so the
-    start timeout bounds the whole wait."""
+@pytest.fixture
+def other_work(monkeypatch):
+    """Whether another job waits for a worker (queue_jobs.engine.work_waiting)."""
+    waiting = {"now": True}
+    monkeypatch.setattr(steps, "work_waiting", lambda besides: waiting["now"])
+    return waiting
+
+
+def test_a_server_not_listening_yet_hands_the_worker_back(project, starting, other_work):
+    """A slice of waiting, then, since other work waits for a worker, StepWait (the job
+    goes back to the queue, not counted as an attempt); the next slice of the same
+    attempt keeps the first one's start, so the start timeout bounds the whole wait."""
     runtime = starting(StartingRuntime(listens_after=1))
     job = step_job(project)
 
@@ -255,6 +263,14 @@ def test_a_server_not_listening_yet_hands_the_worker_back(project, starting):
 
     assert job.params["health_wait"]["since"] == began
     assert len(runtime.probes) == 1 and runtime.probes[0] > 50
+
+
+def test_with_no_other_work_the_worker_goes_on_waiting(project, starting, other_work):
+    """Nothing else needs the worker: no trip through the broker between slices."""
+    other_work["now"] = False
+    runtime = starting(StartingRuntime(listens_after=2))
+    steps.wait_healthy(step_job(project))
+    assert runtime.polls == [steps.HEALTH_WAIT_SLICE] * 3 and len(runtime.probes) == 1
 
 
 def test_the_start_timeout_bounds_all_the_slices(project, starting, settings):
@@ -279,7 +295,7 @@ def test_a_new_attempt_waits_afresh(project, starting):
     assert job.params["health_wait"]["since"] > 0
 
 
-def test_a_server_that_never_prints_the_line_is_found_by_its_health(project, starting):
+def test_a_server_that_never_prints_the_line_is_found_by_its_health(project, starting, other_work):
     """Past the grace period each slice also probes health once: a server that answers
     without the "listening" line (another OpenCode version) is not waited out."""
     runtime = starting(StartingRuntime(listens_after=None, answers=False))

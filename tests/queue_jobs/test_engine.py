@@ -210,3 +210,21 @@ def test_a_duplicate_task_stops_at_a_job_another_task_runs(project, fake_steps):
     assert not outcome.done and outcome.retry_in is None
     assert calls == []
     assert _states(project)[2:] == [JobState.RUNNING, JobState.QUEUED, JobState.QUEUED]
+
+
+def test_work_waits_when_a_reached_job_is_queued(project, bob):
+    """What a waiting step asks before it hands its worker back: only a queued job whose
+    pipeline has reached it needs a worker (not the later steps of a pipeline, nor a
+    job that runs or waits for a retry)."""
+    mine = pipeline_start(project=project)
+    Job.objects.filter(pk=mine[0].pk).update(state=JobState.SUCCEEDED)
+    Job.objects.filter(pk=mine[1].pk).update(state=JobState.RUNNING)
+    assert not engine.work_waiting(besides=mine[1])  # only my own later steps are queued
+
+    other_project = Project.objects.create(owner=bob, name="Florist", prompt="Flowers")
+    theirs = pipeline_start(project=other_project)
+    assert engine.work_waiting(besides=mine[1])  # their first step needs a worker
+    Job.objects.filter(pk=theirs[0].pk).update(state=JobState.SUCCEEDED)
+    assert engine.work_waiting(besides=mine[1])  # and now their second
+    Job.objects.filter(pk=theirs[1].pk).update(state=JobState.RETRYING)
+    assert not engine.work_waiting(besides=mine[1])  # it waits for its back-off

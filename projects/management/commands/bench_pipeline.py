@@ -37,6 +37,7 @@ import contextlib
 import json
 import os
 import secrets
+import signal
 import statistics
 import subprocess
 import sys
@@ -172,13 +173,16 @@ class Command(BaseCommand):
         self.kept_project = self.kept_raw = None
 
     def _clean_up(self) -> None:
+        # The worker first (and the pool with it): nothing refills the pool or starts a
+        # server while the rest goes, and an interrupt (Ctrl-C) during the clean-up
+        # does not leave it running.
+        self._stop_worker()
         for project in Project.objects.filter(owner__in=self.users):
             with contextlib.suppress(Exception):
                 project_services.project_destroy(project=project)
         for server in list(self.raw.servers):
             with contextlib.suppress(Exception):
                 self.raw.remove(server)
-        self._stop_worker()
         for user in self.users:
             user.delete()
 
@@ -522,12 +526,19 @@ class Command(BaseCommand):
 
 
 def _stop(worker: subprocess.Popen) -> None:
+    """As `make run` stops its worker: SIGTERM to the main process, whose warm shutdown
+    lets a running task finish (a pooled server being started gets its row) and stops
+    its pool's processes itself. Signalling the whole group instead kills those
+    processes under it, and the main one then hangs on a lock a killed one held."""
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(worker.pid, 15)
+        worker.send_signal(signal.SIGTERM)
     try:
         worker.wait(timeout=30)
     except subprocess.TimeoutExpired:
-        os.killpg(worker.pid, 9)
+        pass
+    finally:  # what is left, even after a second Ctrl-C
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(worker.pid, signal.SIGKILL)
         worker.wait()
 
 
