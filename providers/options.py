@@ -59,12 +59,16 @@ class OptionField:
 @dataclass(frozen=True)
 class OptionSet:
     """The option fields of one provider. ``api_key``: ``required``, ``optional`` (the
-    options may carry the credential instead) or ``none`` (OpenCode takes no key)."""
+    options may carry the credential instead) or ``none`` (OpenCode takes no key).
+    ``method`` and ``method_hint``: how the provider picker names the form, when not
+    "API key" (e.g. a service account)."""
 
     provider_id: str
     fields: tuple[OptionField, ...]
     api_key: str = "required"
     intro: str = ""
+    method: str = ""
+    method_hint: str = ""
 
     def field(self, key: str) -> OptionField | None:
         return next((field for field in self.fields if field.key == key), None)
@@ -203,6 +207,7 @@ BEDROCK = OptionSet(
     ),
     api_key="optional",
     intro="Either a Bedrock API key, or an access key id with its secret access key.",
+    method_hint="paste an API key, or an access key id and its secret",
 )
 
 VERTEX = OptionSet(
@@ -240,6 +245,8 @@ VERTEX = OptionSet(
     ),
     api_key="none",
     intro="Vertex AI signs in with a service account, not an API key.",
+    method="Service account",
+    method_hint="paste a service-account key (JSON)",
 )
 
 CUSTOM_HEADERS = OptionSet(

@@ -79,7 +79,14 @@ def provider_methods(request, provider_id: str):
         raise Http404("OpenCode does not know this provider.")
     connected = connection_for(user=request.user, provider_id=provider_id) is not None
     local = local_callback_methods(entry.id)  # sign-ins that need a browser on the host
-    context = {"entry": entry, "connected": connected, "local_methods": local}
+    options = option_set(entry.id)
+    context = {
+        "entry": entry,
+        "connected": connected,
+        "local_methods": local,
+        "api_method": (options.method if options else "") or "",
+        "api_hint": (options.method_hint if options else "") or "paste an API key",
+    }
     return render_page(request, "providers/methods.html", "providers/_methods.html", context)
 
 

@@ -149,6 +149,17 @@ def test_vertex_takes_a_service_account_and_no_key(alice, alice_client, option_c
     assert private_key[40:60] not in html and "A value is stored" in html
 
 
+def test_the_picker_names_what_each_provider_takes(alice_client, option_catalog):
+    """Vertex takes a service account, not an API key: the picker says so."""
+    vertex = alice_client.get("/settings/providers/google-vertex/").content.decode()
+    assert "Service account" in vertex and "paste a service-account key (JSON)" in vertex
+    assert "paste an API key" not in vertex
+    bedrock = alice_client.get("/settings/providers/amazon-bedrock/").content.decode()
+    assert "paste an API key, or an access key id and its secret" in bedrock
+    azure = alice_client.get("/settings/providers/azure/").content.decode()
+    assert ">API key</a>" in azure and "paste an API key<" in azure
+
+
 def test_a_custom_endpoint_keeps_its_header_values_secret(alice, alice_client):
     token = new_key("hdr-")
     response = alice_client.post(
