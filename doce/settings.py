@@ -257,7 +257,8 @@ if DOCE_EMBEDDED_BROKER:
         "processed_folder": str(_broker_dir / "processed"),
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
-        # kombu polls the folder; its default of 1 s would be paid at every hand-off between tasks.
+        # kombu polls the folder; its default of 1 s would be paid at every hand-off
+        # between tasks.
         "polling_interval": env.float("DOCE_BROKER_POLL_INTERVAL", default=0.02),
     }
     _default_backend = f"file://{DOCE_DATA_DIR / 'celery-results'}"

@@ -61,13 +61,13 @@ class StepWait(Exception):
 class Outcome:
     """``done``: the pipeline goes on (``then``: with this job, from the queue);
     ``retry_in``: run job ``job_id`` again after that many seconds; otherwise the
-    pipeline stops (failed, cancelled, or nothing to do)."""
+    pipeline stops (failed, cancelled, or nothing to do). ``run_pipeline`` says which
+    job (``job_id``) and what comes next (``then``)."""
 
     done: bool = False
     retry_in: float | None = None
     detail: str = ""
     job_id: int | None = None
-    hand_off: bool = False
     then: int | None = None
 
 
@@ -104,34 +104,36 @@ def run_pipeline(job_id: int, *, task_id: str) -> Outcome:
     task. A job that already succeeded (this task was redelivered after its worker died
     further on) is passed over; the job its worker was running is taken again."""
     while True:
-        outcome = execute(job_id, task_id=task_id)
+        outcome = replace(execute(job_id, task_id=task_id), job_id=job_id)
         if not outcome.done:
             return outcome
-        following = _next_job_id(job_id)
+        following, hand_off = _following(job_id)
         if following is None:
             return outcome
-        if outcome.hand_off:
+        if hand_off:
             return replace(outcome, then=following)
         job_id = following
 
 
-def _next_job_id(job_id: int) -> int | None:
-    current = Job.objects.filter(pk=job_id).values("pipeline", "position").first()
-    if current is None:
-        return None
-    return (
+def _following(job_id: int) -> tuple[int | None, bool]:
+    """The pipeline's next job, and whether this job's step hands off to it."""
+    current = Job.objects.filter(pk=job_id).values("pipeline", "position", "type").first()
+    if current is None:  # gone with its subject
+        return None, False
+    following = (
         Job.objects.filter(pipeline=current["pipeline"], position=current["position"] + 1)
         .values_list("pk", flat=True)
         .first()
     )
+    return following, registry.get(current["type"]).hand_off
 
 
 def execute(job_id: int, *, task_id: str) -> Outcome:
     job = claim(job_id, task_id)
     if job is None:
         if Job.objects.filter(id=job_id, state=JobState.SUCCEEDED).exists():
-            return Outcome(done=True, detail="already done", job_id=job_id)
-        return Outcome(detail="not runnable (finished, cancelled or taken)", job_id=job_id)
+            return Outcome(done=True, detail="already done")
+        return Outcome(detail="not runnable (finished, cancelled or taken)")
     if _earlier_step_unfinished(job):
         _finish(job, JobState.CANCELLED, "an earlier step did not succeed")
         return Outcome(detail="cancelled: an earlier step did not succeed")
@@ -153,10 +155,10 @@ def execute(job_id: int, *, task_id: str) -> Outcome:
     finally:
         heartbeat.stop()
     if not _finish(job, JobState.SUCCEEDED, ""):
-        return Outcome(detail="cancelled while running", job_id=job.pk)
+        return Outcome(detail="cancelled while running")
     elapsed_ms = (time.monotonic() - started) * 1000
     logger.info("job %s (%s) succeeded in %.0f ms", job.pk, job.type, elapsed_ms)
-    return Outcome(done=True, job_id=job.pk, hand_off=definition.hand_off)
+    return Outcome(done=True)
 
 
 class Heartbeat(threading.Thread):
@@ -192,7 +194,9 @@ def work_waiting(*, besides: Job) -> bool:
     """Another job waits for a worker: it is queued, and its pipeline has reached it
     (it comes first, or the step before it succeeded). A step that waits for something
     can hand itself back to the queue (StepWait) when this is true, and go on waiting
-    in its worker when nothing else needs one."""
+    in its worker when nothing else needs one. (A job that itself waits, queued for a
+    later retry, counts too: erring that way costs a trip through the broker, never a
+    job left behind a busy worker.)"""
     reached = Job.objects.filter(
         pipeline=OuterRef("pipeline"),
         position=OuterRef("position") - 1,
@@ -226,7 +230,7 @@ def _handle_error(job: Job, exc: StepError) -> Outcome:
             "job %s (%s) attempt %s failed, retrying in %.1f s: %s",
             *(job.pk, job.type, job.attempts, delay, message),
         )
-        return Outcome(retry_in=delay, detail=message, job_id=job.pk)
+        return Outcome(retry_in=delay, detail=message)
     logger.warning("job %s (%s) failed: %s", job.pk, job.type, message)
     with transaction.atomic():
         if _finish(job, JobState.FAILED, message):
@@ -235,7 +239,7 @@ def _handle_error(job: Job, exc: StepError) -> Outcome:
             on_failure = registry.get(job.type).on_failure
             if on_failure is not None:
                 on_failure(job, exc)
-    return Outcome(detail=message, job_id=job.pk)
+    return Outcome(detail=message)
 
 
 def _wait(job: Job, exc: StepWait) -> Outcome:
@@ -246,8 +250,8 @@ def _wait(job: Job, exc: StepWait) -> Outcome:
         last_error=message,
         updated_at=timezone.now(),
     ):
-        return Outcome(detail="cancelled while waiting", job_id=job.pk)
-    return Outcome(retry_in=exc.retry_in, detail=message, job_id=job.pk)
+        return Outcome(detail="cancelled while waiting")
+    return Outcome(retry_in=exc.retry_in, detail=message)
 
 
 def _finish(job: Job, state: str, error: str) -> bool:

@@ -3,9 +3,7 @@ with fake steps."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +16,7 @@ import pytest
 from django.conf import settings
 
 from doce.celery import app
+from doce.processes import kill_group, stop_gracefully
 from projects.models import Project
 from queue_jobs import engine, registry
 from tests.factories import UserFactory
@@ -114,20 +113,12 @@ def stop_process_group(
 ) -> None:
     """Stop a test's subprocess (a Celery worker) and the processes it started. Once its
     tests are done it is killed at once: an idle worker's own shutdown takes about 6 s.
-    ``graceful``: SIGTERM to the main process first, for its warm shutdown (a task in
-    flight finishes, e.g. a pooled server being started gets its row), as `make run`
-    stops it; whatever is left after ``timeout`` is killed."""
-    if process.poll() is not None:
-        return
-    try:
-        if graceful:
-            process.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=timeout)
-    finally:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    ``graceful``: as `make run` stops it (doce.processes), for its warm shutdown (a task
+    in flight finishes, e.g. a pooled server being started gets its row)."""
+    if graceful:
+        stop_gracefully([process], grace=timeout)
+    else:
+        kill_group(process)
 
 
 def start_celery_worker(

@@ -84,7 +84,7 @@ def provider_methods(request, provider_id: str):
         "entry": entry,
         "connected": connected,
         "local_methods": local,
-        "api_method": (options.method if options else "") or "",
+        "api_method": options.method if options else "",
         "api_hint": (options.method_hint if options else "") or "paste an API key",
     }
     return render_page(request, "providers/methods.html", "providers/_methods.html", context)

@@ -4,7 +4,6 @@ them running)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import socket
@@ -15,6 +14,8 @@ import time
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
+
+from doce.processes import stop_gracefully
 
 STOP_GRACE_SECONDS = 10
 WEB_STOP_GRACE_SECONDS = 3  # open event streams never end by themselves
@@ -138,7 +139,9 @@ class Command(BaseCommand):
                     self.stdout.write("  Press Ctrl-C to stop the web server and the workers.\n")
                 time.sleep(0.2)
         finally:
-            _stop_all(children)
+            # The main processes shut down their own children (Celery's pool) cleanly;
+            # only what is left after the grace period is killed, group by group.
+            stop_gracefully(children.values(), grace=STOP_GRACE_SECONDS)
             if not keep_servers:
                 # By name: the projects app owns its servers (doce sits below it).
                 call_command("stop_servers", stdout=self.stdout, stderr=self.stderr)
@@ -152,25 +155,3 @@ def _port_in_use(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.settimeout(0.5)
         return probe.connect_ex((_reachable(host), port)) == 0
-
-
-def _stop_all(children: dict[str, subprocess.Popen]) -> None:
-    # The main processes shut down their own children (Celery's pool) cleanly; only
-    # what is left after the grace period is killed, group by group.
-    for child in children.values():
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE_SECONDS
-    for child in children.values():
-        try:
-            child.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            _signal_group(child, signal.SIGKILL)
-            child.wait()
-    for child in children.values():
-        _signal_group(child, signal.SIGKILL)
-
-
-def _signal_group(child: subprocess.Popen, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(child.pid, signum)

@@ -37,7 +37,6 @@ import contextlib
 import json
 import os
 import secrets
-import signal
 import statistics
 import subprocess
 import sys
@@ -54,6 +53,7 @@ from django.test.utils import override_settings
 from doce.management.commands.rundoce import DEFAULT_QUEUE, DEFAULT_WORKER_CONCURRENCY
 from doce.opencode import binary
 from doce.opencode.runtimes.local import LocalRuntime
+from doce.processes import stop_gracefully
 from doce.stub_llm import StubLLM
 from doce.tasks import ping
 from projects import services as project_services
@@ -73,6 +73,9 @@ from projects.models import PooledServer, Project
 from projects.pool import pool_stop_all
 from providers.services import connection_create, connection_update
 from queue_jobs.models import Job
+
+# Its worker stops as `make run`'s does (doce.processes), with time for a running task.
+WORKER_STOP_GRACE_SECONDS = 30
 
 
 class Command(BaseCommand):
@@ -457,12 +460,12 @@ class Command(BaseCommand):
                     return
             except Exception:  # noqa: S112 (the worker is still starting)
                 continue
-        _stop(worker)
+        stop_gracefully([worker], grace=WORKER_STOP_GRACE_SECONDS)
         raise CommandError(f"the benchmark worker did not start: {log_path.read_text()[-2000:]}")
 
     def _stop_worker(self) -> None:
         if self.worker is not None:
-            _stop(self.worker)
+            stop_gracefully([self.worker], grace=WORKER_STOP_GRACE_SECONDS)
             self.worker = None
         pool_stop_all()  # after the worker, which would refill it
 
@@ -523,23 +526,6 @@ class Command(BaseCommand):
             f"  {label:<30} median {summary['median']:>7} {unit}   "
             f"p95 {summary['p95']:>7} {unit}   (n={summary['n']})"
         )
-
-
-def _stop(worker: subprocess.Popen) -> None:
-    """As `make run` stops its worker: SIGTERM to the main process, whose warm shutdown
-    lets a running task finish (a pooled server being started gets its row) and stops
-    its pool's processes itself. Signalling the whole group instead kills those
-    processes under it, and the main one then hangs on a lock a killed one held."""
-    with contextlib.suppress(ProcessLookupError):
-        worker.send_signal(signal.SIGTERM)
-    try:
-        worker.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        pass
-    finally:  # what is left, even after a second Ctrl-C
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(worker.pid, signal.SIGKILL)
-        worker.wait()
 
 
 def _dumps(value: object) -> str:
