@@ -60,6 +60,40 @@ def ratios(doce: list[float], raw: list[float]) -> dict:
     }
 
 
+def paired(doce: list[float], raw: list[float]) -> dict:
+    """doce − raw over samples taken side by side (the same round, one right after the
+    other), in ms: its median with a 95 % confidence interval. This machine's speed
+    drifts by more than doce's own cost within a run; a difference of neighbours
+    cancels the drift that a ratio of two medians keeps."""
+    differences = [(d - r) * 1000 for d, r in zip(doce, raw, strict=True)]
+    if not differences:
+        return {"n": 0}
+    low, high = median_interval(differences)
+    return {
+        "n": len(differences),
+        "median_ms": round(statistics.median(differences)),
+        "ci95_ms": [round(low), round(high)],
+    }
+
+
+def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
+    """A distribution-free confidence interval of the median (order statistics and the
+    binomial distribution): the k-th smallest and k-th largest values, k as large as
+    the confidence allows. Too few values for the confidence give the whole range."""
+    ordered = sorted(values)
+    n = len(ordered)
+    tail = (1 - confidence) / 2
+    k, below = 0, 0.0  # below: P(fewer than k+1 of n values under the median)
+    while k < n // 2:
+        below += math.comb(n, k) / 2**n
+        if below > tail:
+            break
+        k += 1
+    if k == 0:
+        return ordered[0], ordered[-1]
+    return ordered[k - 1], ordered[n - k]
+
+
 def wait_until(predicate, *, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while True:
@@ -180,8 +214,9 @@ class RawSide:
                 raise CommandError(f"raw server {server.spec.name} never became healthy")
             time.sleep(POLL)
 
-    def cold(self, marker: str) -> tuple[float, RawServer]:
-        """Spawn to the prompt at the LLM, by hand."""
+    def cold(self, marker: str) -> tuple[float, float, RawServer]:
+        """Spawn to the prompt at the LLM, by hand; also the part of it after OpenCode
+        accepted the prompt."""
         started = time.monotonic()
         server = self.spawn(self.stub_spec(marker, secrets.token_urlsafe(24)))
         self.wait_healthy(server, started)
@@ -189,10 +224,11 @@ class RawSide:
         server.call("PUT", "/auth/stub", json={"type": "api", "key": new_key()})
         server.session = server.call("POST", "/session", json={"title": marker}).json()["id"]
         server.prompt(f"Build site {marker}", self.stub.model)
+        accepted = time.monotonic()
         request = wait_until(
             lambda: arrival(self.stub, marker), timeout=self.timeout, what=f"{marker} at the LLM"
         )
-        return request.at - started, server
+        return request.at - started, request.at - accepted, server
 
     def prestart(self, marker: str) -> RawServer:
         """A server started ahead of time with a neutral opencode.json (no provider of
@@ -236,9 +272,9 @@ class RawSide:
         server.call("POST", f"/session/{session}/abort")
         server.call("DELETE", f"/session/{session}")
 
-    def warm(self, server: RawServer, marker: str) -> float:
+    def warm(self, server: RawServer, marker: str) -> tuple[float, float]:
         """On a pre-started server: the project's opencode.json, ``PUT /auth``, dispose,
-        session, prompt, until the LLM has it."""
+        session, prompt, until the LLM has it; also the part after the prompt."""
         started = time.monotonic()
         config = render_opencode_config(self.stub_spec(server.spec.name, server.spec.password))
         path = server.spec.layout.workspace / "opencode.json"
@@ -247,10 +283,11 @@ class RawSide:
         server.call("POST", "/instance/dispose")
         server.session = server.call("POST", "/session", json={"title": marker}).json()["id"]
         server.prompt(f"Build site {marker}", self.stub.model)
+        accepted = time.monotonic()
         request = wait_until(
             lambda: arrival(self.stub, marker), timeout=self.timeout, what=f"{marker} at the LLM"
         )
-        return request.at - started
+        return request.at - started, request.at - accepted
 
     def key_edit(self, server: RawServer, key: str, marker: str) -> None:
         server.call("PUT", "/auth/stub", json={"type": "api", "key": key})

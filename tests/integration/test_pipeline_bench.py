@@ -69,6 +69,12 @@ def test_bench_pipeline_reports_every_figure(tmp_path):
     for side in ("doce_s", "raw_s", "doce_rss_mb", "raw_rss_mb"):
         assert start[side]["n"] == 1 and start[side]["median"] > 0, side
     assert start["ratio_median"] > 0
+    # Side by side: one round gives one pair.
+    assert start["doce_minus_raw"]["n"] == 1
+    # The part after OpenCode accepted the prompt is part of the whole.
+    for side in ("doce", "raw"):
+        after = start[f"{side}_after_prompt_s"]
+        assert after["n"] == 1 and 0 < after["median"] < start[f"{side}_s"]["median"], side
     # Memory is read after the first reply: a server then holds far more than idle.
     assert start["doce_rss_mb"]["median"] > 150
     # Where the time went: each step of the start-up chain, in order, after submit.
@@ -90,5 +96,6 @@ def test_bench_pipeline_reports_every_figure(tmp_path):
     key_edit = figures["key_edit"]
     assert key_edit["doce_s"]["n"] == 1 and key_edit["raw_s"]["n"] == 1
     assert key_edit["wrong_key"] == 0
+    assert key_edit["doce_minus_raw"]["n"] == 1
     assert not processes_in(tmp_path), "the benchmark left a server or its worker running"
     assert not list((tmp_path / "var" / "projects").glob("pool-*")), "a pooled server's folder"

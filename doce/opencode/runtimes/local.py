@@ -17,6 +17,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,10 +42,11 @@ from doce.opencode.runtimes.config import write_opencode_config, write_private
 
 logger = logging.getLogger(__name__)
 
-# The servers this process spawned, kept so they can be reaped (no zombies, no
-# "subprocess still running" warnings). Servers spawned by another process are handled
-# through psutil alone.
+# The servers this process spawned, until they exit: each has a thread that collects
+# its exit status (no zombies, no "subprocess still running" warnings). Servers spawned
+# by another process are handled through psutil alone.
 _spawned: dict[int, subprocess.Popen] = {}
+_spawned_lock = threading.Lock()
 # Parent variables a server may see: enough to find tools and speak the locale.
 _PASSED_THROUGH = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SHELL")
 _LOG_ROTATE_BYTES = 5 * 1024 * 1024
@@ -66,7 +68,6 @@ class LocalRuntime(Runtime):
                 "the OpenCode binary was not found: run `make setup` or set DOCE_OPENCODE_BIN",
                 retryable=False,
             )
-        _reap_exited()
         layout = spec.layout
         layout.prepare()
         self._stop_leftover(layout)
@@ -91,7 +92,7 @@ class LocalRuntime(Runtime):
                 close_fds=True,
                 umask=0o077,  # its database, sessions and logs are the user's alone
             )
-        _spawned[process.pid] = process
+        _collect_when_done(process)
         try:
             started_at = psutil.Process(process.pid).create_time()
         except psutil.NoSuchProcess:
@@ -321,12 +322,25 @@ def _reap(pid: int | None, timeout: float = 0) -> None:
     except subprocess.TimeoutExpired:
         finished = False
     if finished:
-        _spawned.pop(pid, None)
+        with _spawned_lock:
+            if _spawned.get(pid) is child:
+                del _spawned[pid]
 
 
-def _reap_exited() -> None:
-    for pid in list(_spawned):
-        _reap(pid)
+def _collect_when_done(process: subprocess.Popen) -> None:
+    """Collect the server's exit status as soon as it exits, in a thread of its own.
+    Whoever stops it (this process, a web request or another worker, by pid), only its
+    parent can collect it: left alone it stays a zombie under this process."""
+    with _spawned_lock:
+        _spawned[process.pid] = process
+
+    def wait() -> None:
+        process.wait()
+        with _spawned_lock:
+            if _spawned.get(process.pid) is process:
+                del _spawned[process.pid]
+
+    threading.Thread(target=wait, name=f"opencode-{process.pid}-exit", daemon=True).start()
 
 
 @contextlib.contextmanager

@@ -13,6 +13,11 @@ Figures, each as median and p95 over the samples:
 - raw: the same work by hand on the same binary, sandbox setting and stub
   (``projects.bench_raw``);
 - doce/raw ratios; doce and raw runs alternate (doce first, then raw first);
+- doce − raw side by side: each round's doce and raw runs are neighbours in time, so
+  their difference cancels the machine's drift (which, on a small machine, is larger
+  than doce's own cost); its median with a 95 % confidence interval;
+- the part after OpenCode accepted the prompt, on each side: OpenCode's own way to the
+  LLM, which doce does not run but can slow down;
 - for 1 project and for N projects submitted at once;
 - cold (no warm pool: DOCE_POOL_SIZE=0 in its worker) and, with ``--pool N``, warm: the
   worker keeps a pool of N servers, every measurement starts with the pool full and
@@ -63,6 +68,7 @@ from projects.bench_raw import (
     answered,
     arrival,
     new_key,
+    paired,
     ratios,
     summary,
     wait_until,
@@ -76,6 +82,8 @@ from queue_jobs.models import Job
 
 # Its worker stops as `make run`'s does (doce.processes), with time for a running task.
 WORKER_STOP_GRACE_SECONDS = 30
+# How often the doce side reads a measured project's row to notice a failure.
+FAILURE_CHECK_SECONDS = 0.5
 
 
 class Command(BaseCommand):
@@ -192,6 +200,8 @@ class Command(BaseCommand):
     # --- the two sides ----------------------------------------------------------------
     def _compare(self, size: int, rounds: int, *, warm: bool) -> dict:
         doce, raw, doce_mb, raw_mb = [], [], [], []
+        doce_after, raw_after = [], []  # OpenCode accepted the prompt -> at the LLM
+        doce_rounds, raw_rounds = [], []  # each round's median, for the paired difference
         self.steps: dict[str, list[tuple[float, float]]] = {}
         self.raw.healthy_s = []
         for index in range(rounds):
@@ -200,21 +210,28 @@ class Command(BaseCommand):
                 if side == "doce":
                     if warm:
                         self._pool_full()
-                    times, memory = self._doce_batch(size, index, keep=not warm)
+                    times, after, memory = self._doce_batch(size, index, keep=not warm)
                     doce += times
+                    doce_after += after
                     doce_mb += memory
+                    doce_rounds.append(statistics.median(times))
                 else:
                     if warm:
                         self._pool_full()  # its refills do not compete with the raw side
-                    times, memory = self._raw_batch(size, index, warm=warm)
+                    times, after, memory = self._raw_batch(size, index, warm=warm)
                     raw += times
+                    raw_after += after
                     raw_mb += memory
+                    raw_rounds.append(statistics.median(times))
         return {
             "doce_s": summary(doce),
             "raw_s": summary(raw),
             "doce_rss_mb": summary(doce_mb),
             "raw_rss_mb": summary(raw_mb),
             **ratios(doce, raw),
+            "doce_minus_raw": paired(doce_rounds, raw_rounds),
+            "doce_after_prompt_s": summary(doce_after),
+            "raw_after_prompt_s": summary(raw_after),
             "doce_steps_ms": {
                 step: [round(statistics.median(times) * 1000) for times in zip(*spans, strict=True)]
                 for step, spans in self.steps.items()
@@ -236,9 +253,13 @@ class Command(BaseCommand):
             what=f"a warm pool of {self.pool_size} ready servers",
         )
 
-    def _doce_batch(self, size: int, round_: int, *, keep: bool) -> tuple[list[float], list[float]]:
+    def _doce_batch(
+        self, size: int, round_: int, *, keep: bool
+    ) -> tuple[list[float], list[float], list[float]]:
         """``size`` projects submitted at once, as the web requests would, one after the
-        other; each counted from its own submit until the LLM has its prompt."""
+        other; each counted from its own submit until the LLM has its prompt. Also the
+        part after the prompt step's end (its job row's finish, a few ms after OpenCode
+        accepted the prompt: that part is a little short), and memory."""
         submitted: dict[int, tuple[float, str]] = {}
         submitted_at: dict[int, float] = {}  # wall clock, as the job rows have it
         projects = []
@@ -253,16 +274,18 @@ class Command(BaseCommand):
             submitted[project.pk] = (started, marker)
             submitted_at[project.pk] = started_at
             projects.append(project)
-        times = []
+        times, after = [], []
         for project in projects:
             started, marker = submitted[project.pk]
+            failed = self._failure_check(project)
             request = wait_until(
-                lambda m=marker, p=project: arrival(self.stub, m) or self._failed(p),
+                lambda m=marker, f=failed: arrival(self.stub, m) or f(),
                 timeout=self.timeout,
                 what=f"project {project.pk}'s prompt at the LLM",
             )
             times.append(request.at - started)
-            self._step_spans(project, submitted_at[project.pk])
+            prompted = self._step_spans(project, submitted_at[project.pk])
+            after.append(request.at - started - prompted)
         memory = []
         for project in projects:
             project.refresh_from_db()
@@ -282,32 +305,48 @@ class Command(BaseCommand):
             timeout=self.timeout,
             what="the measured projects' deletion",
         )
-        return times, memory
+        return times, after, memory
 
-    def _step_spans(self, project: Project, submitted_at: float) -> None:
-        """When each step of the start-up chain started and finished, after submit."""
+    def _step_spans(self, project: Project, submitted_at: float) -> float:
+        """When each step of the start-up chain started and finished, after submit;
+        returns when the last one finished."""
+        last = 0.0
         for job in Job.objects.filter(subject=project, type__in=START_PIPELINE):
             if job.started_at and job.finished_at:
-                self.steps.setdefault(job.type, []).append(
-                    (
-                        job.started_at.timestamp() - submitted_at,
-                        job.finished_at.timestamp() - submitted_at,
-                    )
+                span = (
+                    job.started_at.timestamp() - submitted_at,
+                    job.finished_at.timestamp() - submitted_at,
                 )
+                self.steps.setdefault(job.type, []).append(span)
+                last = max(last, span[1])
+        return last
 
     @staticmethod
-    def _failed(project: Project):
-        project.refresh_from_db()
-        if project.status == Project.Status.ERROR:
-            raise CommandError(f"project {project.pk} failed: {project.error_message}")
-        return None
+    def _failure_check(project: Project):
+        """A check that raises once the project failed, reading its row at most every
+        FAILURE_CHECK_SECONDS: a read every poll (100 a second, a database round trip
+        each) would take CPU from the servers measured, which the raw side does not."""
+        next_read = [0.0]
+
+        def failed() -> None:
+            if time.monotonic() < next_read[0]:
+                return None
+            next_read[0] = time.monotonic() + FAILURE_CHECK_SECONDS
+            project.refresh_from_db(fields=["status", "error_message"])
+            if project.status == Project.Status.ERROR:
+                raise CommandError(f"project {project.pk} failed: {project.error_message}")
+            return None
+
+        return failed
 
     @staticmethod
     def _answered_doce(project: Project) -> bool:
         with project_services.project_client(project) as client:
             return answered(client.messages(project.bootstrap_session_id))
 
-    def _raw_batch(self, size: int, round_: int, *, warm: bool) -> tuple[list[float], list[float]]:
+    def _raw_batch(
+        self, size: int, round_: int, *, warm: bool
+    ) -> tuple[list[float], list[float], list[float]]:
         """The same work by hand, ``size`` servers at once (a thread each). Warm: the
         servers are started and warmed first, then the clock starts."""
         name = f"raw-{'warm' if warm else 'cold'}-{round_}"
@@ -320,21 +359,22 @@ class Command(BaseCommand):
         def one(index: int):
             marker = f"{name}-{index}-{secrets.token_hex(4)}"
             if warm:
-                return self.raw.warm(prestarted[index], marker), prestarted[index]
+                return (*self.raw.warm(prestarted[index], marker), prestarted[index])
             return self.raw.cold(marker)
 
         results = self._threads(size, one)
-        times, memory = [], []
-        for elapsed, server in results:
+        times, after, memory = [], [], []
+        for elapsed, after_prompt, server in results:
             times.append(elapsed)
+            after.append(after_prompt)
             wait_until(server.answered, timeout=60, what="a raw first reply")
             memory.append(_rss_mb(server.state.pid))
-        for _, server in results:
+        for *_, server in results:
             if not warm and self.kept_raw is None:
                 self.kept_raw = server  # it serves the key edits
             else:
                 self.raw.remove(server)
-        return times, memory
+        return times, after, memory
 
     @staticmethod
     def _threads(size: int, work) -> list:
@@ -383,7 +423,12 @@ class Command(BaseCommand):
                 if request.authorization != f"Bearer {key}":
                     wrong_key += 1
                 wait_until(done, timeout=60, what="the reply after a key edit")
-        result = {"doce_s": summary(doce), "raw_s": summary(floor), "wrong_key": wrong_key}
+        result = {
+            "doce_s": summary(doce),
+            "raw_s": summary(floor),
+            "wrong_key": wrong_key,
+            "doce_minus_raw": paired(doce, floor),
+        }
         if doce and floor:
             result["ratio_median"] = ratios(doce, floor)["ratio_median"]
         return result
@@ -496,6 +541,9 @@ class Command(BaseCommand):
                         f"  {'doce/raw':<30} median {value['ratio_median']:>7}   "
                         f"p95 {value['ratio_p95']:>7}"
                     )
+                self._paired_row(value["doce_minus_raw"])
+                self._row("doce: prompt accepted -> LLM", value["doce_after_prompt_s"], "s")
+                self._row("raw: prompt accepted -> LLM", value["raw_after_prompt_s"], "s")
                 self._row("doce server RSS after 1st prompt", value["doce_rss_mb"], "MB")
                 self._row("raw server RSS after 1st prompt", value["raw_rss_mb"], "MB")
                 spans = ", ".join(
@@ -514,8 +562,17 @@ class Command(BaseCommand):
             self._row("raw (PUT /auth, dispose, prompt)", value["raw_s"], "s")
             if "ratio_median" in value:
                 self.stdout.write(f"  {'doce/raw':<30} median {value['ratio_median']:>7}")
+            self._paired_row(value["doce_minus_raw"])
             self.stdout.write(
                 f"  prompts that reached the LLM with an old key: {value['wrong_key']}"
+            )
+
+    def _paired_row(self, value: dict) -> None:
+        if value.get("n"):
+            low, high = value["ci95_ms"]
+            self.stdout.write(
+                f"  {'doce - raw, side by side':<30} median {value['median_ms']:>+7} ms  "
+                f"95% CI {low:+} .. {high:+} ms   (n={value['n']} pairs)"
             )
 
     def _row(self, label: str, summary: dict, unit: str) -> None:

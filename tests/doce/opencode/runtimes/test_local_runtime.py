@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import stat
 import subprocess
 import time
@@ -267,3 +268,21 @@ def test_auth_json_is_read_back_only_as_a_plain_file_of_its_own(runtime, make_sp
     layout.auth_file.unlink()
     os.mkfifo(layout.auth_file)
     assert runtime.auth_file_read(state) is None  # returns at once: no writer is waited for
+
+
+def test_a_server_stopped_by_another_process_leaves_no_zombie(
+    runtime, fake_opencode, make_spec, started
+):
+    # A web request or another worker stops a server by pid (through psutil): the process
+    # that spawned it must still collect its exit status at once, not at its next start,
+    # or it stays a zombie under that worker.
+    spec = make_spec()
+    state = started.start(runtime, spec)
+    runtime.wait_healthy(state, spec.password)
+
+    os.killpg(state.pid, signal.SIGKILL)
+
+    deadline = deadline_in(10)
+    while psutil.pid_exists(state.pid):
+        assert time.monotonic() < deadline, "the stopped server stayed a zombie"
+        time.sleep(0.01)
