@@ -68,18 +68,20 @@ def paired(doce: list[float], raw: list[float]) -> dict:
     differences = [(d - r) * 1000 for d, r in zip(doce, raw, strict=True)]
     if not differences:
         return {"n": 0}
-    low, high = median_interval(differences)
-    return {
-        "n": len(differences),
-        "median_ms": round(statistics.median(differences)),
-        "ci95_ms": [round(low), round(high)],
-    }
+    figures = {"n": len(differences), "median_ms": round(statistics.median(differences))}
+    interval = median_interval(differences)
+    if interval is None:  # fewer than 6 pairs: their range, which is no 95 % interval
+        figures["range_ms"] = [round(min(differences)), round(max(differences))]
+    else:
+        figures["ci95_ms"] = [round(interval[0]), round(interval[1])]
+    return figures
 
 
-def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
+def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float] | None:
     """A distribution-free confidence interval of the median (order statistics and the
     binomial distribution): the k-th smallest and k-th largest values, k as large as
-    the confidence allows. Too few values for the confidence give the whole range."""
+    the confidence allows. None when there are too few values for the confidence (for
+    95 %, fewer than 6: even their whole range would cover the median less often)."""
     ordered = sorted(values)
     n = len(ordered)
     tail = (1 - confidence) / 2
@@ -90,7 +92,7 @@ def median_interval(values: list[float], confidence: float = 0.95) -> tuple[floa
             break
         k += 1
     if k == 0:
-        return ordered[0], ordered[-1]
+        return None
     return ordered[k - 1], ordered[n - k]
 
 

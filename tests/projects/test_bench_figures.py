@@ -30,9 +30,16 @@ def test_the_median_interval_is_the_sign_test_one(n, k):
     assert median_interval(values) == (k, n - k + 1)
 
 
-def test_too_few_values_give_the_whole_range():
-    assert median_interval([3.0, 1.0, 2.0]) == (1.0, 3.0)
-    assert median_interval([5.0]) == (5.0, 5.0)
+def test_too_few_values_give_no_interval():
+    # Five values cover their median with 1 - 2/32 = 94 %: no 95 % interval exists.
+    assert median_interval([3.0, 1.0, 2.0, 5.0, 4.0]) is None
+    assert median_interval([5.0]) is None
+
+
+def test_too_few_pairs_report_their_range_not_an_interval():
+    figures = paired([2.0, 2.5, 1.0], [1.0, 1.0, 1.0])
+
+    assert figures == {"n": 3, "median_ms": 1000, "range_ms": [0, 1500]}
 
 
 def test_the_difference_is_taken_pair_by_pair_in_milliseconds():

@@ -569,10 +569,15 @@ class Command(BaseCommand):
 
     def _paired_row(self, value: dict) -> None:
         if value.get("n"):
-            low, high = value["ci95_ms"]
+            if "ci95_ms" in value:
+                spread = "95% CI {:+} .. {:+} ms".format(*value["ci95_ms"])
+            else:  # too few pairs for a 95 % interval
+                spread = "range {:+} .. {:+} ms, too few pairs for a 95% CI".format(
+                    *value["range_ms"]
+                )
             self.stdout.write(
                 f"  {'doce - raw, side by side':<30} median {value['median_ms']:>+7} ms  "
-                f"95% CI {low:+} .. {high:+} ms   (n={value['n']} pairs)"
+                f"{spread}   (n={value['n']} pairs)"
             )
 
     def _row(self, label: str, summary: dict, unit: str) -> None:
