@@ -89,7 +89,7 @@ def test_bench_pipeline_reports_every_figure(tmp_path):
     ends = [end for start_ms, end in steps.values()]
     assert ends == sorted(ends) and ends[-1] < start["doce_s"]["median"] * 1000
     # The warm pool: the same figures, measured from a full, warmed pool of one.
-    assert figures["pool"] == 1
+    assert figures["pool"] == 1 and figures["idle_s"] == 0
     warm = figures["warm_1"]
     for side in ("doce_s", "raw_s", "doce_rss_mb", "raw_rss_mb"):
         assert warm[side]["n"] == 1 and warm[side]["median"] > 0, side

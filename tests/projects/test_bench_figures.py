@@ -1,11 +1,12 @@
-"""The statistics bench_pipeline reports: the side-by-side difference of doce and raw,
-and the confidence interval of its median."""
+"""The statistics bench_pipeline reports (the side-by-side difference of doce and raw,
+and the confidence interval of its median), and the arguments it refuses."""
 
 from __future__ import annotations
 
 import random
 
 import pytest
+from django.core.management import CommandError, call_command
 
 from projects.bench_raw import median_interval, paired
 
@@ -59,3 +60,17 @@ def test_a_difference_needs_its_pairs():
     assert paired([], []) == {"n": 0}
     with pytest.raises(ValueError):
         paired([1.0, 2.0], [1.0])
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--idle", "30"], "needs --pool"),
+        (["--pool", "1", "--idle", "-1"], "takes 0 or more seconds"),
+        (["--no-cold"], "--no-cold needs --pool"),
+        (["--sizes", "1,x"], "numbers separated by commas"),
+    ],
+)
+def test_the_bench_refuses_arguments_it_cannot_honour(arguments, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("bench_pipeline", *arguments)

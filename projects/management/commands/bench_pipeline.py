@@ -22,7 +22,9 @@ Figures, each as median and p95 over the samples:
 - cold (no warm pool: DOCE_POOL_SIZE=0 in its worker) and, with ``--pool N``, warm: the
   worker keeps a pool of N servers, every measurement starts with the pool full and
   ready, against the raw floor of servers pre-started and warmed the same way (the
-  project's opencode.json, ``PUT /auth``, dispose, session, prompt);
+  project's opencode.json, ``PUT /auth``, dispose, session, prompt); ``--idle S``
+  leaves every warm server of both sides idle S seconds first, as a pooled server
+  waits for its project (a long idle server is slower to its first prompt);
 - resident memory of each server's process tree (sandbox included) after its first
   prompt was answered;
 - where doce's time goes: for each step of the start-up chain, the median time after
@@ -118,11 +120,29 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-cold", action="store_true", help="with --pool: skip the cold measurements"
         )
+        parser.add_argument(
+            "--idle",
+            type=float,
+            default=0.0,
+            help="with --pool: seconds every warm server sits idle, once ready, before a "
+            "measurement (both sides; a server long idle is slower to its first prompt)",
+        )
         parser.add_argument("--timeout", type=float, default=300.0)
         parser.add_argument("--json", action="store_true", help="print the figures as JSON")
 
     def handle(
-        self, *args, sizes, rounds, key_edits, concurrency, pool, no_cold, timeout, json, **options
+        self,
+        *args,
+        sizes,
+        rounds,
+        key_edits,
+        concurrency,
+        pool,
+        no_cold,
+        idle,
+        timeout,
+        json,
+        **options,
     ):  # noqa: A002
         try:
             sizes = [int(size) for size in sizes.split(",") if size.strip()]
@@ -132,9 +152,11 @@ class Command(BaseCommand):
             raise CommandError("--sizes, --rounds and --concurrency must be at least 1.")
         if pool < 0 or (no_cold and not pool):
             raise CommandError("--pool takes 0 or more; --no-cold needs --pool.")
+        if idle < 0 or (idle and not pool):
+            raise CommandError("--idle takes 0 or more seconds, and needs --pool.")
         if binary.find() is None:
             raise CommandError("The OpenCode binary is missing: run `make setup`.")
-        self.timeout, self.concurrency = timeout, concurrency
+        self.timeout, self.concurrency, self.idle = timeout, concurrency, idle
         figures: dict = {
             "broker": "embedded (filesystem)"
             if settings.DOCE_EMBEDDED_BROKER
@@ -144,6 +166,7 @@ class Command(BaseCommand):
             "worker_concurrency": concurrency,
             "rounds": rounds,
             "pool": pool,
+            "idle_s": idle,
         }
         self.worker = None
         with StubLLM(reply="ok") as stub, tempfile.TemporaryDirectory() as folder:
@@ -210,6 +233,7 @@ class Command(BaseCommand):
                 if side == "doce":
                     if warm:
                         self._pool_full()
+                        time.sleep(self.idle)  # every pooled server idle that long, at least
                     times, after, memory = self._doce_batch(size, index, keep=not warm)
                     doce += times
                     doce_after += after
@@ -355,6 +379,7 @@ class Command(BaseCommand):
             prestarted = self._threads(
                 size, lambda i: self.raw.prestart(f"{name}-{i}-{secrets.token_hex(4)}")
             )
+            time.sleep(self.idle)
 
         def one(index: int):
             marker = f"{name}-{index}-{secrets.token_hex(4)}"
@@ -519,6 +544,7 @@ class Command(BaseCommand):
             f"broker: {figures['broker']}; database: {figures['database']}; sandbox: "
             f"{figures['sandbox']}; worker processes: {figures['worker_concurrency']}; "
             f"rounds: {figures['rounds']}; warm pool: {figures['pool'] or 'none'}"
+            + (f", idle {figures['idle_s']:g} s first" if figures["idle_s"] else "")
         )
         for key, value in figures.items():
             if key.startswith(("start_", "warm_")):
