@@ -62,7 +62,8 @@ def ratios(doce: list[float], raw: list[float]) -> dict:
 
 def paired(doce: list[float], raw: list[float]) -> dict:
     """doce − raw over samples taken side by side (the same round, one right after the
-    other), in ms: its median with a 95 % confidence interval. This machine's speed
+    other), in ms: its median with a 95 % confidence interval (or, with fewer than 6
+    pairs, their range). This machine's speed
     drifts by more than doce's own cost within a run; a difference of neighbours
     cancels the drift that a ratio of two medians keeps."""
     differences = [(d - r) * 1000 for d, r in zip(doce, raw, strict=True)]

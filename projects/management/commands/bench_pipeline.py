@@ -15,7 +15,8 @@ Figures, each as median and p95 over the samples:
 - doce/raw ratios; doce and raw runs alternate (doce first, then raw first);
 - doce − raw side by side: each round's doce and raw runs are neighbours in time, so
   their difference cancels the machine's drift (which, on a small machine, is larger
-  than doce's own cost); its median with a 95 % confidence interval;
+  than doce's own cost); its median with a 95 % confidence interval (from 6 rounds;
+  fewer give their range);
 - the part after OpenCode accepted the prompt, on each side: OpenCode's own way to the
   LLM, which doce does not run but can slow down;
 - for 1 project and for N projects submitted at once;
@@ -24,7 +25,7 @@ Figures, each as median and p95 over the samples:
   ready, against the raw floor of servers pre-started and warmed the same way (the
   project's opencode.json, ``PUT /auth``, dispose, session, prompt); ``--idle S``
   leaves every warm server of both sides idle S seconds first, as a pooled server
-  waits for its project (a long idle server is slower to its first prompt);
+  waits for its project (an idle server may be slower to its first prompt);
 - resident memory of each server's process tree (sandbox included) after its first
   prompt was answered;
 - where doce's time goes: for each step of the start-up chain, the median time after
@@ -125,7 +126,7 @@ class Command(BaseCommand):
             type=float,
             default=0.0,
             help="with --pool: seconds every warm server sits idle, once ready, before a "
-            "measurement (both sides; a server long idle is slower to its first prompt)",
+            "measurement (both sides; an idle server may be slower to its first prompt)",
         )
         parser.add_argument("--timeout", type=float, default=300.0)
         parser.add_argument("--json", action="store_true", help="print the figures as JSON")

@@ -9,6 +9,7 @@ import os
 import signal
 import stat
 import subprocess
+import threading
 import time
 
 import psutil
@@ -18,7 +19,7 @@ from doce.opencode import OpenCodeClient
 from doce.opencode.runtimes import RuntimeFailure, RuntimeState, RuntimeStatus, get_runtime
 from doce.opencode.runtimes.base import MAX_AUTH_FILE_BYTES
 from doce.opencode.runtimes.local import LocalRuntime
-from tests.conftest import deadline_in
+from tests.conftest import TIMEOUT_SCALE, deadline_in
 
 SECRET_ENV = {
     "DATABASE_URL": "postgres://doce:db-password@127.0.0.1/doce",
@@ -279,10 +280,10 @@ def test_a_server_stopped_by_another_process_leaves_no_zombie(
     spec = make_spec()
     state = started.start(runtime, spec)
     runtime.wait_healthy(state, spec.password)
+    collectors = [t for t in threading.enumerate() if t.name == f"opencode-{state.pid}-exit"]
+    assert collectors, "nothing in this process waits for the server's exit"
 
     os.killpg(state.pid, signal.SIGKILL)
 
-    deadline = deadline_in(10)
-    while psutil.pid_exists(state.pid):
-        assert time.monotonic() < deadline, "the stopped server stayed a zombie"
-        time.sleep(0.01)
+    collectors[0].join(timeout=10 * TIMEOUT_SCALE)
+    assert not psutil.pid_exists(state.pid), "the stopped server stayed a zombie"
