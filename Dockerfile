@@ -46,11 +46,17 @@ RUN apt-get update \
        bubblewrap passt iproute2 util-linux \
     && rm -rf /var/lib/apt/lists/*
 
+# The home's XDG folders exist and are doce's: with the docker runtime this home seeds each
+# project's home volume, where docker creates the provider files' mount points
+# (~/.config/gcloud, ~/.config/doce/headers) as root, and OpenCode must still write
+# ~/.config/opencode.
 ARG DOCE_UID=1000
 RUN groupadd --system --gid "${DOCE_UID}" doce \
     && useradd --system --uid "${DOCE_UID}" --gid doce --create-home --home-dir /home/doce \
        --shell /usr/sbin/nologin doce \
-    && install -d -o doce -g doce -m 0700 /var/lib/doce
+    && install -d -o doce -g doce -m 0700 /var/lib/doce \
+    && install -d -o doce -g doce /home/doce/.config /home/doce/.cache /home/doce/.local \
+       /home/doce/.local/share /home/doce/.local/state
 
 WORKDIR /app
 

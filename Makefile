@@ -18,14 +18,14 @@ UV_COMPILE = $(UV) pip compile --quiet --generate-hashes --python-version 3.11 \
 # editable install needs no build isolation, which would fetch it unhashed) and pip itself.
 LOCK_EXTRAS = $(PY) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], "pip", sep="\n")'
 
-.PHONY: run test setup setup-dev lock browser sandbox migrate lint check clean
+.PHONY: run test setup setup-dev lock browser sandbox docker migrate lint check clean
 
 ## make run: install everything (first time), migrate, start web + worker; Ctrl-C stops both
 run: setup migrate
 	DEBUG=$${DEBUG:-true} $(PY) manage.py rundoce
 
 ## make test: install everything incl. test tools and Chromium, then run the whole suite
-test: setup-dev browser
+test: setup-dev browser docker
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 setup: $(VENV)/.installed node_modules/.installed sandbox
@@ -72,6 +72,19 @@ sandbox:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
 	    bubblewrap passt iproute2 util-linux; }
+
+# The docker runtime's tests run a Docker daemon of their own (Debian's docker.io: dockerd,
+# containerd, runc) and build the OpenCode image on a Debian base made with debootstrap (no
+# registry is pulled from); Compose v2 comes from docker/install-compose-plugin.sh.
+docker:
+	@command -v dockerd >/dev/null && command -v docker >/dev/null && command -v debootstrap >/dev/null \
+	  || { \
+	  echo "Installing Docker and debootstrap for the docker runtime's tests..."; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	    docker.io debootstrap iproute2; }
+	@docker compose version >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO sh docker/install-compose-plugin.sh; }
 
 # UI tests drive Debian's Chromium (Playwright's own browser download is not used).
 browser:

@@ -1,9 +1,13 @@
-"""What every app's admin shares (``ReadOnlyAdminMixin``), and the server-slot ledger:
-which OpenCode servers run or wait, read-only (doce.capacity owns every change)."""
+"""What every app's admin shares (``ReadOnlyAdminMixin``), the server-slot ledger (which
+OpenCode servers run or wait, read-only: doce.capacity owns every change), and the users'
+admin with a password-reset action."""
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.forms import PasswordResetForm
 
 from doce import capacity
 from doce.models import ServerSlot
@@ -38,3 +42,43 @@ class ServerSlotAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             f"waiting (at most {usage.per_user} projects per user)"
         )
         return super().changelist_view(request, {**(extra_context or {}), "title": title})
+
+
+# --- users: staff set a password (Django's own form) or send a reset link ----------------
+User = get_user_model()
+if admin.site.is_registered(User):
+    admin.site.unregister(User)
+
+
+@admin.register(User)
+class DoceUserAdmin(UserAdmin):
+    """Django's user admin ("Change password" on a user sets one), plus an action that
+    mails the selected users a link to set their own (EMAIL_URL; printed to the server's
+    output by default)."""
+
+    actions = ["send_password_reset"]
+
+    @admin.action(description="Send a password reset link by email")
+    def send_password_reset(self, request, queryset):
+        sent, skipped = 0, []
+        for user in queryset:
+            form = PasswordResetForm({"email": user.email})
+            if not user.email or not form.is_valid() or not user.has_usable_password():
+                skipped.append(user.get_username())
+                continue
+            form.save(
+                request=request,
+                use_https=request.is_secure(),
+                domain_override=None,
+                email_template_name="registration/password_reset_email.html",
+            )
+            sent += 1
+        if sent:
+            self.message_user(request, f"Sent a password reset link to {sent} user(s).")
+        if skipped:
+            self.message_user(
+                request,
+                "No link for " + ", ".join(skipped) + ": no email address or no usable "
+                "password (set one with “Change password” on the user's page).",
+                messages.WARNING,
+            )

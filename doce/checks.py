@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 
 from doce.opencode import binary as opencode_bin
-from doce.opencode.runtimes import sandbox_plan
+from doce.opencode.runtimes import sandbox_limits, sandbox_plan
 
 
 @register(Tags.security, deploy=False)
@@ -104,3 +104,29 @@ def check_sandbox(app_configs, **kwargs):
             )
         ]
     return []
+
+
+@register()
+def check_bounds(app_configs, **kwargs):
+    """Say it at start-up: servers would run without some of their bounds (auto), or
+    will be refused (DOCE_LIMITS=required)."""
+    found = sandbox_limits.problems(sandboxed=sandbox_plan.enabled())
+    if not found:
+        return []
+    if sandbox_limits.required():
+        return [
+            Warning(
+                "DOCE_LIMITS=required and OpenCode servers' bounds cannot be enforced "
+                f"({'; '.join(found)}): projects, sign-ins and the provider catalog will "
+                "not start.",
+                hint=sandbox_limits.HINT,
+                id="doce.W013",
+            )
+        ]
+    return [
+        Warning(
+            sandbox_limits.warning(sandboxed=sandbox_plan.enabled()),
+            hint=sandbox_limits.HINT,
+            id="doce.W012",
+        )
+    ]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from doce.opencode.runtimes import sandbox_plan
+from doce.opencode.runtimes import sandbox_limits, sandbox_plan
 
 
 def sandbox(request) -> dict:
-    """The warning the admin index shows while the sandbox is off or cannot be set up
-    (computed only when a template asks for it)."""
+    """The warnings the admin index shows while the sandbox is off or cannot be set up,
+    or servers run without some of their bounds (computed only when a template asks)."""
 
     def warning() -> str:
         if not sandbox_plan.enabled():
@@ -19,4 +19,7 @@ def sandbox(request) -> dict:
             else ""
         )
 
-    return {"sandbox_warning": warning}
+    def bounds_warning() -> str:
+        return sandbox_limits.warning(sandboxed=sandbox_plan.enabled())
+
+    return {"sandbox_warning": warning, "bounds_warning": bounds_warning}

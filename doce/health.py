@@ -1,5 +1,6 @@
 """GET /healthz: can doce reach its database, its broker (round trip) and OpenCode, can it
-sandbox OpenCode servers, and do its encryption keys open the stored secrets?
+sandbox OpenCode servers and bound them, and do its encryption keys open the stored
+secrets?
 
 Anyone may ask (container health checks, load balancers): they get the overall status
 and one ``{"ok": true|false}`` per component. Staff users also get the details (paths,
@@ -22,7 +23,7 @@ from django.views.decorators.http import require_GET
 from doce import encrypted_fields
 from doce.celery import app
 from doce.opencode import binary as opencode_bin
-from doce.opencode.runtimes import sandbox_plan
+from doce.opencode.runtimes import sandbox_limits, sandbox_plan
 from doce.tasks import ping
 
 BROKER_ROUND_TRIP_TIMEOUT = 5.0
@@ -75,6 +76,20 @@ def check_sandbox() -> dict:
     return {"ok": True, "enabled": True}
 
 
+def check_bounds() -> dict:
+    """Ok but flagged when servers run without some of their bounds (DOCE_LIMITS=auto);
+    down when DOCE_LIMITS=required refuses to start them for it."""
+    found = sandbox_limits.problems(sandboxed=sandbox_plan.enabled())
+    if found and sandbox_limits.required():
+        raise RuntimeError(
+            f"DOCE_LIMITS=required and the bounds cannot be enforced: {'; '.join(found)}"
+        )
+    report = {"ok": True, "required": sandbox_limits.required(), "enforced": not found}
+    if found:
+        report["warning"] = sandbox_limits.warning(sandboxed=sandbox_plan.enabled())
+    return report
+
+
 def check_keyring() -> dict:
     """Down when the configured keys cannot open stored secrets (DOCE_ENCRYPTION_KEYS
     replaced rather than rotated). Tries the newest rows of every model with encrypted
@@ -104,6 +119,7 @@ CHECKS = {
     "broker": check_broker,
     "opencode": check_opencode,
     "sandbox": check_sandbox,
+    "bounds": check_bounds,
     "keyring": check_keyring,
 }
 

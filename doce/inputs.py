@@ -1,11 +1,14 @@
-"""Input rules every app's forms share: control characters, and how long a repeated
-submit counts as a double click rather than a second request."""
+"""Input rules every app's forms share: control characters, OpenCode's config
+substitutions, and how long a repeated submit counts as a double click rather than a
+second request."""
 
 from __future__ import annotations
 
 import re
 import unicodedata
 from datetime import timedelta
+
+from django.core.exceptions import ValidationError
 
 #: A submit repeated within this window (same values) answers what the first one did.
 DOUBLE_SUBMIT_WINDOW = timedelta(seconds=30)
@@ -27,6 +30,23 @@ _CONFIG_SUBSTITUTION = re.compile(r"\{(env|file):", re.IGNORECASE)
 def has_config_substitution(value: str) -> bool:
     """Would OpenCode expand part of ``value`` written into opencode.json?"""
     return bool(_CONFIG_SUBSTITUTION.search(value))
+
+
+def config_substitution_message(what: str) -> str:
+    """The one message for a value that holds ``{env:`` or ``{file:`` (``what``: "A base
+    URL", "The value of X-Org", ...)."""
+    return (
+        f"{what} cannot contain “{{env:” or “{{file:”: OpenCode would replace it with an "
+        "environment variable or a file of its server."
+    )
+
+
+def refuse_config_substitution(value: str, *, what: str) -> None:
+    """The shared rule for every value a user types that ends up in opencode.json or in a
+    request (a base URL, header names and values, option values, a key, a name, a model
+    id): ValidationError when OpenCode would expand part of it."""
+    if has_config_substitution(value):
+        raise ValidationError(config_substitution_message(what), code="config_substitution")
 
 
 def has_control_characters(value: str, *, multiline: bool = False) -> bool:

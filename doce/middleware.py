@@ -1,8 +1,10 @@
 """First-run: send every request to /setup/ until the first account exists; the login
-requirement, with public views served before any session is read."""
+requirement, with public views served before any session is read; the Permissions-Policy
+header (the Content-Security-Policy comes from django-csp)."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.middleware import LoginRequiredMiddleware as _LoginRequired
 from django.shortcuts import redirect
@@ -37,3 +39,16 @@ class LoginRequiredMiddleware(_LoginRequired):
         if not getattr(view_func, "login_required", True):
             return None
         return super().process_view(request, view_func, view_args, view_kwargs)
+
+
+class PermissionsPolicyMiddleware:
+    """``Permissions-Policy: DOCE_PERMISSIONS_POLICY`` on every answer: no doce page needs
+    a camera, a microphone, a location or a payment, and neither may anything framed."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        response.headers.setdefault("Permissions-Policy", settings.DOCE_PERMISSIONS_POLICY)
+        return response

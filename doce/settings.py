@@ -102,6 +102,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_htmx",
+    "csp",
     "axes",
     "doce",
     "providers",
@@ -111,6 +112,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy (django-csp) and Permissions-Policy on every answer.
+    "csp.middleware.CSPMiddleware",
+    "doce.middleware.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -178,6 +182,15 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Mail: only the "forgot password" link (and the admin's "send a reset link") is sent.
+# EMAIL_URL as django-environ reads it, e.g. smtp+tls://user:password@smtp.example.com:587;
+# the default prints every mail, its reset link included, to the web server's output.
+globals().update(
+    (name, value)
+    for name, value in env.email_url("EMAIL_URL", default="consolemail://").items()
+    if value not in (None, "")
+)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="doce@localhost")
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -187,26 +200,40 @@ AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
 ]
 
-# --- login throttling (django-axes) ----------------------------------------------------
-# Failed logins are counted per username and per client address in Django's cache
-# (CACHES["default"]; with several web processes set CACHE_URL to Redis so they share the
-# counts). After DOCE_LOGIN_FAILURE_LIMIT failures that username and that address are
-# locked out: every login attempt, the right password included, is refused with a 429
-# page until DOCE_LOGIN_COOLOFF_MINUTES pass without another attempt.
+# --- login throttling (django-axes, doce/login_throttle.py) ----------------------------
+# Failed logins are counted in Django's cache (CACHES["default"]; with several web
+# processes set CACHE_URL to Redis so they share the counts), twice: per user name *from
+# one client address*, and per client address whatever the user name. After
+# DOCE_LOGIN_FAILURE_LIMIT failures for a user name from one address, that user name is
+# throttled at that address only (the real user still logs in from anywhere else, so
+# nobody can lock a stranger out); after DOCE_LOGIN_ADDRESS_FAILURE_LIMIT failures from one
+# address, that address is throttled for every user name. A throttled login is refused
+# (the login page says why and until when, with 429) until DOCE_LOGIN_COOLOFF_MINUTES
+# pass without another attempt.
 DOCE_LOGIN_FAILURE_LIMIT = env.int("DOCE_LOGIN_FAILURE_LIMIT", default=10)
+DOCE_LOGIN_ADDRESS_FAILURE_LIMIT = env.int("DOCE_LOGIN_ADDRESS_FAILURE_LIMIT", default=100)
 DOCE_LOGIN_COOLOFF_MINUTES = env.int("DOCE_LOGIN_COOLOFF_MINUTES", default=15)
-# Reverse proxies in front of doce that append the client's address to X-Forwarded-For
-# (0: doce is reached directly). Without it every client would share the proxy's address.
+# Reverse proxies in front of doce that append the client's address to X-Forwarded-For,
+# trusted to say who the client is (0, the default: doce is reached directly and the
+# header, which any client can send, is ignored). Without it behind a proxy every client
+# would share the proxy's address; with it, doce must be reachable only through them.
 DOCE_LOGIN_PROXY_COUNT = env.int("DOCE_LOGIN_PROXY_COUNT", default=0)
-if DOCE_LOGIN_FAILURE_LIMIT < 1 or DOCE_LOGIN_COOLOFF_MINUTES < 1 or DOCE_LOGIN_PROXY_COUNT < 0:
+if (
+    DOCE_LOGIN_FAILURE_LIMIT < 1
+    or DOCE_LOGIN_COOLOFF_MINUTES < 1
+    or DOCE_LOGIN_PROXY_COUNT < 0
+    or DOCE_LOGIN_ADDRESS_FAILURE_LIMIT < DOCE_LOGIN_FAILURE_LIMIT
+):
     raise ImproperlyConfigured(
         "DOCE_LOGIN_FAILURE_LIMIT and DOCE_LOGIN_COOLOFF_MINUTES must be at least 1, "
+        "DOCE_LOGIN_ADDRESS_FAILURE_LIMIT at least DOCE_LOGIN_FAILURE_LIMIT, "
         "DOCE_LOGIN_PROXY_COUNT at least 0."
     )
-AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
+AXES_HANDLER = "doce.login_throttle.LoginThrottle"
 AXES_FAILURE_LIMIT = DOCE_LOGIN_FAILURE_LIMIT
 AXES_COOLOFF_TIME = DOCE_LOGIN_COOLOFF_MINUTES / 60  # axes reads a float as hours
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# The pair first, the address second: doce.login_throttle gives each its own limit.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
 AXES_USERNAME_CALLABLE = "doce.views.login_throttle_username"
 AXES_CLIENT_IP_CALLABLE = "doce.views.login_client_address"
 AXES_LOCKOUT_CALLABLE = "doce.views.login_locked_out"
@@ -239,10 +266,50 @@ SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the page, not the cookie
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
-if env.bool("DOCE_HTTPS", default=False):
+DOCE_HTTPS = env.bool("DOCE_HTTPS", default=False)
+if DOCE_HTTPS:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # Browsers then refuse plain http for doce's host for this long (one year by default).
+    SECURE_HSTS_SECONDS = env.int("DOCE_HSTS_SECONDS", default=365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = False  # a preview on a subdomain may be plain http
+# The Content-Security-Policy of every page (django-csp): scripts, styles, images and
+# connections (htmx, the live transcript's event stream) from doce's own origin only; no
+# inline script, no eval, no plugin, no framing of doce. DOCE_PREVIEW_ORIGINS: origins doce
+# pages may show in a frame (the coming site preview, served on an origin of its own);
+# empty: no frame at all.
+DOCE_PREVIEW_ORIGINS = env.list("DOCE_PREVIEW_ORIGINS", default=[])
+for _origin in DOCE_PREVIEW_ORIGINS:
+    if not _origin.startswith(("http://", "https://")) or _origin.rstrip("/").count("/") > 2:
+        raise ImproperlyConfigured(
+            f"DOCE_PREVIEW_ORIGINS entry {_origin!r} is not an origin "
+            "(e.g. https://preview.example.com)."
+        )
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "frame-src": [o.rstrip("/") for o in DOCE_PREVIEW_ORIGINS] or ["'none'"],
+    },
+}
+# Browser features no doce page uses (doce.middleware.PermissionsPolicyMiddleware).
+DOCE_PERMISSIONS_POLICY = (
+    "accelerometer=(), autoplay=(), camera=(), display-capture=(), encrypted-media=(), "
+    "fullscreen=(self), geolocation=(), gyroscope=(), magnetometer=(), microphone=(), "
+    "midi=(), payment=(), picture-in-picture=(), publickey-credentials-get=(), "
+    "screen-wake-lock=(), serial=(), usb=(), xr-spatial-tracking=()"
+)
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 
 # --- Celery --------------------------------------------------------------------------
 _broker_dir = DOCE_DATA_DIR / "broker"
@@ -312,6 +379,64 @@ for _entry in DOCE_SANDBOX_ALLOW:
         raise ImproperlyConfigured(
             f"DOCE_SANDBOX_ALLOW entry {_entry!r} is not host:port (e.g. 127.0.0.1:11434)."
         )
+# Bounds on every OpenCode server (docs/sandbox.md, "Bounds"): the whole process tree the
+# agent starts. Empty: derived from the machine (doce/opencode/runtimes/limits.py).
+DOCE_SERVER_MEMORY_LIMIT_MB = env.str("DOCE_SERVER_MEMORY_LIMIT_MB", default="")
+DOCE_SERVER_PIDS_LIMIT = env.str("DOCE_SERVER_PIDS_LIMIT", default="")
+DOCE_SERVER_CPUS = env.str("DOCE_SERVER_CPUS", default="")
+DOCE_SERVER_DISK_LIMIT_MB = env.str("DOCE_SERVER_DISK_LIMIT_MB", default="")
+for _name in (
+    "DOCE_SERVER_MEMORY_LIMIT_MB",
+    "DOCE_SERVER_PIDS_LIMIT",
+    "DOCE_SERVER_CPUS",
+    "DOCE_SERVER_DISK_LIMIT_MB",
+):
+    _value = globals()[_name].strip()
+    try:
+        if _value and float(_value) <= 0:
+            raise ValueError
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"{_name}={_value!r}: use a positive number, or leave it empty for the default."
+        ) from None
+# "auto" (default): bounds are enforced where the machine allows, and doce says loudly
+# (start-up, /healthz, admin) which cannot be; "required": no server starts unbounded.
+DOCE_LIMITS = env.str("DOCE_LIMITS", default="auto").strip().lower()
+if DOCE_LIMITS not in {"auto", "required"}:
+    raise ImproperlyConfigured(f"DOCE_LIMITS={DOCE_LIMITS!r}: use 'auto' or 'required'.")
+# Endpoints on this machine or its private networks (loopback, private, link-local, the
+# host's own addresses) that every user may name (host:port or host:low-high,
+# comma-separated); staff may name any. doce's own services never (docs/sandbox.md,
+# "What a user types").
+DOCE_ENDPOINT_ALLOW = env.list("DOCE_ENDPOINT_ALLOW", default=[])
+for _entry in DOCE_ENDPOINT_ALLOW:
+    _host, _sep, _ports = _entry.rpartition(":")
+    _bounds = _ports.split("-", 1)
+    if (
+        not _sep
+        or not _host
+        or not all(part.isdigit() and 0 < int(part) < 65536 for part in _bounds)
+        or int(_bounds[0]) > int(_bounds[-1])
+    ):
+        raise ImproperlyConfigured(
+            f"DOCE_ENDPOINT_ALLOW entry {_entry!r} is not host:port or host:low-high "
+            "(e.g. 127.0.0.1:11434)."
+        )
+# Where doce's web server listens (rundoce; the worker learns it from the same variable):
+# no endpoint may name it.
+DOCE_PORT = env.int("DOCE_PORT", default=8000)
+# The loopback ports OpenCode servers listen on: no endpoint may name one.
+DOCE_SERVER_PORT_RANGE = env.str("DOCE_SERVER_PORT_RANGE", default="20000-29999")
+try:
+    _low, _high = (int(part) for part in DOCE_SERVER_PORT_RANGE.split("-"))
+    if not 1024 <= _low < _high <= 65535:
+        raise ValueError
+except ValueError:
+    raise ImproperlyConfigured(
+        f"DOCE_SERVER_PORT_RANGE={DOCE_SERVER_PORT_RANGE!r}: use LOW-HIGH between 1024 and "
+        "65535 (e.g. 20000-29999)."
+    ) from None
+DOCE_SERVER_PORTS = range(_low, _high + 1)
 # The sandbox tools (Debian packages bubblewrap and passt); found on PATH by default.
 DOCE_BWRAP_BIN = env.str("DOCE_BWRAP_BIN", default="bwrap")
 DOCE_PASTA_BIN = env.str("DOCE_PASTA_BIN", default="pasta")
@@ -402,11 +527,12 @@ DOCE_PROVIDER_API_URLS = {
 }
 # Networks a key check never connects to (comma-separated CIDRs): a custom endpoint whose
 # host is or resolves into one is refused when saved and never asked. Default: link-local
-# and cloud metadata addresses, and 0.0.0.0/8; loopback and private ranges stay allowed
-# (a self-hosted Ollama or vLLM lives there). "" blocks nothing.
+# and cloud metadata addresses, and the unspecified 0.0.0.0/8 and ::/128 (an IPv6 form of
+# an IPv4 address counts as that address, so [::ffff:0.0.0.0] too); loopback and private
+# ranges stay allowed (a self-hosted Ollama or vLLM lives there). "" blocks nothing.
 DOCE_ENDPOINT_BLOCKED_NETWORKS = env.list(
     "DOCE_ENDPOINT_BLOCKED_NETWORKS",
-    default=["169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "0.0.0.0/8"],
+    default=["169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "0.0.0.0/8", "::/128"],
 )
 for _network in DOCE_ENDPOINT_BLOCKED_NETWORKS:
     try:

@@ -52,11 +52,13 @@ class RecordedRequest:
 
 
 class StubLLM:
-    """Serves ``/v1/chat/completions`` and ``/v1/models`` on 127.0.0.1 in a thread."""
+    """Serves ``/v1/chat/completions`` and ``/v1/models`` on 127.0.0.1 (or ``host``: a
+    Docker bridge's address, for containers) in a thread."""
 
     def __init__(
         self,
         *,
+        host: str = "127.0.0.1",
         reply: str = "Hello from the stub LLM.",
         status: int = 200,
         model: str = DEFAULT_MODEL,
@@ -66,6 +68,7 @@ class StubLLM:
         chunk_interval: float = 0.0,
         hold_last_chunk: threading.Event | None = None,
     ) -> None:
+        self.host = host
         self.reply = "".join(chunks) if chunks else reply
         self.chunks = list(chunks) if chunks else None
         self.chunk_interval = chunk_interval
@@ -85,7 +88,7 @@ class StubLLM:
     # --- lifecycle -------------------------------------------------------------------
     def start(self) -> StubLLM:
         handler = type("Handler", (_Handler,), {"stub": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = ThreadingHTTPServer((self.host, 0), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="stub-llm", daemon=True
@@ -114,7 +117,7 @@ class StubLLM:
     @property
     def base_url(self) -> str:
         """The OpenAI-style base URL, ``http://127.0.0.1:PORT/v1``."""
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"http://{self.host}:{self.port}/v1"
 
     @property
     def requests(self) -> list[RecordedRequest]:

@@ -1,8 +1,8 @@
 """Container health check for the web service: GET /healthz must answer 200.
 
 /healthz reports the database, a broker round trip through a Celery worker, the OpenCode
-binary, the sandbox and whether the encryption keys open the stored secrets; it answers
-503 when any of them is down, and this script then exits 1 and prints the report
+binary, the sandbox, the servers' bounds and whether the encryption keys open the stored
+secrets; it answers 503 when any of them is down, and this script then exits 1 and prints the report
 (`docker inspect` shows it under State.Health). The probe is anonymous, so the report says
 only which parts are down (`{"status": "error", "broker": {"ok": false}, ...}`); a staff
 user logged in to doce sees why at /healthz.

@@ -188,6 +188,7 @@ class RawSide:
             custom_providers=(
                 CustomProvider("stub", "Stub", self.stub.base_url, [self.stub.model]),
             ),
+            trusted_endpoints=True,  # the operator's stub LLM on loopback
         )
 
     def spawn(self, spec: ServerSpec) -> RawServer:

@@ -4,7 +4,7 @@ import re
 
 from django import forms
 
-from doce.inputs import has_config_substitution, has_control_characters
+from doce.inputs import config_substitution_message, has_config_substitution, has_control_characters
 from doce.opencode import ModelRef
 from projects.selectors import initial_model, models_offered
 from providers.catalog import FREE_PROVIDER_ID, free_models
@@ -32,7 +32,7 @@ def model_id_problem(model_id: str) -> str | None:
     if ".." in _PATH_SEPARATORS.split(model_id):
         return "A model id cannot contain “..” as a path segment."
     if has_config_substitution(model_id):
-        return "A model id cannot contain “{env:” or “{file:”."
+        return config_substitution_message("A model id")
     return None
 
 

@@ -175,7 +175,11 @@ def _fits(project: Project, runtime: Runtime) -> bool:
     if project.data_dir and Path(project.data_dir).exists():
         return False
     neutral = _spec(key="check", data_dir=Path(project.data_dir or "."), password="-")
-    return runtime.can_serve(neutral, project_services.project_spec(project))
+    try:
+        wanted = project_services.project_spec(project)
+    except RuntimeFailure:
+        return False  # its own start says why
+    return runtime.can_serve(neutral, wanted)
 
 
 # --- filling ----------------------------------------------------------------------------

@@ -4,15 +4,16 @@ stop projects left idle."""
 from __future__ import annotations
 
 import logging
+import signal
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from doce import capacity
-from doce.opencode.runtimes import RuntimeFailure, RuntimeStatus
+from doce.opencode.runtimes import RuntimeFailure, RuntimeState, RuntimeStatus, exits
 from projects import services as project_services
 from projects.models import Project
 from queue_jobs.models import ACTIVE_STATES, Job
@@ -21,30 +22,74 @@ from queue_jobs.pipeline import PipelineBusy
 logger = logging.getLogger(__name__)
 
 CRASHED_MESSAGE = "The project's server stopped unexpectedly. Start it again to continue."
+# Exit codes of a server stopped on purpose (SIGTERM, SIGKILL, the sandbox's 143):
+# stops are not crashes, and a kill from outside is left to the periodic check.
+_STOPPED_CODES = {0, 143, -signal.SIGTERM, -signal.SIGKILL, -signal.SIGINT, 130}
+
+
+def crashed_message(reason: str) -> str:
+    """What the user reads: why a bound stopped the server, if one did."""
+    if reason:
+        return f"The project's server was stopped: {reason}. Start it again to continue."
+    return CRASHED_MESSAGE
 
 
 def projects_reconcile() -> dict[str, int]:
     """Mark running projects whose server died as ``error``; returns counts."""
     crashed = 0
-    busy_projects = Job.objects.filter(state__in=ACTIVE_STATES).values("subject_id")
-    candidates = Project.objects.filter(status=Project.Status.RUNNING).exclude(pk__in=busy_projects)
-    for project in candidates:
+    for project in _running_not_busy():
         state = project_services.runtime_state(project)
         if state is None:
             continue
-        if project_services.project_runtime(project).status(state) == RuntimeStatus.CRASHED:
-            updated = Project.objects.filter(pk=project.pk, status=Project.Status.RUNNING).update(
-                status=Project.Status.ERROR,
-                error_kind=Project.ErrorKind.RUNTIME,
-                error_message=CRASHED_MESSAGE,
-                provider_credentials_set=False,
-                updated_at=timezone.now(),
-            )
-            crashed += updated
-            if updated:
-                capacity.slot_release(kind=project_services.PROJECT_SERVERS, key=str(project.pk))
-                logger.warning("project %s: its OpenCode server died", project.pk)
+        runtime = project_services.project_runtime(project)
+        if runtime.status(state) == RuntimeStatus.CRASHED:
+            crashed += _mark_crashed(project, state=state, reason=runtime.stop_reason(state))
     return {"crashed": crashed}
+
+
+def project_server_exited(event: exits.ServerExit) -> None:
+    """The fast path (a listener of ``doce.opencode.runtimes.exits``, in the thread of
+    the process that spawned the server): the project whose server this was is marked
+    at once, as ``projects_reconcile`` would mark it half a minute later."""
+    if event.returncode in _STOPPED_CODES:
+        return
+    try:
+        candidates = _running_not_busy().filter(
+            runtime_state__pid=event.pid, runtime_state__data_dir=event.data_dir
+        )
+        for project in candidates:
+            state = project_services.runtime_state(project)
+            if state is None or not state.active:
+                continue
+            reason = project_services.project_runtime(project).stop_reason(state)
+            _mark_crashed(project, state=state, reason=reason)
+    finally:
+        connections.close_all()  # this thread's own: the thread ends here
+
+
+def _running_not_busy():
+    busy_projects = Job.objects.filter(state__in=ACTIVE_STATES).values("subject_id")
+    return Project.objects.filter(status=Project.Status.RUNNING).exclude(pk__in=busy_projects)
+
+
+def _mark_crashed(project: Project, *, state: RuntimeState, reason: str) -> int:
+    """``error`` with the reason, if the project still runs that server; 1 if marked."""
+    still = Project.objects.filter(pk=project.pk, status=Project.Status.RUNNING)
+    if state.pid is not None:  # not a newer server of the same project
+        still = still.filter(runtime_state__pid=state.pid)
+    updated = still.update(
+        status=Project.Status.ERROR,
+        error_kind=Project.ErrorKind.RUNTIME,
+        error_message=crashed_message(reason),
+        provider_credentials_set=False,
+        updated_at=timezone.now(),
+    )
+    if updated:
+        capacity.slot_release(kind=project_services.PROJECT_SERVERS, key=str(project.pk))
+        logger.warning(
+            "project %s: its OpenCode server died%s", project.pk, f" ({reason})" if reason else ""
+        )
+    return updated
 
 
 def projects_stop_failed() -> int:

@@ -17,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from doce import capacity
+from doce.endpoints import endpoint_problem
 from doce.inputs import DOUBLE_SUBMIT_WINDOW
 from doce.opencode import ModelRef, OpenCodeClient, OpenCodeError
 from doce.opencode.runtimes import (
@@ -66,20 +67,36 @@ def runtime_state(project: Project) -> RuntimeState | None:
 
 
 def project_spec(project: Project) -> ServerSpec:
+    """What the project's server is started with. A custom endpoint that
+    ``doce.endpoints`` refuses for the owner (a row from before the rule, or written
+    around the form) is left out; a project whose model needs it cannot start
+    (RuntimeFailure, not retryable, saying what to change)."""
+    trusted = get_user_model().objects.filter(pk=project.owner_id, is_staff=True).exists()
+    providers = []
+    for connection in custom_endpoints(user=project.owner_id):
+        problem = endpoint_problem(connection.base_url, trusted=trusted)
+        if problem and connection.provider_id == project.current_model_provider_id:
+            raise RuntimeFailure(
+                f"the endpoint “{connection.name or connection.provider_id}” cannot be used: "
+                f"{problem} Change its base URL in Settings.",
+                retryable=False,
+            )
+        if not problem:
+            providers.append(
+                CustomProvider(
+                    id=connection.provider_id,
+                    name=connection.name or connection.provider_id,
+                    base_url=connection.base_url,
+                    models=list(connection.models or []),
+                )
+            )
     return ServerSpec(
         name=str(project.pk),
         data_dir=Path(project.data_dir) if project.data_dir else project_data_dir(project.pk),
         model=project.model,
         password=str(project.server_password),
-        custom_providers=[
-            CustomProvider(
-                id=c.provider_id,
-                name=c.name or c.provider_id,
-                base_url=c.base_url,
-                models=list(c.models or []),
-            )
-            for c in custom_endpoints(user=project.owner_id)
-        ],
+        custom_providers=providers,
+        trusted_endpoints=trusted,
         # The project's provider's options (docs/providers.md); its key goes through
         # PUT /auth (projects.credentials).
         provider_configs=[

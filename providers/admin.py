@@ -246,10 +246,22 @@ class ProviderConnectionAdmin(admin.ModelAdmin):
             obj.pk = created.pk
             obj.refresh_from_db()
             return
+        # A new base URL goes through the service, which forgets a stored key and header
+        # values that would otherwise follow it to another scheme, host or port.
+        moved_to = None
+        if "base_url" in form.changed_data:
+            moved_to, obj.base_url = obj.base_url, form.initial.get("base_url") or ""
         with transaction.atomic():
             super().save_model(request, obj, form, change)
             changed = [name for name in form.changed_data if name != "new_api_key"]
-            if new_key:
+            if moved_to is not None:
+                services.connection_update(
+                    connection=obj,
+                    base_url=moved_to,
+                    actor=request.user,
+                    **({"api_key": new_key} if new_key else {}),
+                )
+            elif new_key:
                 services.connection_update(connection=obj, api_key=new_key, actor=request.user)
             if changed:
                 services.audit_record(

@@ -13,11 +13,25 @@ from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.views.decorators.debug import sensitive_variables
 
-from doce.inputs import has_config_substitution, has_control_characters
+from doce.endpoints import endpoint_problem
+from doce.inputs import (
+    config_substitution_message,
+    has_config_substitution,
+    has_control_characters,
+    refuse_config_substitution,
+)
 from providers import services, validation
 from providers.catalog import AuthMethod, Prompt, catalog_ids
 from providers.models import PROVIDER_ID_RE, ProviderConnection
-from providers.options import HEADERS, OptionField, OptionSet, clean_options, option_set
+from providers.options import (
+    HEADERS,
+    OptionField,
+    OptionSet,
+    clean_options,
+    endpoint_options_changed,
+    option_set,
+)
+from providers.origins import origin_changed
 from providers.selectors import connection_for
 
 MAX_KEY_BYTES = 4096
@@ -30,6 +44,20 @@ RESERVED_IDS = frozenset({"add", "custom", "oauth", "legacy", "new", "preference
 # Form field names a prompt key may not take.
 _RESERVED_FIELDS = frozenset({"api_key", "csrfmiddlewaretoken", "method", "code", "q"})
 _PROVIDER_ID = re.compile(PROVIDER_ID_RE)
+# Beside the base URL of an endpoint being edited (providers.origins).
+MOVED_ENDPOINT_HELP = (
+    "Changing its scheme, host or port forgets the stored key and header values: type them "
+    "again in this form to keep sending them."
+)
+MOVED_OPTION_KEY = "enter the key again (a stored key is not sent to a new address)."
+MOVED_ENDPOINT_SAVED = (
+    "the base URL points to another address now, so a stored key or header value that was "
+    "not typed again is forgotten (the audit log records the move)."
+)
+MOVED_ENDPOINT_HEADERS = (
+    "The base URL's scheme, host or port changed: stored header values are not sent to a "
+    "new address. Type each value again."
+)
 
 
 class SecretField(forms.CharField):
@@ -74,6 +102,7 @@ class SecretField(forms.CharField):
             raise ValidationError(
                 "The key contains spaces: paste it again without them.", code="spaces"
             )
+        refuse_config_substitution(value, what="A key")
         if not value.isascii():
             raise ValidationError(f"{validation.NOT_ASCII_MESSAGE}.", code="not_ascii")
 
@@ -137,6 +166,9 @@ class PromptsMixin:
                 continue
             if has_control_characters(value):
                 self.add_error(name, "Remove the control characters.")
+                continue
+            if has_config_substitution(value):
+                self.add_error(name, config_substitution_message("This value"))
                 continue
             self.metadata[prompt.key] = value
 
@@ -244,6 +276,14 @@ class ApiKeyForm(PromptsMixin, OptionsMixin, forms.Form):
     def clean(self):
         cleaned = super().clean()
         self.clean_prompts(cleaned)
+        typed = {key: str(cleaned.get(key) or "").strip() for key in self.stored_options}
+        moved = endpoint_options_changed(self.option_set, self.stored_options, typed)
+        if moved:  # a stored secret is not sent to the new address unless typed again
+            self.stored_secrets = {}
+            if self.has_stored_key and "api_key" in self.fields and not cleaned.get("api_key"):
+                labels = ", ".join(self.fields[key].label for key in moved)
+                self.add_error("api_key", f"{labels} changed: {MOVED_OPTION_KEY}")
+            self.has_stored_key = False
         has_key = bool(cleaned.get("api_key")) or self.has_stored_key
         self.clean_option_fields(cleaned, has_api_key=has_key)
         return cleaned
@@ -332,10 +372,17 @@ class CustomProviderForm(OptionsMixin, forms.Form):
         self.connection = connection
         # The same endpoint, saved a moment ago by this form (a double submit).
         self.duplicate_of: ProviderConnection | None = None
+        # The base URL moved to another scheme, host or port (after ``clean``): the stored
+        # key and header values stay behind unless typed again here.
+        self.endpoint_moved = False
         if connection is not None:
             self.fields["provider_id"].disabled = True
             self.fields["provider_id"].initial = connection.provider_id
-            self.fields["api_key"].help_text = "Leave empty to keep the stored key."
+            self.fields["api_key"].help_text = (
+                "Leave empty to keep the stored key (not when the base URL's scheme, host or "
+                "port changes)."
+            )
+            self.fields["base_url"].help_text += f" {MOVED_ENDPOINT_HELP}"
         self.add_option_fields(option_set("", custom=True), connection)
 
     @property
@@ -363,6 +410,7 @@ class CustomProviderForm(OptionsMixin, forms.Form):
 
     def clean_base_url(self):
         base_url = self.cleaned_data["base_url"].strip()
+        refuse_config_substitution(base_url, what="A base URL")
         if "@" in _netloc(base_url):
             # It would be stored and shown in plain text, and sent to every project.
             raise ValidationError(
@@ -377,6 +425,9 @@ class CustomProviderForm(OptionsMixin, forms.Form):
             ) from None
         if validation.endpoint_blocked(base_url):
             raise ValidationError(validation.BLOCKED_ENDPOINT_MESSAGE)
+        problem = endpoint_problem(base_url, trusted=self.user.is_staff)
+        if problem:
+            raise ValidationError(problem)
         return base_url.rstrip("/")
 
     def clean_name(self):
@@ -384,7 +435,7 @@ class CustomProviderForm(OptionsMixin, forms.Form):
         if not name or has_control_characters(name):
             raise ValidationError("Enter a name without control characters.")
         if has_config_substitution(name):
-            raise ValidationError("A name cannot contain “{env:” or “{file:”.")
+            raise ValidationError(config_substitution_message("A name"))
         return name
 
     def clean_models(self):
@@ -410,7 +461,14 @@ class CustomProviderForm(OptionsMixin, forms.Form):
     @sensitive_variables()
     def clean(self):
         cleaned = super().clean()
+        base_url = cleaned.get("base_url")
+        if self.connection is not None and base_url:
+            self.endpoint_moved = origin_changed(self.connection.base_url, base_url)
+        if self.endpoint_moved:
+            self.stored_secrets = {}  # "Name:" alone keeps nothing for a new address
         self.clean_option_fields(cleaned, has_api_key=True)
+        if self.endpoint_moved and HEADERS in self.errors:
+            self.add_error(HEADERS, MOVED_ENDPOINT_HEADERS)
         provider_id = cleaned.get("provider_id")
         if self.connection is None and provider_id:
             existing = connection_for(user=self.user, provider_id=provider_id)

@@ -270,6 +270,7 @@ class AuditEvent(models.Model):
         EXPIRED = "expired", "Expired"
         REFRESHED = "refreshed", "OAuth tokens refreshed"
         KEY_ROTATION = "key_rotation", "Encryption key rotation"
+        ENDPOINT_MOVED = "endpoint_moved", "Endpoint moved (stored key and headers dropped)"
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     action = models.CharField(max_length=32, choices=Action.choices)

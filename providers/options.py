@@ -8,7 +8,8 @@ Every value is checked by a strict rule here, by the forms and again by the serv
 before anything is saved. ``providers.credentials.opencode_provider_config`` turns the
 stored values into what OpenCode reads.
 
-No imports from the rest of the app: the model uses ``credential_in_options``.
+No imports from the rest of the app (only ``doce.inputs``' shared rules): the model uses
+``credential_in_options``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ValidationError
+
+from doce.inputs import config_substitution_message, has_config_substitution
 
 #: The AWS profile doce writes a user's access keys under, in the server's own home.
 AWS_PROFILE = "doce"
@@ -54,6 +57,9 @@ class OptionField:
     max_length: int = 200
     # A finer check: the cleaned value, or ValidationError.
     check: Callable[[str], Any] | None = None
+    # The value decides where the credential is sent (part of the provider's base URL):
+    # a new value forgets the stored key and secret options unless they are typed again.
+    endpoint: bool = False
 
 
 @dataclass(frozen=True)
@@ -113,6 +119,8 @@ def parse_headers(text: str, stored: Mapping[str, str] | None = None) -> dict[st
             continue
         if not line.isascii():
             raise ValidationError(f"Line {number}: {NOT_ASCII}.")
+        if has_config_substitution(line):  # in a name or a value ("{env:" holds the colon)
+            raise ValidationError(f"Line {number}: {config_substitution_message('A header')}")
         name, colon, value = line.partition(":")
         name, value = name.strip(), value.strip()
         if not colon:
@@ -132,6 +140,10 @@ def parse_headers(text: str, stored: Mapping[str, str] | None = None) -> dict[st
             if kept is None:
                 raise ValidationError(f"Line {number}: {name} has no value.")
             value = kept
+        if has_config_substitution(value):
+            raise ValidationError(
+                f"Line {number}: {config_substitution_message(f'The value of {name}')}"
+            )
         if not _ONE_LINE_PRINTABLE.fullmatch(value):
             raise ValidationError(
                 f"Line {number}: the value of {name} has control characters (a tab or an "
@@ -155,11 +167,13 @@ AZURE = OptionSet(
             "Azure resource name",
             required=True,
             placeholder="my-models",
-            help="The name of your Azure OpenAI resource, as in https://NAME.openai.azure.com.",
+            help="The name of your Azure OpenAI resource, as in https://NAME.openai.azure.com. "
+            "Changing it forgets the stored key: enter the key again with it.",
             pattern=re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{1,63}"),
             problem="A resource name is 2 to 64 letters, digits or '-', starting with a "
             "letter or a digit.",
             max_length=64,
+            endpoint=True,
         ),
     ),
 )
@@ -276,6 +290,21 @@ def option_set(provider_id: str, *, custom: bool = False) -> OptionSet | None:
     return CUSTOM_HEADERS if custom else KNOWN.get(provider_id)
 
 
+def endpoint_options_changed(
+    entry: OptionSet | None, stored: Mapping[str, Any] | None, new: Mapping[str, Any] | None
+) -> list[str]:
+    """The fields that carry the provider's address (``OptionField.endpoint``) whose stored
+    value ``new`` changes: a credential typed for the old address must not follow."""
+    if entry is None:
+        return []
+    stored, new = stored or {}, new or {}
+    return [
+        field.key
+        for field in entry.fields
+        if field.endpoint and stored.get(field.key) and new.get(field.key) != stored[field.key]
+    ]
+
+
 def credential_in_options(provider_id: str, secrets: Mapping[str, Any]) -> bool:
     """Do these secret options stand in for an API key?"""
     if provider_id == BEDROCK.provider_id:
@@ -296,6 +325,8 @@ def clean_value(field: OptionField, value: Any, *, stored: Any = None) -> Any:
         raise ValidationError(f"At most {field.max_length} characters.")
     if field.key == HEADERS:
         return parse_headers(value, stored if isinstance(stored, Mapping) else None)
+    if has_config_substitution(value):
+        raise ValidationError(config_substitution_message("This value"))
     if not field.multiline and not value.isascii():
         raise ValidationError(f"{NOT_ASCII}.")
     if field.pattern is not None and not field.pattern.fullmatch(value):

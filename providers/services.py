@@ -19,11 +19,16 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from doce.encrypted_fields import UNDECRYPTABLE_MESSAGE
-from doce.inputs import DOUBLE_SUBMIT_WINDOW
+from doce.endpoints import endpoint_problem
+from doce.inputs import (
+    DOUBLE_SUBMIT_WINDOW,
+    config_substitution_message,
+    has_config_substitution,
+)
 from doce.opencode import OAuthCredential
 from doce.redaction import redact
 from providers import options as provider_options
-from providers import validation
+from providers import origins, validation
 from providers.audit import audit_record
 from providers.credentials import (  # noqa: F401  (the app's public surface)
     FOLLOWER_REFRESH,
@@ -165,11 +170,13 @@ def connection_update(
     }
     if not changes:
         return connection
+    moved = _endpoint_move(connection, changes)
     _apply(connection, **changes)
     new_secrets = bool(set(changes) & {*ProviderConnection.SECRET_FIELDS, "auth_type"})
     if new_secrets:
         connection.status = Status.CONNECTED
         connection.error_message = ""
+        connection.last_validated_at = None  # the provider has not seen these yet
     with transaction.atomic():
         connection.save()
         audit_record(
@@ -178,6 +185,13 @@ def connection_update(
             connection=connection,
             detail={"fields": sorted(changes)},  # names only, never values
         )
+        if moved is not None:
+            audit_record(
+                action=Action.ENDPOINT_MOVED,
+                actor=actor or connection.user,
+                connection=connection,
+                detail=moved,
+            )
     # Running projects get the new credential, or the endpoint's new URL and models in
     # their opencode.json (queue_jobs listens).
     endpoint_changed = connection.is_custom and set(changes) & {"base_url", "models", "name"}
@@ -186,6 +200,43 @@ def connection_update(
             credential_changed, user_id=connection.user_id, provider_id=connection.provider_id
         )
     return connection
+
+
+def _endpoint_move(connection: ProviderConnection, changes: dict[str, Any]) -> dict | None:
+    """A custom endpoint whose base URL moves to another scheme, host or port forgets its
+    stored key and header values unless ``changes`` gives them again (typed in the same
+    form): ``changes`` is completed so, and the audit detail returned (origins only, never
+    a path, a query or a secret). None when the endpoint stays where it was."""
+    new_url = changes.get("base_url", connection.base_url)
+    entry = provider_options.option_set(connection.provider_id, custom=connection.is_custom)
+    moved_options = (
+        provider_options.endpoint_options_changed(entry, connection.options, changes["options"])
+        if isinstance(changes.get("options"), dict)
+        else []
+    )
+    url_moved = bool(connection.base_url) and origins.origin_changed(connection.base_url, new_url)
+    if not url_moved and not moved_options:
+        return None
+    detail: dict[str, Any] = {}
+    if url_moved:
+        detail["from"] = origins.origin_text(connection.base_url)
+        detail["to"] = origins.origin_text(new_url)
+    if moved_options:  # non-secret values (e.g. an Azure resource name)
+        detail["options"] = {
+            key: [(connection.options or {}).get(key), changes["options"].get(key)]
+            for key in moved_options
+        }
+    typed = sorted({"api_key", "secret_options"} & set(changes))
+    dropped = []
+    if "api_key" not in changes:
+        if connection.api_key:
+            dropped.append("api_key")
+        changes["api_key"] = None
+    if "secret_options" not in changes:
+        changes["secret_options"] = {}
+    if connection.secret_option_values and not changes["secret_options"]:
+        dropped.append("headers" if connection.is_custom else "secret_options")
+    return {**detail, "dropped": dropped, "retyped": typed}
 
 
 def connection_revoke(
@@ -384,6 +435,10 @@ def connection_revalidate(
         problem = UNDECRYPTABLE_MESSAGE
     elif missing := connection.missing_secrets(keyless_custom_ok=True):
         problem = f"no {missing[0].replace('_', ' ')} is stored"
+    elif connection.base_url and (
+        refused := endpoint_problem(connection.base_url, trusted=connection.user.is_staff)
+    ):
+        problem = f"{refused} Change its base URL."
     if connection.status != Status.REVOKED:
         if problem:
             connection.status = Status.ERROR
@@ -531,6 +586,16 @@ def _validation_errors(connection: ProviderConnection) -> dict[str, str]:
     api_key = connection.api_key
     if isinstance(api_key, str) and api_key and (problem := validation.key_problem(api_key)):
         errors["api_key"] = f"{problem}."  # an HTTP header takes printable ASCII only
+    # The forms' shared rule again, for every other writer (the admin, commands).
+    for field, what in (("api_key", "A key"), ("base_url", "A base URL"), ("name", "A name")):
+        value = api_key if field == "api_key" else getattr(connection, field)
+        if isinstance(value, str) and has_config_substitution(value):
+            errors.setdefault(field, config_substitution_message(what))
+    if isinstance(connection.metadata, dict) and any(
+        isinstance(value, str) and has_config_substitution(value)
+        for value in connection.metadata.values()
+    ):
+        errors["metadata"] = config_substitution_message("A sign-in value")
     if not isinstance(connection.metadata, dict) or not all(
         isinstance(key, str) and isinstance(value, str)
         for key, value in connection.metadata.items()
@@ -699,10 +764,13 @@ def endpoint_save(
     keeps the stored one on an edit; empty ``models`` take the list the endpoint's
     ``/models`` gave. ValidationError on ``api_key`` when the endpoint rejects it, on
     ``models`` when there are none either way (nothing saved)."""
+    # A stored key and stored header values go only where they were typed for: not to a
+    # base URL of another scheme, host or port (connection_update forgets them then).
+    stays = connection is not None and not origins.origin_changed(connection.base_url, base_url)
     api_key_for_check = api_key
-    if not models and not api_key and connection and not connection.undecryptable_fields():
+    if not models and not api_key and stays and not connection.undecryptable_fields():
         api_key_for_check = str(connection.api_key or "")  # the stored key lists the models
-    if headers is None and connection is not None:
+    if headers is None and stays:
         headers_for_check = _endpoint_headers(connection)
     else:
         headers_for_check = headers or {}
@@ -746,7 +814,7 @@ def endpoint_save(
         if api_key:
             fields["api_key"] = api_key
         stored = connection.secret_option_values.get(provider_options.HEADERS) or {}
-        if "secret_options" in fields and headers == stored:
+        if "secret_options" in fields and headers == stored and stays:
             del fields["secret_options"]  # unchanged: no new-secret event, no re-injection
         connection = connection_update(connection=connection, actor=actor, **fields)
     connection = connection_record_check(connection=connection, check=check, actor=actor)
@@ -781,6 +849,7 @@ def endpoint_rescan(
         base_url=connection.base_url,
         list_models=True,
         headers=_endpoint_headers(connection),
+        trusted=connection.user.is_staff,
     )
     if check.models and list(check.models) != list(connection.models or []):
         connection = connection_update(
@@ -832,6 +901,7 @@ def _checked_key(
         base_url=base_url,
         list_models=list_models,
         headers=headers,
+        trusted=user.is_staff,
     )
     if check.outcome == validation.REJECTED:
         audit_record(
@@ -902,6 +972,7 @@ def connection_verify(
         api_key=str(connection.api_key),
         base_url=connection.base_url,
         headers=_endpoint_headers(connection),
+        trusted=connection.user.is_staff,
     )
     return connection_record_check(connection=connection, check=check, actor=actor), check
 

@@ -43,6 +43,7 @@ import httpx
 from django.conf import settings
 from django.views.decorators.debug import sensitive_variables
 
+from doce import endpoints
 from doce.inputs import has_config_substitution
 
 logger = logging.getLogger(__name__)
@@ -153,13 +154,30 @@ def blocked_networks() -> tuple[IPNetwork, ...]:
     return _networks(tuple(str(e).strip() for e in settings.DOCE_ENDPOINT_BLOCKED_NETWORKS))
 
 
+def address_candidates(
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """``ip`` and every IPv4 address it stands for: an IPv6 address that embeds one
+    (IPv4-mapped ``::ffff:a.b.c.d``, IPv4-compatible ``::a.b.c.d``, 6to4 ``2002:…``) is
+    that address too, and the unspecified ``::`` is ``0.0.0.0`` (both mean this host)."""
+    candidates: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [ip]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.is_unspecified:
+            candidates.append(ipaddress.IPv4Address(0))
+        for embedded in (ip.ipv4_mapped, ip.sixtofour):
+            if embedded is not None:
+                candidates.append(embedded)
+        if int(ip) >> 32 == 0 and not ip.is_loopback:  # ::a.b.c.d (deprecated); not ::1
+            candidates.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return candidates
+
+
 def address_blocked(address: str) -> bool:
-    """Is this IP address in a blocked network? (An IPv4-mapped IPv6 address counts as
-    its IPv4 address.)"""
+    """Is this IP address in a blocked network? An IPv6 address that stands for an IPv4
+    one (``address_candidates``) counts as that address too, so ``[::]`` and
+    ``[::ffff:0.0.0.0]`` are blocked like ``0.0.0.0``."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone ("%eth0")
-    candidates = [ip]
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        candidates.append(ip.ipv4_mapped)
+    candidates = address_candidates(ip)
     return any(
         candidate in network
         for candidate in candidates
@@ -197,8 +215,9 @@ class _DeadlineBackend(httpcore.NetworkBackend):
     the deadline, not after a read timeout per byte), and every host resolved and vetted
     here: an address in a blocked network is never connected to."""
 
-    def __init__(self, deadline: float) -> None:
+    def __init__(self, deadline: float, *, trusted: bool) -> None:
         self.deadline = deadline
+        self.trusted = trusted  # may connect to this machine's networks (doce.endpoints)
         self._backend = httpcore.SyncBackend()
 
     def time_left(self, timeout: float | None, error: type[Exception]) -> float:
@@ -214,6 +233,9 @@ class _DeadlineBackend(httpcore.NetworkBackend):
             raise httpcore.ConnectError("the host did not resolve") from exc
         if any(address_blocked(address) for address in addresses):
             raise EndpointBlocked(host)
+        for address in addresses:  # doce's own services never; local ones if trusted
+            if endpoints.address_problem(address, port, trusted=self.trusted, host=host):
+                raise EndpointBlocked(host)
         error: Exception = httpcore.ConnectError("the host has no address")
         for address in addresses:
             try:
@@ -273,12 +295,13 @@ def _ask(
     *,
     wants_body: Callable[[int], bool],
     limit: int = MAX_BODY_BYTES,
+    trusted: bool,
 ):
     """GET ``url`` within the check's deadline: the status and, when ``wants_body(status)``,
     at most ``limit`` bytes of the body (what arrived before the deadline). No
     redirects, no proxies from the environment."""
     timeout = float(settings.DOCE_PROVIDER_CHECK_TIMEOUT)
-    backend = _DeadlineBackend(time.monotonic() + timeout)
+    backend = _DeadlineBackend(time.monotonic() + timeout, trusted=trusted)
     target = httpx.URL(url)
     core_url = httpcore.URL(
         scheme=target.raw_scheme, host=target.raw_host, port=target.port, target=target.raw_path
@@ -319,11 +342,14 @@ def key_check(
     base_url: str = "",
     list_models: bool = False,
     headers: Mapping[str, str] | None = None,
+    trusted: bool = False,
 ) -> KeyCheck:
     """Ask the provider whether it takes ``api_key``. ``base_url`` marks a custom
     OpenAI-compatible endpoint (``GET {base_url}/models``, sent with its extra
     ``headers`` as OpenCode sends them); ``list_models`` reads its answer as its model
-    list (asked with no key too). Never raises."""
+    list (asked with no key too). ``trusted``: whoever typed ``base_url`` may reach this
+    machine and its private networks (staff; ``doce.endpoints``); the operator's own
+    provider URLs always may. doce's own services are never asked. Never raises."""
     try:
         return _key_check(
             provider_id=provider_id,
@@ -331,6 +357,7 @@ def key_check(
             base_url=base_url,
             list_models=bool(base_url) and list_models,
             extra=dict(headers or {}) if base_url else {},
+            trusted=trusted or not base_url,
         )
     except Exception as exc:  # a key check must never turn a page into a 500
         logger.warning("key check for %s failed unexpectedly (%s)", provider_id, type(exc).__name__)
@@ -346,7 +373,13 @@ def _name(provider_id: str, base_url: str) -> str:
 
 @sensitive_variables()
 def _key_check(
-    *, provider_id: str, api_key: str, base_url: str, list_models: bool, extra: dict[str, str]
+    *,
+    provider_id: str,
+    api_key: str,
+    base_url: str,
+    list_models: bool,
+    extra: dict[str, str],
+    trusted: bool,
 ) -> KeyCheck:
     if not checks_enabled() or not (api_key or list_models):
         return KeyCheck(UNCHECKED)
@@ -364,7 +397,13 @@ def _key_check(
         return KeyCheck(REJECTED, problem)  # no provider can take it: nothing is sent
     google = provider_id == "google" and not base_url
     check = _asked(
-        url, headers, provider_id=provider_id, name=name, google=google, listing=list_models
+        url,
+        headers,
+        provider_id=provider_id,
+        name=name,
+        google=google,
+        listing=list_models,
+        trusted=trusted,
     )
     if not api_key:  # a keyless endpoint asked for its models: no key was checked
         message = f"{name} asks for a key" if check.outcome == REJECTED else check.message
@@ -374,7 +413,14 @@ def _key_check(
 
 @sensitive_variables()
 def _asked(
-    url: str, headers: dict[str, str], *, provider_id: str, name: str, google: bool, listing: bool
+    url: str,
+    headers: dict[str, str],
+    *,
+    provider_id: str,
+    name: str,
+    google: bool,
+    listing: bool,
+    trusted: bool,
 ) -> KeyCheck:
     """Ask, and say what the answer means; ``listing``: the answer is a custom endpoint's
     model list, read into ``KeyCheck.models``."""
@@ -386,10 +432,12 @@ def _asked(
                 (google and status == 400) or (listing and 200 <= status < 300)
             ),
             limit=MAX_MODELS_BODY_BYTES if listing else MAX_BODY_BYTES,
+            trusted=trusted,
         )
     except EndpointBlocked:
         logger.warning(
-            "key check for %s: the host is in DOCE_ENDPOINT_BLOCKED_NETWORKS; not asked",
+            "key check for %s: the host is blocked (DOCE_ENDPOINT_BLOCKED_NETWORKS, doce's "
+            "own services, or this machine's networks for a non-staff user); not asked",
             provider_id,
         )
         return KeyCheck(UNVERIFIED, f"{name} could not be reached")

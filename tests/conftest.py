@@ -221,10 +221,21 @@ def browser():
 
 @pytest.fixture
 def page(browser):
+    """A fresh page; any Content-Security-Policy violation it reports fails the test (every
+    doce page must work under the policy: no inline script, no eval, no inline style)."""
     context = browser.new_context()
     context.set_default_timeout(15_000)
-    yield context.new_page()
+    page = context.new_page()
+    violations: list[str] = []
+
+    def on_console(message) -> None:
+        if message.type == "error" and "Content Security Policy" in message.text:
+            violations.append(message.text)
+
+    page.on("console", on_console)
+    yield page
     context.close()
+    assert not violations, f"Content-Security-Policy violations: {violations}"
 
 
 # --- the job engine, run eagerly with fake steps (tests/queue_jobs, tests/projects) ---------
@@ -266,3 +277,12 @@ def project(alice):
         current_model_id="stub-model",
         server_password="pw-" + "x" * 30,
     )
+
+
+@pytest.fixture(autouse=True)
+def _fresh_endpoint_answers():
+    """doce.endpoints keeps resolved names for 30 s: tests that fake DNS start afresh."""
+    from doce import endpoints
+
+    endpoints._resolve_name.cache_clear()
+    yield

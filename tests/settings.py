@@ -33,6 +33,13 @@ _TEST_ENV = {
     # No warm pool: its servers would compete with every test; pool tests turn it on.
     "DOCE_POOL_SIZE": "0",
 }
+
+# Stub LLMs and closed ports on loopback stand in for users' endpoints: the operator's
+# list lets every user's endpoint name any loopback port, as an operator lists a shared
+# model server. doce's own services stay closed whatever the list says; the tests of
+# the rule itself set their own list (tests/doce/test_endpoints.py,
+# tests/integration/test_endpoint_containment.py).
+_TEST_ENV["DOCE_ENDPOINT_ALLOW"] = "127.0.0.1:1-65535"
 for _name, _value in _TEST_ENV.items():
     os.environ.setdefault(_name, _value)
 

@@ -18,6 +18,7 @@ from django.views.debug import SafeExceptionReporterFilter
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django_htmx.http import HttpResponseClientRedirect
 
+from doce.endpoints import endpoint_problem
 from providers import services, validation
 from providers.catalog import catalog_names
 from providers.models import OAuthFlow, ProviderConnection, UserSettings
@@ -130,8 +131,27 @@ class Row:
     def not_verified(self) -> bool:
         return self.status == Status.CONNECTED and bool(self.error_message)
 
+    @property
+    def unchecked(self) -> bool:
+        """Connected, but no provider has accepted this key: the check could not reach it
+        (the note says why), or there is no check for it (or checks are off)."""
+        return self.not_verified or (
+            self.status == Status.CONNECTED
+            and self.connection.auth_type == "api"
+            and self.connection.last_validated_at is None
+        )
 
-def row_for(connection: ProviderConnection, name: str, now: datetime) -> Row:
+    @property
+    def label(self) -> str:
+        """The one state the list shows: "Connected" only for a key the provider accepted
+        (or an OAuth sign-in); never "Connected" beside "Not verified"."""
+        return "Not checked" if self.unchecked else self.status[:1].upper() + self.status[1:]
+
+
+def row_for(
+    connection: ProviderConnection, name: str, now: datetime, *, trusted: bool | None = None
+) -> Row:
+    """``trusted``: the owner is staff (None: look it up when it matters)."""
     expiry = ""
     expires_at = connection.oauth_expires_at
     if connection.auth_type == "oauth" and expires_at and expires_at < now + EXPIRY_WARNING:
@@ -145,22 +165,35 @@ def row_for(connection: ProviderConnection, name: str, now: datetime) -> Row:
         edit_url = reverse("providers:methods", args=[connection.provider_id])
     else:
         edit_url = reverse("providers:api_key", args=[connection.provider_id])
+    status, error_message = connection.effective_status, connection.effective_error_message
+    if connection.is_custom and status != Status.REVOKED:
+        # A row saved before the rule (or around the form) that the rule refuses now.
+        if trusted is None:
+            trusted = connection.user.is_staff
+        if refused := endpoint_problem(connection.base_url, trusted=trusted):
+            status, error_message = Status.ERROR, f"{refused} Change its base URL."
     return Row(
         connection=connection,
         name=name or connection.name or connection.provider_id,
-        status=connection.effective_status,
-        error_message=connection.effective_error_message,
+        status=status,
+        error_message=error_message,
         last_used=ago(connection.last_used_at, now),
         expiry_warning=expiry,
         edit_url=edit_url,
     )
 
 
-def rows_for(connections: list[ProviderConnection]) -> list[Row]:
+def rows_for(connections: list[ProviderConnection], *, owner) -> list[Row]:
+    """The rows of ``owner``'s connections."""
     now = timezone.now()
     names = catalog_names(c.provider_id for c in connections if not c.is_custom)
     return [
-        row_for(c, c.name if c.is_custom else names.get(c.provider_id, ""), now)
+        row_for(
+            c,
+            c.name if c.is_custom else names.get(c.provider_id, ""),
+            now,
+            trusted=owner.is_staff,
+        )
         for c in connections
     ]
 

@@ -12,7 +12,12 @@ from django.views.decorators.http import require_POST
 
 from providers import selectors, services, validation
 from providers.catalog import catalog_entries, catalog_entry, catalog_names, catalog_status
-from providers.forms import ApiKeyForm, CustomProviderForm, prompt_field_name
+from providers.forms import (
+    MOVED_ENDPOINT_SAVED,
+    ApiKeyForm,
+    CustomProviderForm,
+    prompt_field_name,
+)
 from providers.models import OAuthFlow, ProviderConnection
 from providers.oauth_guard import local_callback_methods
 from providers.options import option_set
@@ -49,7 +54,7 @@ def provider_list(request):
         request,
         "providers/provider_list.html",
         {
-            "rows": rows_for(connections),
+            "rows": rows_for(connections, owner=request.user),
             "flows": flows,
             "legacy_pending": legacy_pending(settings_row, connections),
             "preferences": settings_row,
@@ -189,6 +194,8 @@ def provider_custom(request, provider_id: str | None = None):
             messages.success(
                 request, f"Connected {data['name']}." if created else f"Saved {data['name']}."
             )
+            if form.endpoint_moved:
+                messages.warning(request, f"{data['name']}: {MOVED_ENDPOINT_SAVED}")
             check_message(request, data["name"], check)
             return done(request, list_url())
     context = {"form": form, "connection": connection}
@@ -215,7 +222,7 @@ def provider_test(request, provider_id: str):
                 request, f"{provider_id}: {connection.effective_error_message or status}."
             )
     if request.htmx:
-        row = rows_for([connection])[0]
+        row = rows_for([connection], owner=request.user)[0]
         return render(request, "providers/_connection_row.html", {"row": row, "flash": True})
     return redirect(list_url())
 
@@ -232,7 +239,7 @@ def provider_disconnect(request, provider_id: str):
         services.connection_delete(connection=connection, actor=request.user)
         messages.success(request, f"Disconnected {name}.")
         return done(request, list_url())
-    name = rows_for([connection])[0].name
+    name = rows_for([connection], owner=request.user)[0].name
     context = {"connection": connection, "name": name}
     return render_page(
         request, "providers/disconnect.html", "providers/_disconnect_confirm.html", context

@@ -113,4 +113,12 @@ def test_the_check_reads_doces_real_public_answer(
     assert status == ("200" if broker_ok else "503")
     report = json.loads(body)
     assert report["broker"] == {"ok": broker_ok}
-    assert set(report) == {"status", "database", "broker", "opencode", "sandbox", "keyring"}
+    assert set(report) == {
+        "status",
+        "database",
+        "broker",
+        "opencode",
+        "sandbox",
+        "bounds",
+        "keyring",
+    }

@@ -14,7 +14,7 @@ from doce import encrypted_fields, health
 from doce.celery import app
 from tests.factories import ProviderConnectionFactory, UserSettingsFactory
 
-COMPONENTS = {"database", "broker", "opencode", "sandbox", "keyring"}
+COMPONENTS = {"database", "broker", "opencode", "sandbox", "bounds", "keyring"}
 
 
 @pytest.fixture
@@ -46,6 +46,7 @@ def test_the_public_answer_says_only_what_is_up(client, alice, who, quick_round_
         "broker": {"ok": False},
         "opencode": {"ok": True},
         "sandbox": {"ok": True},
+        "bounds": {"ok": True},
         "keyring": {"ok": True},
     }
     assert "/" not in response.content.decode()  # no paths, no error text

@@ -1,4 +1,5 @@
-"""Login throttling (django-axes, cache handler): per username and per client address."""
+"""Login throttling (django-axes, doce.login_throttle): per user name from one client
+address, and a higher ceiling per client address; a stranger never locks a user out."""
 
 from __future__ import annotations
 
@@ -50,8 +51,9 @@ def test_the_lockout_page_says_when_to_try_again(client, alice, settings):
     assert response.templates[0].name == "registration/login.html"
     page = " ".join(response.content.decode().split())
     assert "data-login-locked-out" in page
-    assert "Too many failed login attempts" in page
+    assert "Too many failed login attempts for this account from your network address" in page
     assert "blocked for 15 minutes: try again after" in page
+    assert "Other addresses are not affected" in page
     wait = response.context["retry_at"] - timezone.now()
     assert timedelta(minutes=14) < wait <= timedelta(minutes=15)
     assert 'name="username"' in page and 'value="alice"' in page  # the form is still there
@@ -59,25 +61,91 @@ def test_the_lockout_page_says_when_to_try_again(client, alice, settings):
 
 
 @pytest.mark.django_db
-def test_an_account_is_locked_out_whatever_address_the_attempts_come_from(client, alice, settings):
-    for number in range(settings.DOCE_LOGIN_FAILURE_LIMIT):
-        attempt(client, "alice", "wrong-password", address=f"198.51.100.{number}")
-    response = attempt(client, "alice", DEFAULT_PASSWORD, address="203.0.113.9")
+def test_a_password_storm_never_locks_the_real_user_out_elsewhere(client, alice, settings):
+    # 30 wrong passwords for alice from one address...
+    for _ in range(30):
+        response = attempt(client, "alice", "wrong-password", address="198.51.100.7")
     assert response.status_code == 429
+    # ...and alice logs in from another address at once.
+    response = attempt(client, "alice", DEFAULT_PASSWORD, address="203.0.113.9")
+    assert response.status_code == 302
+    assert logged_in(client)
+    client.logout()
+    # The guessing address stays throttled for alice, even with the right password.
+    response = attempt(client, "alice", DEFAULT_PASSWORD, address="198.51.100.7")
+    assert response.status_code == 429
+    assert response.context["throttled_by"] == "pair"
     assert not logged_in(client)
 
 
 @pytest.mark.django_db
-def test_an_address_is_locked_out_whatever_accounts_it_tries(client, alice, bob, settings):
-    for number in range(settings.DOCE_LOGIN_FAILURE_LIMIT):
-        attempt(client, f"guess{number}", "wrong-password", address="198.51.100.7")
-    response = attempt(client, "alice", DEFAULT_PASSWORD, address="198.51.100.7")
-    assert response.status_code == 429
-    assert not logged_in(client)
-    # Another address and an account nobody attacked are not affected.
-    response = attempt(client, "bob", DEFAULT_PASSWORD, address="203.0.113.9")
+def test_failures_from_many_addresses_do_not_lock_the_account(client, alice, settings):
+    for number in range(3 * settings.DOCE_LOGIN_FAILURE_LIMIT):
+        attempt(client, "alice", "wrong-password", address=f"198.51.100.{number}")
+    response = attempt(client, "alice", DEFAULT_PASSWORD, address="203.0.113.9")
     assert response.status_code == 302
     assert logged_in(client)
+
+
+@pytest.mark.django_db
+def test_an_address_has_a_ceiling_whatever_accounts_it_tries(client, alice, bob, settings):
+    settings.DOCE_LOGIN_ADDRESS_FAILURE_LIMIT = 25
+    for number in range(24):  # under each account's limit, near the address's
+        attempt(client, f"guess{number % 3}", "wrong-password", address="198.51.100.7")
+    assert attempt(client, "bob", DEFAULT_PASSWORD, address="198.51.100.7").status_code == 302
+    client.logout()
+    assert attempt(client, "guess9", "wrong-password", address="198.51.100.7").status_code == 429
+    response = attempt(client, "alice", DEFAULT_PASSWORD, address="198.51.100.7")
+    assert response.status_code == 429
+    assert response.context["throttled_by"] == "address"
+    page = " ".join(response.content.decode().split())
+    assert "from your network address, for any account" in page
+    assert not logged_in(client)
+    # Another address is not affected.
+    response = attempt(client, "alice", DEFAULT_PASSWORD, address="203.0.113.9")
+    assert response.status_code == 302
+    assert logged_in(client)
+
+
+@pytest.mark.django_db
+def test_a_successful_login_does_not_reset_the_address_ceiling(client, alice, bob, settings):
+    settings.DOCE_LOGIN_ADDRESS_FAILURE_LIMIT = 12
+    for round_ in range(3):
+        for number in range(4):
+            attempt(client, f"guess{round_}{number}", "wrong-password", address="198.51.100.7")
+        attempt(client, "bob", DEFAULT_PASSWORD, address="198.51.100.7")  # the attacker's own
+        client.logout()
+    response = attempt(client, "alice", DEFAULT_PASSWORD, address="198.51.100.7")
+    assert response.status_code == 429
+
+
+@pytest.mark.django_db
+def test_names_and_addresses_that_join_alike_are_counted_apart(client, alice, settings):
+    # axes joins name and address into one key: "alice1" + "2.3.4.5" must not be "alice" +
+    # "12.3.4.5".
+    for _ in range(settings.DOCE_LOGIN_FAILURE_LIMIT):
+        attempt(client, "alice1", "wrong-password", address="2.3.4.5")
+    assert attempt(client, "alice", DEFAULT_PASSWORD, address="12.3.4.5").status_code == 302
+
+
+@pytest.mark.django_db
+def test_the_admin_login_is_throttled_the_same_way(client, admin_user, settings):
+    for _ in range(settings.DOCE_LOGIN_FAILURE_LIMIT):
+        response = client.post(
+            "/admin/login/",
+            {"username": "admin", "password": "wrong-password", "next": "/admin/"},
+            REMOTE_ADDR="198.51.100.7",
+        )
+    assert response.status_code == 429
+    assert "data-login-locked-out" in response.content.decode()
+    assert response.context["next"] == "/admin/"
+    # The administrator, from their own address, is not locked out.
+    response = client.post(
+        "/admin/login/",
+        {"username": "admin", "password": DEFAULT_PASSWORD, "next": "/admin/"},
+        REMOTE_ADDR="203.0.113.9",
+    )
+    assert response.status_code == 302 and logged_in(client)
 
 
 @pytest.mark.django_db
@@ -142,6 +210,7 @@ def test_first_run_setup_still_logs_the_first_admin_in(client):
         {"DOCE_LOGIN_FAILURE_LIMIT": "0"},
         {"DOCE_LOGIN_COOLOFF_MINUTES": "0"},
         {"DOCE_LOGIN_PROXY_COUNT": "-1"},
+        {"DOCE_LOGIN_ADDRESS_FAILURE_LIMIT": "5"},
     ],
 )
 def test_a_throttle_that_would_not_throttle_stops_start_up(tmp_path, env):

@@ -149,7 +149,7 @@ def test_the_page_of_a_running_project_connects_to_the_stream(alice_client, proj
     assert f'data-live-stream="/projects/{project.pk}/stream/"' in html
     assert "doce/live.js" in html
     # Polling stays only as the fallback where no stream is open.
-    assert 'hx-trigger="every 1s [!window.doceLive]"' in html
+    assert 'hx-trigger="every 1s"' in html and "data-poll-unless-live" in html
 
 
 def test_a_stopped_projects_page_opens_no_stream(alice_client, project):

@@ -161,6 +161,17 @@ def no_connect(monkeypatch):
         "http://[::ffff:169.254.169.254]/v1",
         "http://0.0.0.0:8080/v1",
         "http://2852039166/v1",  # 169.254.169.254 as one decimal number
+        "http://[::]:8080/v1",
+        "http://[::ffff:0.0.0.0]:8080/v1",
+        "http://[::ffff:0:0]:8080/v1",
+        "http://[fe80::]:8080/v1",
+        "http://[fe80::1%25eth0]:8080/v1",
+        "http://0:8080/v1",
+        "http://0x0:8080/v1",
+        "http://0.0:8080/v1",
+        "http://000.000.000.000:8080/v1",
+        "http://[::0.0.0.0]:8080/v1",
+        "http://[2002:a9fe:a9fe::1]/v1",  # 6to4 of 169.254.169.254
     ],
 )
 def test_a_blocked_address_is_never_connected_to(no_connect, base_url):
@@ -247,3 +258,18 @@ def test_an_https_endpoint_is_asked_over_tls_and_a_bad_handshake_reads_unreachab
         base_url = api.url.replace("http://", "https://")
         check = key_check(provider_id="mine", api_key=new_key("sk-"), base_url=base_url)
     assert (check.outcome, check.message) == (UNVERIFIED, "The endpoint could not be reached")
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["::", "0::0", "::ffff:0.0.0.0", "::0.0.0.0", "fe80::", "fe80::1%eth0", "0.0.0.0", "0.1.2.3"],
+)
+def test_every_unspecified_or_link_local_form_is_blocked_like_0_0_0_0(address):
+    assert validation.address_blocked(address), address
+
+
+@pytest.mark.parametrize(
+    "base_url", ["http://[::]:8080/v1", "http://[::ffff:0.0.0.0]:8080/v1", "http://[fe80::]/v1"]
+)
+def test_the_form_refuses_an_unspecified_or_link_local_endpoint(base_url):
+    assert validation.endpoint_blocked(base_url), base_url

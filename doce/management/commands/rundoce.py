@@ -33,7 +33,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default=os.environ.get("DOCE_HOST", "127.0.0.1"))
-        parser.add_argument("--port", type=int, default=int(os.environ.get("DOCE_PORT", 8000)))
+        parser.add_argument("--port", type=int, default=settings.DOCE_PORT)
         parser.add_argument(
             "--concurrency",
             type=int,
@@ -54,6 +54,8 @@ class Command(BaseCommand):
                 "with DOCE_PORT=8001."
             )
         python = sys.executable
+        # The workers learn the web port from it: no endpoint may name it (doce.endpoints).
+        os.environ["DOCE_PORT"] = str(port)
         commands = {
             # ASGI (uvicorn), as in production: the live transcript holds a stream open
             # per page. Static files come through WhiteNoise (from the finders in DEBUG).

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets
 import socket
 import time
 from abc import ABC, abstractmethod
@@ -86,6 +87,9 @@ class ServerSpec:
     custom_providers: Sequence[CustomProvider] = ()
     # Options, secret headers and credential files of the providers (config.py writes them).
     provider_configs: Sequence[ProviderConfig] = field(default=(), repr=False)
+    # Whoever named the custom providers may open this machine's services (a staff
+    # owner): doce.endpoints decides what the sandbox reaches.
+    trusted_endpoints: bool = False
 
     def __post_init__(self) -> None:
         ModelRef.parse(self.model)  # fail early on "gpt-4o" without a provider
@@ -210,6 +214,12 @@ class Runtime(ABC):
         MAX_AUTH_FILE_BYTES. The file is written where the agent runs: never follow it
         out of the server's own files."""
 
+    def stop_reason(self, state: RuntimeState) -> str:
+        """Why the server was stopped by one of its bounds ("it reached its memory bound
+        of 2 GiB"), or "" (still running, stopped on purpose, crashed otherwise, or a
+        runtime that cannot tell)."""
+        return ""
+
     def status(self, state: RuntimeState) -> RuntimeStatus:
         if self.is_alive(state):
             return RuntimeStatus.RUNNING
@@ -303,11 +313,21 @@ class Runtime(ABC):
 
 
 def free_port() -> int:
-    """A loopback port nobody listens on now. Another process may take it before the
-    server binds; the server then exits and the start is retried on a new port."""
-    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port of ``DOCE_SERVER_PORT_RANGE`` nobody listens on now (no endpoint
+    may name one: doce.endpoints). Another process may take it before the server binds;
+    the server then exits and the start is retried on a new port."""
+    ports = settings.DOCE_SERVER_PORTS
+    for _ in range(200):
+        port = secrets.choice(ports)
+        with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeFailure(
+        f"no free port in DOCE_SERVER_PORT_RANGE ({ports.start}-{ports.stop - 1}): widen it"
+    )
 
 
 def server_env(

@@ -10,8 +10,16 @@ server password is passed to ``docker compose`` in its
 environment and referenced by name in the file, so it is never written to disk.
 
 The image defaults to doce's own (it carries the pinned binary). The workspace folder
-must be writable by the image's user (uid 1000 in doce's image). A custom provider
-whose base URL is on the host must use ``host.docker.internal`` (mapped to the host).
+must be writable by the image's user (uid 1000 in doce's image): doce running as root
+hands it over. A custom provider whose base URL is on the host must use
+``host.docker.internal`` (mapped to the host).
+
+Bounds (``limits.server_limits()``): memory with no swap on top, processes (threads
+count), CPUs, and an OOM score that makes the kernel pick the agent first. Docker cannot
+bound a bind-mounted workspace or a named volume on the usual filesystems (its
+``storage_opt: size`` covers only the container's own layer, and only on overlay2 over
+xfs with ``pquota``): the root filesystem is read-only and ``/tmp`` a tmpfs within the
+memory bound, so nothing but the workspace and the home grows on the daemon's disk.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from django.conf import settings
 from doce.opencode.runtimes.base import (
     MARKER,
     MAX_AUTH_FILE_BYTES,
+    Layout,
     Runtime,
     RuntimeFailure,
     RuntimeState,
@@ -44,6 +53,8 @@ from doce.opencode.runtimes.config import (
     write_opencode_config,
     write_private,
 )
+from doce.opencode.runtimes.limits import server_limits
+from doce.redaction import redact
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +63,8 @@ CONTAINER_WORKSPACE = "/workspace"
 SERVICE = "opencode"
 COMPOSE_FILE = "compose.yaml"
 NETWORK = "sandbox"
-PIDS_LIMIT = 512
+# Above 0 (doce, its database, dockerd): the kernel's OOM killer takes an agent first.
+OOM_SCORE_ADJ = 500
 AUTH_FILE = ".local/share/opencode/auth.json"  # under the image's home
 # What the docker CLI needs from doce's environment to find its daemon; nothing else.
 _CLI_ENV = (
@@ -97,6 +109,8 @@ def render_compose(spec: ServerSpec, *, port: int) -> dict[str, Any]:
     # Bare name: compose takes the value from its own environment (see _run).
     environment.append("OPENCODE_SERVER_PASSWORD")
     stop_grace = max(1, int(settings.DOCE_OPENCODE_STOP_GRACE * 2))
+    limits = server_limits()
+    tmp_bytes = min(limits.memory_bytes, limits.disk_bytes)
     compose: dict[str, Any] = {
         "name": name,
         "services": {
@@ -148,7 +162,15 @@ def render_compose(spec: ServerSpec, *, port: int) -> dict[str, Any]:
                 "user": settings.DOCE_OPENCODE_IMAGE_USER,
                 "cap_drop": ["ALL"],
                 "security_opt": ["no-new-privileges:true"],
-                "pids_limit": PIDS_LIMIT,
+                # Bounded: memory (no swap on top), processes, CPUs; the OOM killer's
+                # first pick. Only the workspace and the home are writable on disk.
+                "mem_limit": limits.memory_bytes,
+                "memswap_limit": limits.memory_bytes,
+                "pids_limit": limits.pids,
+                "cpus": limits.cpus,
+                "oom_score_adj": OOM_SCORE_ADJ,
+                "read_only": True,
+                "tmpfs": [f"/tmp:size={tmp_bytes},mode=1777"],  # noqa: S108
                 "labels": {
                     "org.doce.server": spec.name,
                 },
@@ -177,6 +199,7 @@ class DockerComposeRuntime(Runtime):
         layout = spec.layout
         layout.prepare()
         write_opencode_config(spec)
+        _hand_over(layout)
         port = free_port()
         compose = render_compose(spec, port=port)
         compose_file = layout.data_dir / COMPOSE_FILE
@@ -229,6 +252,17 @@ class DockerComposeRuntime(Runtime):
         )
         return result.returncode == 0 and result.stdout.strip() == "true"
 
+    def log_tail(self, state: RuntimeState, lines: int = 40) -> str:
+        """The container's output (``docker logs``): the server logs there, not to a file."""
+        if not state.container_name:
+            return ""
+        result = _run(
+            [_docker(), "logs", "--tail", str(lines), state.container_name],
+            timeout=_COMMAND_TIMEOUT,
+            check=False,
+        )
+        return redact((result.stdout + result.stderr).strip())
+
     def auth_file_read(self, state: RuntimeState) -> bytes | None:
         """``docker cp`` (the daemon reads the container's files: nothing runs inside it,
         and a link resolves within the container), as a tar on stdout."""
@@ -266,6 +300,25 @@ class DockerComposeRuntime(Runtime):
         compose_file = str(state.layout.data_dir / COMPOSE_FILE)
         command = [_docker(), "compose", "-p", state.compose_project, "-f", compose_file, *args]
         _run(command, timeout=timeout, password=password)
+
+
+def _hand_over(layout: Layout) -> None:
+    """doce running as root: the workspace and the home files doce wrote go to the
+    image's user, who could not enter them otherwise (mode 0700). doce running as that
+    user (its own image) owns them already."""
+    uid, _, gid = settings.DOCE_OPENCODE_IMAGE_USER.partition(":")
+    if os.geteuid() != 0 or not uid.isdigit():
+        return
+    owner = (int(uid), int(gid) if gid.isdigit() else int(uid))
+    os.lchown(layout.workspace, *owner)
+    os.lchown(layout.workspace / "opencode.json", *owner)
+    for folder in HOME_FILE_FOLDERS:
+        top = layout.home / folder
+        if not top.is_dir() or top.is_symlink():
+            continue
+        for root, dirs, files in os.walk(top):  # doce's own few files; links not followed
+            for name in (root, *(os.path.join(root, entry) for entry in dirs + files)):
+                os.lchown(name, *owner)
 
 
 def _docker() -> str:

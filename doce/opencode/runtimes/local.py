@@ -26,7 +26,7 @@ import psutil
 from django.conf import settings
 
 from doce.opencode import binary as opencode_binary
-from doce.opencode.runtimes import sandbox_plan
+from doce.opencode.runtimes import exits, sandbox_limits, sandbox_plan
 from doce.opencode.runtimes.base import (
     MARKER,
     MAX_AUTH_FILE_BYTES,
@@ -78,8 +78,11 @@ class LocalRuntime(Runtime):
         extra.setdefault("PATH", os.defpath)
         env = server_env(home=str(layout.home.resolve()), password=spec.password, extra=extra)
         command = [str(binary), "serve", "--hostname", "127.0.0.1", "--port", str(port)]
+        sandbox_limits.stop_reason_clear(layout)  # an earlier server's
         if sandbox_plan.enabled():
             command = sandbox_plan.command(spec, binary=binary, port=port, serve=command)
+        else:
+            sandbox_limits.require(sandboxed=False)
         with _open_log(layout.log_file) as log:
             process = subprocess.Popen(
                 command,
@@ -92,7 +95,7 @@ class LocalRuntime(Runtime):
                 close_fds=True,
                 umask=0o077,  # its database, sessions and logs are the user's alone
             )
-        _collect_when_done(process)
+        _collect_when_done(process, data_dir=str(layout.data_dir))
         try:
             started_at = psutil.Process(process.pid).create_time()
         except psutil.NoSuchProcess:
@@ -138,6 +141,9 @@ class LocalRuntime(Runtime):
 
     def is_alive(self, state: RuntimeState) -> bool:
         return _own_process(state) is not None
+
+    def stop_reason(self, state: RuntimeState) -> str:
+        return sandbox_limits.stop_reason(state.layout)
 
     def _listening(self, state: RuntimeState) -> Callable[[], bool]:
         """The server's log says it listens on its port (OpenCode prints ``opencode
@@ -327,18 +333,27 @@ def _reap(pid: int | None, timeout: float = 0) -> None:
                 del _spawned[pid]
 
 
-def _collect_when_done(process: subprocess.Popen) -> None:
+def _collect_when_done(process: subprocess.Popen, *, data_dir: str) -> None:
     """Collect the server's exit status as soon as it exits, in a thread of its own.
     Whoever stops it (this process, a web request or another worker, by pid), only its
-    parent can collect it: left alone it stays a zombie under this process."""
+    parent can collect it: left alone it stays a zombie under this process. The exit is
+    then reported (``exits``): a server that died on its own is seen at once."""
     with _spawned_lock:
         _spawned[process.pid] = process
 
     def wait() -> None:
-        process.wait()
+        returncode = process.wait()
         with _spawned_lock:
             if _spawned.get(process.pid) is process:
                 del _spawned[process.pid]
+        exits.server_exited(
+            exits.ServerExit(
+                runtime=LocalRuntime.name,
+                pid=process.pid,
+                data_dir=data_dir,
+                returncode=returncode,
+            )
+        )
 
     threading.Thread(target=wait, name=f"opencode-{process.pid}-exit", daemon=True).start()
 

@@ -23,11 +23,18 @@ milliseconds, without Django), puts the server inside:
   except the hosts the plan allows. The sandbox cannot change them: it has no
   capability.
 
-bwrap holds the server (``--block-fd``) until the network is set up; if any step fails,
-everything is stopped and the supervisor exits non-zero with one line in the server's
-log (fail closed). The supervisor lives as long as the server: it stops pasta, which does
-not exit by itself when the namespace goes away, and the sandbox dies with it
-(``--die-with-parent``).
+- Bounds (``sandbox_bounds.py``): the held sandbox joins the server's cgroups (memory,
+  processes, CPU) before it may start anything, with rlimits and an OOM score that
+  makes the kernel pick an agent before doce; the supervisor watches the memory bound's
+  OOM kills and the disk the server's files take, and stops the server when either is
+  reached, with one line in the log, a record of why (``sandbox-exit.json``) and an
+  exit code of its own (81 memory, 82 disk).
+
+bwrap holds the server (``--block-fd``) until the network and the bounds are set up; if
+any step fails, everything is stopped and the supervisor exits non-zero (70) with one
+line in the server's log (fail closed). The supervisor lives as long as the server: it
+stops pasta, which does not exit by itself when the namespace goes away, and the sandbox
+dies with it (``--die-with-parent``); then it removes the server's cgroups.
 """
 
 from __future__ import annotations
@@ -44,6 +51,18 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+if __package__:
+    from doce.opencode.runtimes import sandbox_bounds as bounds_lib
+else:  # run as a script (python -I): the file beside this one, without Django
+    import importlib.util
+
+    _spec = importlib.util.spec_from_file_location(
+        "sandbox_bounds", Path(__file__).with_name("sandbox_bounds.py")
+    )
+    bounds_lib = importlib.util.module_from_spec(_spec)
+    sys.modules["sandbox_bounds"] = bounds_lib  # its dataclasses look themselves up
+    _spec.loader.exec_module(bounds_lib)
 
 SANDBOX_UID = 1000
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -78,6 +97,8 @@ class Plan:
     allow_hosts: list[str] = field(default_factory=list)  # addresses past the blocks
     block_networks: list[str] = field(default_factory=list)  # beyond what is found
     tools: dict[str, str] = field(default_factory=dict)  # bwrap, pasta, nsenter, ip
+    name: str = "server"  # names its cgroups
+    bounds: dict | None = None  # sandbox_bounds.Bounds; None: unbounded
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -309,6 +330,9 @@ def _nsenter(plan: Plan, child_pid: int, *, as_root: bool) -> list[str]:
 
 def run(plan: Plan, command: list[str]) -> int:
     as_root = os.geteuid() == 0
+    bounds = bounds_lib.Bounds.from_dict(plan.bounds) if plan.bounds else None
+    if bounds is not None:
+        bounds_lib.exit_record_clear(bounds.exit_file)
     info_r, info_w = os.pipe()
     block_r, block_w = os.pipe()
     env = {**os.environ, "PATH": SANDBOX_PATH}
@@ -317,11 +341,14 @@ def run(plan: Plan, command: list[str]) -> int:
         env=env,
         pass_fds=(info_w, block_r),
         stdin=subprocess.DEVNULL,
+        preexec_fn=_in_sandbox(bounds),  # noqa: PLW1509 (single-threaded until "go")
     )
     os.close(info_w)
     os.close(block_r)
     pasta = None
     child = None
+    group = None
+    disk = None
     stopping = {"signal": False}
 
     def stop(signum, frame) -> None:
@@ -332,11 +359,13 @@ def run(plan: Plan, command: list[str]) -> int:
     try:
         deadline = time.monotonic() + SETUP_TIMEOUT
         child = _read_child_pid(info_r, deadline)
+        if bounds is not None:
+            group = _confine(plan, bounds, child)
         _wait_loopback(child, bwrap, deadline)
         pasta = subprocess.Popen(
             pasta_args(plan, child, as_root=as_root),
             stdin=subprocess.DEVNULL,
-            preexec_fn=_pdeathsig,  # noqa: PLW1509 (single-threaded supervisor)
+            preexec_fn=_pasta_preexec,  # noqa: PLW1509 (single-threaded supervisor)
         )
         gateway = _default_gateway(child, pasta, deadline)
         routes = subprocess.run(
@@ -351,16 +380,31 @@ def run(plan: Plan, command: list[str]) -> int:
         os.write(block_w, b"go")  # the server starts now
         os.close(block_w)
         block_w = -1
+        if bounds is not None and bounds.disk_bytes:
+            disk = bounds_lib.DiskWatch(
+                [plan.workspace, plan.home], bounds.disk_bytes, bounds.disk_check_seconds
+            ).start()
         while bwrap.poll() is None:
             if stopping["signal"]:
                 return _stop(bwrap, child)
+            if group is not None and group.oom_kills():
+                return _bound_stop(bwrap, child, bounds, "memory")
+            if disk is not None and disk.over:
+                return _bound_stop(bwrap, child, bounds, "disk")
             with contextlib.suppress(subprocess.TimeoutExpired):
                 bwrap.wait(timeout=0.2)
-        return bwrap.returncode
+        if group is not None and group.oom_kills():  # the kernel killed the whole group
+            return _bound_stop(bwrap, child, bounds, "memory")
+        if stopping["signal"]:  # bwrap had the same signal (one process group)
+            return 143
+        code = bwrap.returncode
+        return code if code >= 0 else 128 - code  # as a shell reports a signal
     except (SandboxError, OSError, subprocess.SubprocessError, ValueError) as exc:
         print(f"doce sandbox: {exc}; the server was not started.", file=sys.stderr, flush=True)
         return 70
     finally:
+        if disk is not None:
+            disk.stop()
         if block_w >= 0:
             # bwrap lets the server start when the block pipe closes, also without "go":
             # the sandbox must be dead before it does.
@@ -374,6 +418,62 @@ def run(plan: Plan, command: list[str]) -> int:
         if pasta is not None:
             pasta.kill()
             pasta.wait()
+        if group is not None:
+            with contextlib.suppress(OSError):
+                group.remove()
+
+
+def _in_sandbox(bounds):
+    """What bwrap (and so everything in the sandbox) inherits: the rlimits, and an OOM
+    score that makes the kernel's OOM killer take an agent before doce or its
+    database."""
+
+    def preexec() -> None:
+        bounds_lib.oom_score_adj_self()
+        if bounds is not None:
+            bounds_lib.apply_rlimits(bounds)
+
+    return preexec
+
+
+def _pasta_preexec() -> None:
+    _pdeathsig()
+    bounds_lib.oom_score_adj_self()
+
+
+def _confine(plan: Plan, bounds, child: int):
+    """The server's cgroups, with the held child in them (it has started nothing yet).
+    A bound this machine cannot enforce is fatal with DOCE_LIMITS=required; otherwise
+    the server's log says so."""
+    group = bounds_lib.ServerGroup(plan.name, bounds)
+    try:
+        group.create()
+        if group.problems and bounds.required:
+            raise SandboxError(
+                "its bounds cannot be enforced here (DOCE_LIMITS=required): "
+                + "; ".join(group.problems)
+            )
+        group.add(child)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            group.remove()
+        raise
+    for problem in group.problems:
+        print(f"doce sandbox: not enforced here: {problem}", file=sys.stderr, flush=True)
+    return group
+
+
+def _bound_stop(bwrap: subprocess.Popen, child: int, bounds, bound: str) -> int:
+    """A bound was reached: everything in the sandbox goes at once (no grace: the tree
+    is past what it may use), and the log, the exit record and the exit code say why."""
+    message = (bounds_lib.memory_message if bound == "memory" else bounds_lib.disk_message)(bounds)
+    with contextlib.suppress(OSError):
+        os.kill(child, signal.SIGKILL)  # the namespace's init: everything inside goes
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        bwrap.wait(timeout=STOP_GRACE)
+    bounds_lib.exit_record_write(bounds.exit_file, bound=bound, message=message)
+    print(f"doce sandbox: the server was stopped: {message}.", file=sys.stderr, flush=True)
+    return bounds_lib.EXIT_CODES[bound]
 
 
 def _kill_unstarted(bwrap: subprocess.Popen, child: int | None) -> None:

@@ -6,7 +6,9 @@ spec's custom providers), the providers the operator's ``DOCE_OPENCODE_CONFIG``
 declares, its npm mirror (``DOCE_OPENCODE_NPM_REGISTRY``) and ``DOCE_SANDBOX_ALLOW``.
 A loopback one (Ollama on 127.0.0.1:11434) is reached as that same address and port
 inside the sandbox, and only that port; another host of the machine's own networks is
-let past the blocks by address.
+let past the blocks by address. ``doce.endpoints`` decides which may be opened at all:
+a user's endpoint on this machine only if the user is staff or the operator listed it,
+doce's own services never.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import functools
 import ipaddress
 import logging
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +27,8 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
-from doce.opencode.runtimes import sandbox
+from doce import endpoints
+from doce.opencode.runtimes import sandbox, sandbox_limits
 from doce.opencode.runtimes.base import RuntimeFailure, ServerSpec
 from doce.opencode.runtimes.config import load_operator_config
 
@@ -41,7 +43,6 @@ OFF_WARNING = (
     "DOCE_SANDBOX=off: OpenCode servers run unsandboxed, so each project's agent can read "
     "every other project's credentials and doce's own keys. Only for a single trusted user."
 )
-_LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
 # How long a finding of the machine check holds (tools can be installed meanwhile).
 _CHECK_TTL = 60.0
 
@@ -131,11 +132,20 @@ def command(spec: ServerSpec, *, binary: Path, port: int, serve: list[str]) -> l
         allow_loopback_ports=loopback_ports,
         allow_hosts=hosts,
         tools=require(),
+        name=spec.name,
+        bounds=bounds(layout),
     )
     plan_file = layout.data_dir / "sandbox.json"
     plan_file.write_text(plan.to_json())
     plan_file.chmod(0o600)
     return [sys.executable, "-I", sandbox.__file__, str(plan_file), "--", *serve]
+
+
+def bounds(layout) -> dict | None:
+    """The plan's bounds (``sandbox_limits``); DOCE_LIMITS=required refuses here when
+    this machine cannot enforce them all."""
+    sandbox_limits.require()
+    return sandbox_limits.plan_bounds(layout).to_dict()
 
 
 def reach(spec: ServerSpec) -> tuple[set[int], set[str]]:
@@ -145,58 +155,49 @@ def reach(spec: ServerSpec) -> tuple[set[int], set[str]]:
     return set(ports), set(hosts)
 
 
-def _endpoints(spec: ServerSpec, operator: dict[str, Any]) -> list[str]:
-    urls = [provider.base_url for provider in spec.custom_providers]
+#: An endpoint the sandbox is asked to reach: its URL (or ``//host:port``), and whether
+#: whoever named it may open this machine's services (staff, the operator's settings).
+Endpoint = tuple[str, bool]
+
+
+def _endpoints(spec: ServerSpec, operator: dict[str, Any]) -> list[Endpoint]:
+    trusted = bool(getattr(spec, "trusted_endpoints", False))
+    found = [(provider.base_url, trusted) for provider in spec.custom_providers]
     for provider in (operator.get("provider") or {}).values():
         options = provider.get("options") if isinstance(provider, dict) else None
         if isinstance(options, dict) and isinstance(options.get("baseURL"), str):
-            urls.append(options["baseURL"])
+            found.append((options["baseURL"], True))
     if settings.DOCE_OPENCODE_NPM_REGISTRY:  # the operator's npm mirror
-        urls.append(settings.DOCE_OPENCODE_NPM_REGISTRY)
-    return [*urls, *(f"//{entry}" for entry in settings.DOCE_SANDBOX_ALLOW)]
+        found.append((settings.DOCE_OPENCODE_NPM_REGISTRY, True))
+    return [*found, *((f"//{entry}", True) for entry in settings.DOCE_SANDBOX_ALLOW)]
 
 
-def reachable(urls: Iterable[str]) -> tuple[list[int], list[str]]:
-    """Loopback ports and other host addresses the sandbox may reach, from URLs (or
-    ``//host:port``)."""
+def reachable(urls: Iterable[Endpoint | str]) -> tuple[list[int], list[str]]:
+    """Loopback ports and other host addresses the sandbox may reach, from endpoints (a
+    bare URL counts as the operator's). Whatever ``doce.endpoints`` refuses opens
+    nothing, whoever named it: a row written by a script or an old release included."""
     ports: set[int] = set()
     hosts: set[str] = set()
-    for url in urls:
-        parts = urlsplit(url if "//" in url else f"//{url}")
-        try:
-            host, port = parts.hostname, parts.port
-        except ValueError:
+    for item in urls:
+        url, trusted = (item, True) if isinstance(item, str) else item
+        target = endpoints.split(url)
+        if target is None:
             continue
-        if not host:
-            continue
-        port = port or (443 if parts.scheme == "https" else 80)
-        if host in _LOOPBACK_NAMES or _is_loopback(host):
-            ports.add(port)
-        else:
-            hosts.update(_addresses(host))
+        host, port = target
+        addresses = endpoints.resolve(host, port)
+        if host.lower() in endpoints.LOOPBACK_NAMES:
+            addresses = ["127.0.0.1"]
+        for address in addresses:
+            problem = endpoints.address_problem(address, port, trusted=trusted, host=host)
+            if problem:
+                logger.warning("sandbox: not opened: %s", problem)
+                continue
+            ip = ipaddress.ip_address(address)
+            if ip.is_loopback:
+                ports.add(port)
+            elif ip.version == 4 and endpoints.is_local(address):
+                hosts.add(address)  # past the blocks; public ones need nothing
     return sorted(ports), sorted(hosts)
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _addresses(host: str) -> set[str]:
-    """IPv4 addresses of a host on the machine's own networks (the only ones the
-    blocks could stop); public ones need nothing."""
-    try:
-        infos = socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_STREAM)
-    except OSError:
-        return set()
-    found = set()
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if address.is_private or address.is_link_local:
-            found.add(str(address))
-    return found
 
 
 def plugin_files(operator: dict[str, Any]) -> list[str]:

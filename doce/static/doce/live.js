@@ -6,7 +6,8 @@
 //   status "busy" | "idle";
 //   reload the transcript changed otherwise: fetch the server's rendering (htmx).
 // Without EventSource (or JavaScript) nothing here runs: the server-rendered transcript
-// stays, and htmx polls it while the agent works (hx-trigger's [!window.doceLive]).
+// stays, and htmx polls it while the agent works (doce/app.js holds that polling back while
+// window.doceLive; this reload's source is the stream's section, so it is never held).
 (function () {
   "use strict";
   const root = document.querySelector("[data-live-stream]");
@@ -84,7 +85,7 @@
     }
     reloading = true;
     htmx
-      .ajax("GET", transcriptUrl, { target: "#transcript", swap: "outerHTML" })
+      .ajax("GET", transcriptUrl, { source: root, target: "#transcript", swap: "outerHTML" })
       .finally(function () {
         reloading = false;
         const pending = held;

@@ -7,7 +7,8 @@ doce's overhead on top (client construction, serialization, error mapping); the 
 dispose adds to the next prompt; the first and warm prompt round trips; resident memory.
 Then the sandbox's own cost: spawn to healthy of servers started alternately with and
 without the sandbox, and the memory of the sandbox's processes (supervisor, bwrap,
-pasta) beside OpenCode's.
+pasta) beside OpenCode's. ``--compare-bounds`` measures only what the bounds cost
+(docs/sandbox.md, Bounds): sandboxed servers with and without them, alternately.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from unittest import mock
 
 import httpx
 import psutil
@@ -30,7 +32,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.test.utils import override_settings
 
 from doce.opencode import ApiKeyCredential, OpenCodeClient, binary
-from doce.opencode.runtimes import CustomProvider, RuntimeState, ServerSpec
+from doce.opencode.runtimes import CustomProvider, RuntimeState, ServerSpec, sandbox_plan
 from doce.opencode.runtimes.local import LocalRuntime
 from doce.stub_llm import StubLLM
 
@@ -75,8 +77,13 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--iterations", type=int, default=10, help="samples per figure")
         parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+        parser.add_argument(
+            "--compare-bounds",
+            action="store_true",
+            help="only the bounds' cost: sandboxed servers with and without their bounds",
+        )
 
-    def handle(self, *args, iterations: int, json: bool, **options):  # noqa: A002
+    def handle(self, *args, iterations: int, json: bool, compare_bounds: bool, **options):  # noqa: A002
         if iterations < 1:
             raise CommandError("--iterations must be at least 1.")
         if binary.find() is None:
@@ -88,12 +95,18 @@ class Command(BaseCommand):
                 model=f"stub/{stub.model}",
                 password=secrets.token_urlsafe(24),
                 custom_providers=(CustomProvider("stub", "Stub", stub.base_url, [stub.model]),),
+                trusted_endpoints=True,  # the operator's stub LLM on loopback
             )
-            figures = self._run(LocalRuntime(), spec, iterations)
-            figures.update(self._sandbox_cost(spec, Path(folder), iterations))
+            if compare_bounds:
+                figures = self._bounds_cost(spec, Path(folder), iterations)
+            else:
+                figures = self._run(LocalRuntime(), spec, iterations)
+                figures.update(self._sandbox_cost(spec, Path(folder), iterations))
         figures["iterations"] = iterations
         if json:
             self.stdout.write(_dumps(figures))
+        elif compare_bounds:
+            self._print(figures, rows=BOUNDS_ROWS)
         else:
             self._print(figures)
 
@@ -140,6 +153,43 @@ class Command(BaseCommand):
             "plain_start_to_healthy_ms": _median_ms(times["off"]),
             "sandbox_start_cost_ms": round(_median_ms(times["on"]) - _median_ms(times["off"]), 2),
             "sandbox_memory_mb": round(statistics.median(helpers_mb), 1),
+        }
+
+    def _bounds_cost(self, template: ServerSpec, folder: Path, n: int) -> dict:
+        """Spawn to healthy and the memory of the whole server tree once healthy, of
+        sandboxed servers with their bounds (cgroups, rlimits, the disk watch) and
+        without, started alternately (n each, fresh folders)."""
+        runtime = LocalRuntime()
+        times: dict[str, list[float]] = {"on": [], "off": []}
+        memory: dict[str, list[float]] = {"on": [], "off": []}
+        for index in range(n):
+            for mode in ("on", "off") if index % 2 == 0 else ("off", "on"):
+                spec = dataclasses.replace(
+                    template, name=f"bnd-{mode}-{index}", data_dir=folder / f"bnd-{mode}-{index}"
+                )
+                unbounded = mock.patch.object(sandbox_plan, "bounds", lambda layout: None)
+                with (
+                    override_settings(DOCE_SANDBOX="on"),
+                    unbounded if mode == "off" else contextlib.nullcontext(),
+                ):
+                    started = time.perf_counter()
+                    state = runtime.start(spec)
+                try:
+                    runtime.wait_healthy(state, spec.password)
+                    times[mode].append(time.perf_counter() - started)
+                    time.sleep(1)  # let start-up work settle before reading memory
+                    memory[mode].append(_rss_mb(state.pid))
+                finally:
+                    runtime.remove(state)
+        return {
+            "bounded_start_to_healthy_ms": _median_ms(times["on"]),
+            "unbounded_start_to_healthy_ms": _median_ms(times["off"]),
+            "bounds_start_cost_ms": round(_median_ms(times["on"]) - _median_ms(times["off"]), 2),
+            "bounded_server_rss_mb": round(statistics.median(memory["on"]), 1),
+            "unbounded_server_rss_mb": round(statistics.median(memory["off"]), 1),
+            "bounds_memory_mb": round(
+                statistics.median(memory["on"]) - statistics.median(memory["off"]), 1
+            ),
         }
 
     def _injection(self, runtime: LocalRuntime, state: RuntimeState, password: str, n: int):
@@ -218,8 +268,8 @@ class Command(BaseCommand):
             ),
         }
 
-    def _print(self, figures: dict) -> None:
-        rows = [
+    def _print(self, figures: dict, rows: list | None = None) -> None:
+        rows = rows or [
             ("start to healthy", "start_to_healthy_ms", "ms"),
             ("PUT /auth, OpenCode's own (bare http.client)", "put_auth_opencode_ms", "ms"),
             ("PUT /auth through doce's client", "inject_through_doce_ms", "ms"),
@@ -246,6 +296,16 @@ class Command(BaseCommand):
         self.stdout.write(f"OpenCode benchmark (medians of {figures['iterations']} samples)")
         for label, key, unit in rows:
             self.stdout.write(f"  {label:<52} {figures[key]:>10} {unit}")
+
+
+BOUNDS_ROWS = [
+    ("bounded: start to healthy", "bounded_start_to_healthy_ms", "ms"),
+    ("unbounded: start to healthy", "unbounded_start_to_healthy_ms", "ms"),
+    ("  the bounds' start-up cost", "bounds_start_cost_ms", "ms"),
+    ("bounded: server tree's resident memory", "bounded_server_rss_mb", "MB"),
+    ("unbounded: server tree's resident memory", "unbounded_server_rss_mb", "MB"),
+    ("  the bounds' memory", "bounds_memory_mb", "MB"),
+]
 
 
 def _dumps(value: object) -> str:

@@ -465,7 +465,10 @@ class Command(BaseCommand):
         projects at once are N users' projects, each within its own per-user bound."""
         while len(self.users) <= index:
             user = get_user_model().objects.create_user(
-                username=f"bench-{secrets.token_hex(4)}", password=secrets.token_urlsafe(16)
+                username=f"bench-{secrets.token_hex(4)}",
+                password=secrets.token_urlsafe(16),
+                # The operator's own: its stub LLM on loopback may be named (doce.endpoints).
+                is_staff=True,
             )
             self.users.append(user)
             self.connections.append(

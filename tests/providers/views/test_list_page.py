@@ -106,6 +106,41 @@ def test_not_verified_keys_are_marked(alice, alice_client):
     assert "Not verified" in html and "Anthropic could not be reached" in html
 
 
+def badges(html: str) -> dict[str, str]:
+    """provider id -> the one state label its row shows."""
+    found = {}
+    for item in re.findall(r'<li class="connection".*?</li>', html, re.S):
+        provider = re.search(r'data-provider-id="([^"]+)"', item).group(1)
+        labels = re.findall(r"<span class=\"badge[^\"]*\"[^>]*>([^<]+)</span>", item)
+        assert len(labels) == 1, labels  # one state per connection, never two
+        found[provider] = labels[0]
+    return found
+
+
+def test_one_truthful_state_per_connection(alice, alice_client, provider_api):
+    from providers.validation import UNVERIFIED, KeyCheck
+
+    accepted = services.connection_create(user=alice, provider_id="openai", api_key=new_key())
+    services.connection_verify(connection=accepted)  # the stub accepts it
+    offline = services.connection_create(user=alice, provider_id="openrouter", api_key=new_key())
+    services.connection_record_check(
+        connection=offline, check=KeyCheck(UNVERIFIED, "OpenRouter could not be reached")
+    )
+    services.connection_create(user=alice, provider_id="anthropic", api_key=new_key())
+    html = alice_client.get(URL).content.decode()
+    assert badges(html) == {
+        "openai": "Connected",  # the provider accepted the key
+        "openrouter": "Not checked",  # offline: the check could not reach it
+        "anthropic": "Not checked",  # saved without a check
+    }
+    assert rows(html) == dict.fromkeys(("openai", "openrouter", "anthropic"), "connected")
+    assert "data-not-verified" in html and "OpenRouter could not be reached" in html
+
+    # A new key is not the key the provider accepted.
+    services.connection_update(connection=accepted, api_key=new_key())
+    assert badges(alice_client.get(URL).content.decode())["openai"] == "Not checked"
+
+
 def test_only_the_users_own_connections(alice, bob, alice_client):
     services.connection_create(user=bob, provider_id="groq", api_key=new_key("gsk_"))
     services.connection_create(user=alice, provider_id="anthropic", api_key=new_key())

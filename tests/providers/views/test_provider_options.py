@@ -12,7 +12,7 @@ from django.test import Client
 
 from providers import services
 from providers.catalog import catalog_store
-from providers.models import ProviderConnection
+from providers.models import AuditEvent, ProviderConnection
 from tests.providers.conftest import new_key, raw_connection_value
 from tests.providers.test_provider_options import (
     ACCESS_KEY_ID,
@@ -86,9 +86,32 @@ def test_azure_asks_for_its_resource_name_once_and_stores_it_as_an_option(
     # The edit page shows the name, not the key; an empty key keeps it.
     html = alice_client.get(url("azure")).content.decode()
     assert 'value="my-models"' in html and key not in html and "leave empty to keep it" in html
-    alice_client.post(url("azure"), {"api_key": "", "resourceName": "other-models"})
+    alice_client.post(url("azure"), {"api_key": "", "resourceName": "my-models"})
     connection.refresh_from_db()
-    assert connection.options == {"resourceName": "other-models"} and connection.api_key == key
+    assert connection.options == {"resourceName": "my-models"} and connection.api_key == key
+
+
+def test_a_new_azure_resource_name_needs_the_key_typed_again(alice, alice_client, option_catalog):
+    # The resource name is the host the key goes to (https://NAME.openai.azure.com): the
+    # stored key never follows it to another resource.
+    key = new_key("az-")
+    alice_client.post(url("azure"), {"api_key": key, "resourceName": "my-models"})
+    html = alice_client.get(url("azure")).content.decode()
+    assert "Changing it forgets the stored key" in html  # said next to the field
+    response = alice_client.post(url("azure"), {"api_key": "", "resourceName": "other-models"})
+    assert response.status_code == 200
+    assert "Azure resource name changed: enter the key again" in response.content.decode()
+    connection = ProviderConnection.objects.get(user=alice, provider_id="azure")
+    assert connection.options == {"resourceName": "my-models"} and connection.api_key == key
+
+    other = new_key("az-")
+    response = alice_client.post(url("azure"), {"api_key": other, "resourceName": "other-models"})
+    assert response.status_code == 302
+    connection.refresh_from_db()
+    assert connection.options == {"resourceName": "other-models"} and connection.api_key == other
+    event = AuditEvent.objects.get(action=AuditEvent.Action.ENDPOINT_MOVED)
+    assert event.detail["options"] == {"resourceName": ["my-models", "other-models"]}
+    assert event.detail["retyped"] == ["api_key", "secret_options"] and key not in str(event.detail)
 
 
 def test_bad_or_non_ascii_values_are_form_errors(alice, alice_client, option_catalog):

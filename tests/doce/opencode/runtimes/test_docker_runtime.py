@@ -12,6 +12,7 @@ import yaml
 from doce.opencode.runtimes import RuntimeFailure, RuntimeStatus, get_runtime
 from doce.opencode.runtimes.base import MAX_AUTH_FILE_BYTES
 from doce.opencode.runtimes.docker import DockerComposeRuntime, render_compose
+from doce.opencode.runtimes.limits import server_limits
 
 
 @pytest.fixture
@@ -78,7 +79,15 @@ def test_up_renders_a_valid_compose_file_and_runs_compose(
     assert service["user"] == "1000:1000"
     assert service["cap_drop"] == ["ALL"]
     assert service["security_opt"] == ["no-new-privileges:true"]
-    assert service["pids_limit"] > 0
+    # Bounded as limits.server_limits() says (tests/settings.py leaves them to the machine).
+    limits = server_limits()
+    assert service["mem_limit"] == service["memswap_limit"] == limits.memory_bytes
+    assert service["pids_limit"] == limits.pids and service["cpus"] == limits.cpus
+    assert service["oom_score_adj"] > 0
+    assert service["read_only"] is True
+    assert service["tmpfs"] == [
+        f"/tmp:size={min(limits.memory_bytes, limits.disk_bytes)},mode=1777"
+    ]
     assert "docker.sock" not in text and "privileged" not in service
     assert "extra_hosts" not in service
     assert service["networks"] == ["sandbox"]
@@ -90,6 +99,11 @@ def test_up_renders_a_valid_compose_file_and_runs_compose(
     assert config["model"] == "stub/stub-model"
     assert state.container_name == "doce_42_opencode" and state.directory == "/workspace"
     assert state.base_url == f"http://127.0.0.1:{state.port}"
+    if os.geteuid() == 0:  # doce as root hands the workspace to the image's user
+        assert (spec.layout.workspace.stat().st_uid, spec.layout.workspace.stat().st_gid) == (
+            1000,
+            1000,
+        )
 
 
 def test_the_docker_host_is_reachable_only_when_an_endpoint_names_it(runtime, make_spec):

@@ -153,3 +153,34 @@ def test_a_machine_without_user_namespaces_is_refused_with_one_line(settings, tm
     assert failure.value.retryable is False
     assert "allow unprivileged user namespaces" in failure.value.message
     assert "\n" not in failure.value.message
+
+
+def test_the_sandbox_opens_only_what_the_endpoint_rule_allows(settings):
+    """Defence in depth (doce.endpoints): whatever a row says, doce's services stay
+    closed, and a user's endpoint on the machine opens only for staff or when listed."""
+    settings.DOCE_ENDPOINT_ALLOW = ["127.0.0.1:9100"]
+    settings.DOCE_PORT = 8000
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:6379/0"
+    settings.DOCE_SANDBOX_ALLOW = ["127.0.0.1:6379"]  # even the operator's own setting
+    ports = (6379, 8000, 21000, 11434, 9100)
+    users = [(f"http://127.0.0.1:{port}/v1", False) for port in ports]
+    staff = [(url, True) for url, _ in users]
+    assert sandbox_plan.reachable(users) == ([9100], [])
+    assert sandbox_plan.reachable(staff) == ([9100, 11434], [])
+    assert sandbox_plan.reachable([("//127.0.0.1:6379", True)]) == ([], [])
+    lan = "http://10.20.30.40:8000/v1"
+    assert sandbox_plan.reachable([(lan, False)]) == ([], [])
+    assert sandbox_plan.reachable([(lan, True)]) == ([], ["10.20.30.40"])
+
+
+def test_a_specs_endpoints_carry_whether_their_owner_is_trusted(settings):
+    settings.DOCE_SANDBOX_ALLOW = []
+    settings.DOCE_OPENCODE_NPM_REGISTRY = ""
+    settings.DOCE_ENDPOINT_ALLOW = []
+    provider = CustomProvider("o", "O", "http://127.0.0.1:11434/v1")
+    for trusted in (False, True):
+        spec = type("Spec", (), {"custom_providers": [provider], "trusted_endpoints": trusted})
+        assert sandbox_plan._endpoints(spec, {}) == [("http://127.0.0.1:11434/v1", trusted)]
+        assert sandbox_plan.reachable(sandbox_plan._endpoints(spec, {}))[0] == (
+            [11434] if trusted else []
+        )

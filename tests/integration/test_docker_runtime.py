@@ -1,0 +1,412 @@
+"""The docker runtime against a real Docker daemon: the compose file doce renders, run
+by ``docker compose``, holds the agent in.
+
+One daemon and one image for the session (tests/integration/dockerd.py: a dockerd of
+the tests' own, an image built from a locally made Debian base, no registry). Alice's
+and Bob's servers run as the runtime starts them; their stub LLMs listen on the
+daemon's bridge address and are named ``host.docker.internal`` in their endpoints, as
+a user's model server on the Docker host would be. Bob's agent, through its own bash
+tool, tries to read Alice's files and to connect to her server, doce's services and
+the host's; the bounds are tried from inside his container with ``docker exec`` (the
+container's user, capabilities and cgroup, as his agent's shell has them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+from django.conf import settings
+from django.test import override_settings
+
+from doce.opencode import ApiKeyCredential
+from doce.opencode.runtimes import CustomProvider, RuntimeState, ServerSpec
+from doce.opencode.runtimes.config import HOME_FILE_FOLDERS
+from doce.opencode.runtimes.docker import DockerComposeRuntime
+from doce.opencode.runtimes.limits import MIB
+from doce.stub_llm import StubLLM
+from tests.integration import dockerd
+from tests.integration.conftest import wait_for
+
+pytestmark = pytest.mark.integration
+
+ALICE_KEY = "sk-alice-" + "a1" * 16
+BOB_KEY = "sk-bob-" + "b2" * 16
+MEMORY_MB = 768
+PIDS = 128
+CPUS = 1.0
+DISK_MB = 256
+BOUNDS = {
+    "DOCE_SERVER_MEMORY_LIMIT_MB": str(MEMORY_MB),
+    "DOCE_SERVER_PIDS_LIMIT": str(PIDS),
+    "DOCE_SERVER_CPUS": str(CPUS),
+    "DOCE_SERVER_DISK_LIMIT_MB": str(DISK_MB),
+}
+
+
+@pytest.fixture(scope="session")
+def docker_daemon():
+    """The daemon; afterwards the host's firewall and forwarding are as they were."""
+    if os.geteuid() != 0 and not os.environ.get("CI"):
+        pytest.skip("the tests' own Docker daemon needs root (CI runs these as root)")
+    before = dockerd.firewall()
+    with dockerd.running_daemon() as daemon:
+        yield daemon
+    after = dockerd.firewall()
+    assert after == before, {key: (before[key], after[key]) for key in before}
+
+
+@dataclass
+class Server:
+    runtime: DockerComposeRuntime
+    spec: ServerSpec
+    state: RuntimeState
+    stub: StubLLM
+
+    def client(self):
+        return self.runtime.client(self.state, self.spec.password)
+
+    def inspect(self) -> dict:
+        return json.loads(_docker("inspect", self.state.container_name).stdout)[0]
+
+    def address(self) -> tuple[str, str]:
+        """The container's address and its network's gateway."""
+        (network,) = self.inspect()["NetworkSettings"]["Networks"].values()
+        return network["IPAddress"], network["Gateway"]
+
+
+_daemon: dockerd.Daemon | None = None
+
+
+def _docker(*args: str, timeout: float = 120, check: bool = True):
+    assert _daemon is not None
+    return _daemon.docker(*args, timeout=timeout, check=check)
+
+
+@pytest.fixture(scope="module")
+def docker_settings(docker_daemon):
+    """doce pointed at the daemon: its CLI's environment, the image, the bounds."""
+    global _daemon
+    _daemon = docker_daemon
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in docker_daemon.env.items():
+            patch.setenv(name, value)
+        patch.delenv("DOCKER_CONTEXT", raising=False)
+        with override_settings(
+            DOCE_RUNTIME="docker",
+            DOCE_OPENCODE_IMAGE=docker_daemon.image,
+            DOCE_OPENCODE_IMAGE_BIN=dockerd.IMAGE_BIN,
+            DOCE_OPENCODE_IMAGE_HOME=dockerd.IMAGE_HOME,
+            DOCE_OPENCODE_IMAGE_USER=dockerd.IMAGE_USER,
+            **BOUNDS,
+        ):
+            yield docker_daemon
+
+
+def _start(name: str, data_dir: Path, stub: StubLLM, key: str) -> Server:
+    """A server as the runtime starts one, healthy, with its user's key injected."""
+    endpoint = f"http://host.docker.internal:{stub.port}/v1"
+    spec = ServerSpec(
+        name=name,
+        data_dir=data_dir,
+        model=f"stub/{stub.model}",
+        password=secrets.token_urlsafe(24),
+        custom_providers=(CustomProvider("stub", "Stub", endpoint, [stub.model]),),
+    )
+    runtime = DockerComposeRuntime()
+    state = runtime.start(spec)
+    server = Server(runtime, spec, state, stub)
+    try:
+        runtime.wait_healthy(state, spec.password)
+        with server.client() as client:
+            client.set_auth("stub", ApiKeyCredential(key))
+    except BaseException:
+        runtime.remove(state)
+        raise
+    return server
+
+
+@pytest.fixture(scope="module")
+def alice(docker_settings, tmp_path_factory):
+    with StubLLM(host=dockerd.GATEWAY, reply="Alice's site is ready.") as stub:
+        server = _start("alice", tmp_path_factory.mktemp("alice"), stub, ALICE_KEY)
+        try:
+            yield server
+        finally:
+            server.runtime.remove(server.state)
+
+
+@pytest.fixture(scope="module")
+def bob(docker_settings, tmp_path_factory):
+    with StubLLM(host=dockerd.GATEWAY, reply="Done.", commands={"attack": "true"}) as stub:
+        server = _start("bob", tmp_path_factory.mktemp("bob"), stub, BOB_KEY)
+        try:
+            yield server
+        finally:
+            server.runtime.remove(server.state)
+
+
+def _prompt(server: Server, text: str) -> None:
+    with server.client() as client:
+        session = client.session_create(title="docker")["id"]
+        client.prompt(session, text)
+
+
+def _host_address() -> str:
+    """This machine's own IPv4 address on a network (not loopback, not a bridge of ours)."""
+    for name, addresses in psutil.net_if_addrs().items():
+        for address in addresses:
+            if (
+                address.family == socket.AF_INET
+                and not address.address.startswith("127.")
+                and name != dockerd.BRIDGE
+                and not name.startswith(("br-", "veth", "docker"))
+            ):
+                return address.address
+    raise AssertionError("this machine has no network address besides loopback")
+
+
+@pytest.fixture
+def listening():
+    """Listening sockets standing for host services: ``listening(host)`` -> port."""
+    sockets = []
+
+    def listen(host: str) -> int:
+        sock = socket.socket()
+        sock.bind((host, 0))
+        sock.listen(8)
+        sockets.append(sock)
+        return sock.getsockname()[1]
+
+    yield listen
+    for sock in sockets:
+        sock.close()
+
+
+_PROBE = """
+import errno, json, socket, sys
+found = {}
+for label, host, port in json.loads(sys.argv[1]):
+    s = socket.socket(); s.settimeout(2)
+    try:
+        s.connect((host, port)); found[label] = "OPEN"
+    except Exception as e:
+        found[label] = errno.errorcode.get(getattr(e, "errno", None), type(e).__name__)
+    finally:
+        s.close()
+print(json.dumps(found))
+"""
+
+
+def _probe_from(server: Server, targets: dict[str, tuple[str, int]]) -> dict[str, str]:
+    listing = json.dumps([[label, host, port] for label, (host, port) in targets.items()])
+    result = _docker("exec", server.state.container_name, "python3", "-c", _PROBE, listing)
+    return json.loads(result.stdout)
+
+
+def _attack_script(alice: Server, targets: dict[str, tuple[str, int]]) -> str:
+    """A bash command running a python3 script (as an injected agent would) that prints
+    what it could read and which ports answered."""
+    alice_files = [  # her files and doce's, by their host paths; the Docker socket
+        str(alice.spec.layout.workspace / "opencode.json"),
+        str(alice.spec.layout.data_dir / "compose.yaml"),
+        str(Path(settings.DOCE_DATA_DIR) / "encryption_keys"),
+        str(settings.BASE_DIR / "manage.py"),
+        "/var/run/docker.sock",
+        "/run/docker.sock",
+    ]
+    program = f"""
+import glob, json, os, socket, subprocess
+def read(path):
+    try:
+        with open(path, "rb") as f: return f.read(4000).decode("latin-1")
+    except Exception as e: return "DENIED " + type(e).__name__
+for path in {alice_files!r}:
+    print("read", path, read(path))
+print("env of every process:")
+for path in glob.glob("/proc/[0-9]*/environ"):
+    print(path, read(path).replace(chr(0), " "))
+found = subprocess.run(["find", "/", "-xdev", "-name", "auth.json"],
+                       capture_output=True, text=True).stdout.split()
+print("auth files found:", found)
+for path in found:
+    print("auth file", path, read(path))
+status = open("/proc/self/status").read()
+print("identity", os.getuid(),
+      [l for l in status.splitlines() if l.startswith(("CapEff", "NoNewPrivs"))])
+for label, (host, port) in {targets!r}.items():
+    s = socket.socket(); s.settimeout(2)
+    try:
+        s.connect((host, port)); print("CONNECT", label, host, port, "OPEN")
+    except Exception as e:
+        print("CONNECT", label, host, port, "CLOSED", type(e).__name__)
+    finally:
+        s.close()
+with open("written-by-bob.txt", "w") as f: f.write("bob was here")
+print("wrote in own workspace")
+"""
+    return "python3 - <<'PYEOF'\n" + program + "\nPYEOF"
+
+
+def test_the_container_is_bounded_and_sealed(bob):
+    """What the daemon was told, and what a process inside sees."""
+    host_config = bob.inspect()["HostConfig"]
+    assert host_config["Memory"] == MEMORY_MB * MIB
+    assert host_config["MemorySwap"] == MEMORY_MB * MIB  # no swap on top
+    assert host_config["PidsLimit"] == PIDS
+    assert host_config["NanoCpus"] == int(CPUS * 1e9)
+    assert host_config["OomScoreAdj"] > 0
+    assert host_config["CapDrop"] == ["ALL"] and not host_config["CapAdd"]
+    assert host_config["SecurityOpt"] == ["no-new-privileges:true"]
+    assert host_config["Privileged"] is False
+    assert host_config["ReadonlyRootfs"] is True
+    assert host_config["PortBindings"] == {
+        "4096/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(bob.state.port)}]
+    }
+    mounts = {mount["Destination"]: mount["Source"] for mount in bob.inspect()["Mounts"]}
+    own = {"/workspace", dockerd.IMAGE_HOME}
+    own |= {f"{dockerd.IMAGE_HOME}/{folder}" for folder in HOME_FILE_FOLDERS}
+    assert set(mounts) <= own, mounts  # no Docker socket, nothing of doce's
+    assert mounts["/workspace"] == str(bob.spec.layout.workspace.resolve())
+    assert host_config["Tmpfs"] == {"/tmp": f"size={DISK_MB * MIB},mode=1777"}
+
+    inside = _docker(
+        "exec",
+        bob.state.container_name,
+        "sh",
+        "-c",
+        "id -u; grep -E '^(CapEff|NoNewPrivs)' /proc/self/status; cat /proc/self/oom_score_adj;"
+        " touch /usr/x 2>&1; df -k /tmp | tail -1",
+    ).stdout
+    lines = inside.splitlines()
+    assert lines[0] == "1000"
+    assert "CapEff:\t0000000000000000" in lines
+    assert "NoNewPrivs:\t1" in lines
+    assert int(lines[3]) > 0, inside  # the OOM killer's first pick
+    assert "Read-only file system" in inside
+    assert int(lines[-1].split()[1]) * 1024 <= DISK_MB * MIB  # /tmp: bounded tmpfs
+
+
+def test_bobs_agent_reaches_only_its_own_llm(alice, bob, listening):
+    """Bob's agent's shell cannot read Alice's files or reach her server, doce's
+    services or the host's loopback; a prompt reaches each user's own stub LLM with
+    their own key."""
+    _prompt(alice, "Build Alice's bakery site")
+    assert alice.stub.authorizations()[-1] == f"Bearer {ALICE_KEY}"
+
+    alice_ip, _ = alice.address()
+    _, bob_gateway = bob.address()
+    web = listening("127.0.0.1")  # doce's web port, say
+    targets = {"bob-llm": (dockerd.GATEWAY, bob.stub.port)}
+    for via, host in (("loopback", "127.0.0.1"), ("gateway", bob_gateway)):
+        for what, port in (
+            ("alice-opencode", alice.state.port),
+            ("doce-web", web),
+            ("postgresql", 5432),
+            ("redis", 6379),
+        ):
+            targets[f"{what}-{via}"] = (host, port)
+    for what, port in (
+        ("alice-opencode", alice.state.port),
+        ("doce-web", web),
+        ("postgresql", 5432),
+        ("redis", 6379),
+    ):
+        targets[f"{what}-host-gateway"] = (dockerd.GATEWAY, port)
+    targets["alice-container"] = (alice_ip, 4096)
+    bob.stub.commands["attack"] = _attack_script(alice, targets)
+
+    _prompt(bob, "Please [[attack]]")
+    outputs = wait_for(bob.stub.tool_outputs, timeout=120, what="Bob's tool call's output")
+    output = "\n".join(outputs)
+    assert "output truncated" not in output, output[:3000]
+    assert "wrote in own workspace" in output, output[:3000]
+    for line in output.splitlines():
+        if line.startswith("read "):
+            assert " DENIED " in line, line
+    assert "identity 1000 ['CapEff:\\t0000000000000000', 'NoNewPrivs:\\t1']" in output
+    leaked = [
+        name
+        for name, value in {
+            "Alice's key": ALICE_KEY,
+            "Alice's server password": alice.spec.password,
+        }.items()
+        if value in output
+    ]
+    assert leaked == [], f"{leaked} reached Bob's agent:\n{output[:3000]}"
+    for label in targets:
+        assert f"CONNECT {label} " in output, output[:3000]
+    opened = [
+        line.split()[1]
+        for line in output.splitlines()
+        if line.startswith("CONNECT") and line.endswith(" OPEN")
+    ]
+    assert opened == ["bob-llm"], output[:3000]
+    # Only his own container's processes: init, his server, the tool's shell.
+    environ_lines = [line for line in output.splitlines() if line.startswith("/proc/")]
+    assert 0 < len(environ_lines) <= 8, environ_lines
+    written = bob.spec.layout.workspace / "written-by-bob.txt"
+    assert written.read_text() == "bob was here"
+    assert bob.stub.authorizations()[-1] == f"Bearer {BOB_KEY}"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="docker runs no firewall for the host: a service listening on the host's own "
+    "addresses (not loopback) answers containers; docs/sandbox.md, In containers",
+)
+def test_services_on_the_hosts_own_addresses_are_unreachable(bob, listening):
+    host = _host_address()
+    found = _probe_from(bob, {"host-service": (host, listening(host))})
+    assert found["host-service"] != "OPEN", found
+
+
+def test_forking_beyond_the_pids_bound_fails(bob):
+    """Forks stop at the bound (threads count too); the server stays up."""
+    fork = f"""
+import os
+r, w = os.pipe()
+children = 0
+try:
+    for _ in range({2 * PIDS}):
+        if os.fork() == 0:
+            os.close(w); os.read(r, 1); os._exit(0)
+        children += 1
+    print("FORKED ALL", children)
+except OSError as e:
+    print("FORK FAILED", children, e.errno)
+os.close(w)
+for _ in range(children):
+    os.wait()
+"""
+    result = _docker("exec", bob.state.container_name, "python3", "-c", fork)
+    words = result.stdout.split()
+    assert words[:2] == ["FORK", "FAILED"], result.stdout
+    assert 0 < int(words[2]) < PIDS
+    with bob.client() as client:
+        assert client.health()["healthy"] is True
+
+
+def test_allocating_beyond_the_memory_bound_is_killed(bob):
+    """The kernel's OOM killer stops the allocation at the bound, inside the container's
+    cgroup. It takes the largest process there: the allocator, or the server itself when
+    that is larger (the server then has crashed, and doce restarts it). Runs last."""
+    allocate = (
+        "chunks = []\n"
+        f"for step in range({2 * MEMORY_MB // 64}):\n"
+        "    chunks.append(b'x' * (64 << 20)); print(step, flush=True)\n"
+        "print('ALLOCATED ALL')\n"
+    )
+    result = _docker("exec", bob.state.container_name, "python3", "-c", allocate, check=False)
+    assert result.returncode == 137, (result.returncode, result.stdout[-500:], result.stderr)
+    assert "ALLOCATED ALL" not in result.stdout
+    reached = (int(result.stdout.split()[-1]) + 1) * 64 if result.stdout.split() else 0
+    assert reached < MEMORY_MB, reached
+    # Docker saw the container's cgroup run out of memory (the kernel's OOM event).
+    assert wait_for(lambda: bob.inspect()["State"]["OOMKilled"], timeout=30, what="OOMKilled")
