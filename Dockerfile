@@ -40,7 +40,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 # OpenCode's agent uses git (snapshots) and ripgrep (file search); without rg on PATH it
 # would download one at run time. Every OpenCode server runs in a sandbox made with
-# bubblewrap and pasta (passt), whose routes are set with iproute2 and nsenter.
+# bubblewrap and pasta (passt), whose routes are set with iproute2 and nsenter; with the
+# docker runtime, each project's "net" service sets its routes with this image's iproute2.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends git ripgrep \
        bubblewrap passt iproute2 util-linux \

@@ -587,6 +587,19 @@ for _name, _value, _least in (
 ):
     if _value < _least:
         raise ImproperlyConfigured(f"{_name}={_value}: use a whole number of at least {_least}.")
+# Monthly budgets (docs/usage.md): the default for every user, in tokens and/or US
+# dollars; empty: none. An override per user in the admin or `manage.py set_budget`.
+DOCE_BUDGET_TOKENS = env.str("DOCE_BUDGET_TOKENS", default="")
+DOCE_BUDGET_USD = env.str("DOCE_BUDGET_USD", default="")
+for _name in ("DOCE_BUDGET_TOKENS", "DOCE_BUDGET_USD"):
+    _value = globals()[_name].strip()
+    try:
+        if _value and float(_value) < 0:
+            raise ValueError
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"{_name}={_value!r}: use a number of at least 0, or leave it empty."
+        ) from None
 # The warm pool (docs/warm-pool.md): OpenCode servers started ahead of demand, each
 # counted as a server; a new project takes a ready one. Unset: sized to memory (a quarter
 # of DOCE_MAX_SERVERS' bound, at most 2); 0: no pool.

@@ -39,5 +39,6 @@ urlpatterns = [
     ),
     path("settings/", include("providers.urls")),
     path("projects/", include("projects.urls")),
+    path("usage/", include("projects.usage_urls")),
     path("admin/", admin.site.urls),
 ]

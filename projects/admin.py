@@ -1,10 +1,15 @@
 """Projects and their pipeline jobs in the admin, with the operator's actions: retry a
-failed pipeline, cancel queued work. The warm pool's servers, read-only."""
+failed pipeline, cancel queued work. The warm pool's servers, read-only. Everyone's usage
+(read-only, with totals and a CSV) and the users' monthly budgets (docs/usage.md)."""
 
 from django.contrib import admin, messages
+from django.http import StreamingHttpResponse
+from django.utils import timezone
 
+from doce.admin import ReadOnlyAdminMixin
 from projects import services as project_services
-from projects.models import PooledServer, Project
+from projects import usage
+from projects.models import Budget, PooledServer, Project, Usage
 from queue_jobs.models import ACTIVE_STATES, Job, JobState
 from queue_jobs.pipeline import PipelineBusy, jobs_cancel
 
@@ -120,3 +125,107 @@ class PooledServerAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+USAGE_CSV_HEADER = [
+    "date",
+    "time",
+    "user",
+    "project",
+    "provider",
+    "model",
+    "credential",
+    "input_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cost",
+    "priced",
+]
+
+
+@admin.register(Usage)
+class UsageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """One row per reply of an agent, everyone's; the list's totals follow its filters."""
+
+    list_display = (
+        "created_at",
+        "user",
+        "project_name",
+        "provider_id",
+        "model_id",
+        "credential",
+        "input_tokens",
+        "output_tokens",
+        "reasoning_tokens",
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "cost_shown",
+    )
+    list_filter = ("user", "provider_id", "model_id", "priced", "created_at")
+    date_hierarchy = "created_at"
+    search_fields = ("user__username", "project_name", "provider_id", "model_id")
+    list_select_related = ("user",)
+    actions = ["export_csv"]
+
+    @admin.display(description="cost", ordering="cost")
+    def cost_shown(self, obj: Usage) -> str:
+        return f"${obj.cost:.4f}" if obj.priced else "no price"
+
+    def changelist_view(self, request, extra_context=None):
+        response = super().changelist_view(request, extra_context)
+        changelist = getattr(response, "context_data", {}).get("cl")
+        if changelist is not None:  # not a redirect or an action's answer
+            response.context_data["usage_totals"] = usage.usage_totals(changelist.queryset)
+        return response
+
+    @admin.action(description="Export the selected usage as CSV")
+    def export_csv(self, request, queryset):
+        rows = queryset.select_related("user").order_by("created_at").iterator(chunk_size=2000)
+        response = StreamingHttpResponse(
+            usage.csv_lines(USAGE_CSV_HEADER, (_usage_csv_row(row) for row in rows)),
+            content_type="text/csv; charset=utf-8",
+        )
+        response["Content-Disposition"] = 'attachment; filename="doce-usage.csv"'
+        return response
+
+
+def _usage_csv_row(row: Usage) -> list:
+    when = timezone.localtime(row.created_at)
+    return [
+        when.date().isoformat(),
+        when.time().isoformat(timespec="seconds"),
+        row.user.get_username(),
+        row.project_name,
+        row.provider_id,
+        row.model_id,
+        row.credential,
+        row.input_tokens,
+        row.output_tokens,
+        row.reasoning_tokens,
+        row.cache_read_tokens,
+        row.cache_write_tokens,
+        row.cost,
+        "yes" if row.priced else "no",
+    ]
+
+
+@admin.register(Budget)
+class BudgetAdmin(admin.ModelAdmin):
+    """A user's monthly budget, instead of the default (DOCE_BUDGET_TOKENS,
+    DOCE_BUDGET_USD); an empty field: no bound of that kind. Also `manage.py set_budget`."""
+
+    list_display = ("user", "tokens", "usd", "updated_at")
+    search_fields = ("user__username",)
+    autocomplete_fields = ("user",)
+    list_select_related = ("user",)
+    fields = ("user", "tokens", "usd")
+
+    help_texts = {
+        "tokens": "Tokens a month (every kind, cache reads included). Empty: no token bound.",
+        "usd": "US dollars a month. Empty: no cost bound.",
+    }
+
+    def get_form(self, request, obj=None, **kwargs):
+        return super().get_form(request, obj, help_texts=self.help_texts, **kwargs)

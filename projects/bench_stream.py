@@ -9,6 +9,7 @@ the hub's one upstream subscription -> the viewer's queue -> uvicorn -> the clie
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import secrets
@@ -31,6 +32,7 @@ from doce.opencode.events import abort_response
 from doce.stub_llm import StubLLM
 from projects import services
 from projects.models import Project
+from projects.recorder import Recorder
 from providers.services import connection_create
 
 STUB_KEY_PREFIX = "sk-bench-stream-"
@@ -259,3 +261,42 @@ def summary(values: list[float]) -> dict[str, float]:
         "p95_ms": percentile(values, 0.95) * 1000,
         "max_ms": max(values) * 1000,
     }
+
+
+class Recording:
+    """A recorder (projects.recorder) in a thread of this process, following the project
+    it is told to (``follow(pk)``; None: none), and waiting until it does."""
+
+    def __init__(self) -> None:
+        self.wanted: set[int] = set()
+        self.recorder = None
+        self._stop = None
+        self._loop = None
+        self._thread = threading.Thread(target=self._run, name="bench-recorder", daemon=True)
+
+    def __enter__(self) -> Recording:
+        self._thread.start()
+        wait_until(lambda: self.recorder is not None, timeout=10, what="the recorder")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout=10)
+
+    def follow(self, project_id: int | None) -> None:
+        self.wanted = {project_id} if project_id is not None else set()
+        wait_until(
+            lambda: set(self.recorder.follows) == self.wanted,
+            timeout=10,
+            what="the recorder to follow",
+        )
+
+    def _run(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            self.recorder = Recorder(running=lambda: set(self.wanted))
+            await self.recorder.run(self._stop)
+
+        asyncio.run(main())

@@ -7,6 +7,7 @@ from django import forms
 from doce.inputs import config_substitution_message, has_config_substitution, has_control_characters
 from doce.opencode import ModelRef
 from projects.selectors import initial_model, models_offered
+from projects.usage import MAX_RANGE_DAYS, DateRange
 from providers.catalog import FREE_PROVIDER_ID, free_models
 from providers.selectors import usable_provider_ids
 
@@ -117,3 +118,49 @@ class ModelChangeForm(forms.Form):
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["model"] = ModelField(user=user)
+
+
+class UsageRangeForm(forms.Form):
+    """The usage page's range (whole days, both included; this month by default) and how
+    its chart is drawn."""
+
+    start = forms.DateField(
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        error_messages={"invalid": "Write the start date as YYYY-MM-DD, e.g. 2026-01-31."},
+    )
+    end = forms.DateField(
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        error_messages={"invalid": "Write the end date as YYYY-MM-DD, e.g. 2026-01-31."},
+    )
+    by = forms.ChoiceField(
+        required=False, choices=[("provider", "provider"), ("model", "model")], label="Stack by"
+    )
+    metric = forms.ChoiceField(
+        required=False, choices=[("tokens", "tokens"), ("cost", "cost")], label="Show"
+    )
+
+    def clean(self):
+        data = super().clean()
+        if self.errors:
+            return data
+        default = DateRange.this_month()
+        start = data.get("start") or (
+            default.start if not data.get("end") else data["end"].replace(day=1)
+        )
+        end = data.get("end") or (default.end if start <= default.end else start)
+        if end < start:
+            raise forms.ValidationError(
+                f"The range ends ({end.isoformat()}) before it starts ({start.isoformat()}): "
+                "pick an end on or after the start."
+            )
+        if (end - start).days + 1 > MAX_RANGE_DAYS:
+            raise forms.ValidationError(
+                f"The range covers {(end - start).days + 1} days: at most {MAX_RANGE_DAYS} "
+                "fit on one page. Pick a shorter range."
+            )
+        data["span"] = DateRange(start, end)
+        data["by"] = data.get("by") or "provider"
+        data["metric"] = data.get("metric") or "tokens"
+        return data

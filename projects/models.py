@@ -102,3 +102,148 @@ class PooledServer(models.Model):
 
     def __str__(self) -> str:
         return f"pooled server {self.key} ({self.state})"
+
+
+class Message(models.Model):
+    """One message of a project's conversation, mirrored from its OpenCode server
+    (projects.conversation): the page renders from this copy, whether the server runs,
+    was stopped, crashed or replaced."""
+
+    class Role(models.TextChoices):
+        USER = "user", "You"
+        ASSISTANT = "assistant", "Agent"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="messages")
+    opencode_id = models.CharField(max_length=100)
+    session_id = models.CharField(max_length=100)
+    role = models.CharField(max_length=16, choices=Role.choices)
+    provider_id = models.CharField(max_length=100, blank=True, default="")
+    model_id = models.CharField(max_length=255, blank=True, default="")
+    # Our words for how the reply ended (projects.conversation, from message_error).
+    error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField()
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "opencode_id"], name="projects_message_unique"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["project", "created_at"], name="projects_message_order_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role} message {self.opencode_id}"
+
+
+class Part(models.Model):
+    """A part of a message: text, a reasoning summary, a tool call (its title, input and
+    a bounded output), the files an edit changed, an error. Long texts are cut at
+    ``projects.conversation.MAX_TEXT`` characters; ``size`` keeps the full length."""
+
+    class Kind(models.TextChoices):
+        TEXT = "text", "Text"
+        REASONING = "reasoning", "Reasoning"
+        TOOL = "tool", "Tool"
+        PATCH = "patch", "Files changed"
+        FILE = "file", "File"
+        OTHER = "other", "Other"
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="parts")
+    opencode_id = models.CharField(max_length=100)
+    position = models.PositiveIntegerField()
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    text = models.TextField(blank=True, default="")
+    size = models.PositiveBigIntegerField(default=0)
+    # A tool call: its name, what it said it does, its state, input and output.
+    tool = models.CharField(max_length=100, blank=True, default="")
+    title = models.CharField(max_length=500, blank=True, default="")
+    status = models.CharField(max_length=16, blank=True, default="")
+    input = models.TextField(blank=True, default="")
+    output = models.TextField(blank=True, default="")
+    output_size = models.PositiveBigIntegerField(default=0)
+    files = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["position", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["message", "opencode_id"], name="projects_part_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} part {self.opencode_id}"
+
+
+class Usage(models.Model):
+    """What one reply of the agent cost: tokens and money, with who, which project,
+    provider and model, and which credential paid. Kept when the project is deleted (the
+    money was spent): ``project`` goes null, ``project_name`` stays."""
+
+    # Indexed by (user, created_at) below, which also serves lookups by user alone.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="usage", db_index=False
+    )
+    project = models.ForeignKey(
+        Project, null=True, blank=True, on_delete=models.SET_NULL, related_name="usage"
+    )
+    project_name = models.CharField(max_length=200)
+    message_id = models.CharField(max_length=100, unique=True)  # OpenCode's, global
+    provider_id = models.CharField(max_length=100)
+    model_id = models.CharField(max_length=255)
+    # The connection that paid (the user's own; later a shared one); null: none stored
+    # (OpenCode's free models, the legacy key) or it was removed since.
+    connection = models.ForeignKey(
+        "providers.ProviderConnection",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="usage",
+    )
+    credential = models.CharField(max_length=100, blank=True, default="")  # what paid, in words
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    reasoning_tokens = models.PositiveBigIntegerField(default=0)
+    cache_read_tokens = models.PositiveBigIntegerField(default=0)
+    cache_write_tokens = models.PositiveBigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+    # False: the model has no price (a custom endpoint without one): tokens, cost 0.
+    priced = models.BooleanField(default=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["user", "created_at"], name="projects_usage_user_idx"),
+            models.Index(fields=["created_at"], name="projects_usage_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider_id}/{self.model_id}: {self.total_tokens} tokens"
+
+    @property
+    def total_tokens(self) -> int:
+        return (
+            self.input_tokens
+            + self.output_tokens
+            + self.reasoning_tokens
+            + self.cache_read_tokens
+            + self.cache_write_tokens
+        )
+
+
+class Budget(models.Model):
+    """A user's monthly budget, overriding the settings' default
+    (``DOCE_BUDGET_TOKENS``, ``DOCE_BUDGET_USD``); an empty field: no bound of that kind."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="budget"
+    )
+    tokens = models.PositiveBigIntegerField(null=True, blank=True)
+    usd = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"budget of user {self.user_id}"

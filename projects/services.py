@@ -30,7 +30,8 @@ from doce.opencode.runtimes import (
     get_runtime,
 )
 from doce.opencode.runtimes.config import write_opencode_config
-from projects import instance, tokens
+from projects import budgets, instance, tokens
+from projects.conversation import conversation_store
 from projects.jobs import START_PIPELINE, JobType
 from projects.models import Project
 from providers.selectors import custom_endpoints
@@ -88,6 +89,7 @@ def project_spec(project: Project) -> ServerSpec:
                     name=connection.name or connection.provider_id,
                     base_url=connection.base_url,
                     models=list(connection.models or []),
+                    cost=_cost(connection.prices),
                 )
             )
     return ServerSpec(
@@ -109,6 +111,15 @@ def project_spec(project: Project) -> ServerSpec:
             if config is not None
         ],
     )
+
+
+def _cost(prices: dict | None) -> dict[str, float] | None:
+    """A custom endpoint's stored price as OpenCode's model ``cost`` (None: no price)."""
+    try:
+        cost = {kind: float(prices[kind]) for kind in ("input", "output")} if prices else None
+    except (KeyError, TypeError, ValueError):
+        return None
+    return cost if cost and any(cost.values()) else None
 
 
 @contextmanager
@@ -134,7 +145,23 @@ def session_title(project: Project) -> str:
     return f"doce project {project.pk}"
 
 
+def conversation_sync(*, project: Project) -> tuple[str, list[dict]]:
+    """Read the running server's messages into doce's copy (projects.conversation).
+    Returns why it could not ("" when it did) and the messages read."""
+    if project.status != Project.Status.RUNNING or not project.bootstrap_session_id:
+        return "", []
+    try:
+        with project_client(project, timeout=5) as client:
+            messages = client.messages(project.bootstrap_session_id)
+    except (OpenCodeError, ProjectNotRunning) as exc:
+        return getattr(exc, "message", str(exc)), []
+    conversation_store(project=project, messages=messages)
+    return "", messages
+
+
 def server_stop(*, project: Project) -> None:
+    # The last word of the server is kept before it goes (the recorder may lag).
+    conversation_sync(project=project)
     state = runtime_state(project)
     if state is not None:
         state = project_runtime(project).stop(state)
@@ -210,8 +237,10 @@ def project_create(*, owner, prompt: str, model: str, name: str = "") -> Project
     """Create the project and start its pipeline once the row is committed.
 
     A double submit (same prompt and model within a few seconds) returns the project the
-    first submit created instead of starting a second one.
+    first submit created instead of starting a second one. Once the owner's monthly
+    budget is used up, refused (budgets.BudgetExceeded) before anything is created.
     """
+    budgets.budget_check(user=owner)
     ref = ModelRef.parse(model)
     with transaction.atomic():
         # One creation at a time per user, so the double-submit check below is reliable.
@@ -306,7 +335,10 @@ def project_change_model(*, project: Project, model: str) -> None:
 
 
 def message_send(*, project: Project, text: str) -> None:
-    """Queue a follow-up prompt on the project's session (OpenCode answers 204 at once)."""
+    """Queue a follow-up prompt on the project's session (OpenCode answers 204 at once).
+    Once the owner's monthly budget is used up, refused (budgets.BudgetExceeded) before
+    anything reaches OpenCode; a reply already running goes on."""
+    budgets.budget_check(user=project.owner_id)
     if project.status != Project.Status.RUNNING or not project.bootstrap_session_id:
         raise ProjectNotRunning("The project is not running: start it first.")
     # Under the server lock: a credential change waiting for a rebuild is applied first

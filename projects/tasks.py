@@ -8,9 +8,11 @@ import time
 
 from celery import shared_task
 from celery.signals import worker_ready
+from django.conf import settings
 
 from projects import pool
 from projects.reconcile import projects_reconcile, projects_stop_failed, projects_stop_idle
+from projects.recorder import recorder_spawn
 from projects.tokens import oauth_tokens_watch
 
 
@@ -71,3 +73,12 @@ def pool_warm(pk: int) -> str:
 @worker_ready.connect
 def _fill_pool_on_start(sender=None, **kwargs) -> None:
     pool_fill.delay()
+
+
+@worker_ready.connect
+def _record_on_start(sender=None, **kwargs) -> None:
+    """The project worker keeps the conversations (projects.recorder); the sign-in
+    worker does not."""
+    queues = {queue.name for queue in getattr(getattr(sender, "task_consumer", None), "queues", [])}
+    if not queues or settings.DOCE_OAUTH_QUEUE not in queues or len(queues) > 1:
+        recorder_spawn()

@@ -5,9 +5,10 @@ from django.contrib import messages
 from django.core.handlers.asgi import ASGIRequest
 from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from projects import selectors, services, stream
+from projects import budgets, selectors, services, stream
 from projects.forms import MessageForm, ModelChangeForm, ProjectCreateForm
 from projects.models import Project
 from projects.transcript import project_transcript
@@ -31,12 +32,16 @@ def project_new(request):
     providers = selectors.model_providers(user=request.user)
     form = ProjectCreateForm(request.POST if request.method == "POST" else None, user=request.user)
     if request.method == "POST" and providers and form.is_valid():
-        project = services.project_create(
-            owner=request.user,
-            prompt=form.cleaned_data["prompt"],
-            model=form.cleaned_data["model"],
-        )
-        return redirect("projects:detail", project_id=project.pk)
+        try:
+            project = services.project_create(
+                owner=request.user,
+                prompt=form.cleaned_data["prompt"],
+                model=form.cleaned_data["model"],
+            )
+        except budgets.BudgetExceeded as exc:
+            form.add_error(None, str(exc))
+        else:
+            return redirect("projects:detail", project_id=project.pk)
     return render(
         request,
         "projects/project_new.html",
@@ -65,10 +70,11 @@ def _detail_context(request, project: Project) -> dict:
 def project_detail(request, project_id: int):
     project = _project_or_404(request, project_id)
     context = _detail_context(request, project)
-    context["transcript"] = project_transcript(project=project)
+    context["transcript"] = project_transcript(project=project, whole=request.GET.get("all") == "1")
     context["message_form"] = MessageForm()
     context["model_form"] = ModelChangeForm(user=request.user, initial={"model": project.model})
     context["suggestions"] = selectors.model_suggestions(user=request.user)
+    context["budget"] = budgets.budget_state(user=request.user)
     return render(request, "projects/project_detail.html", context)
 
 
@@ -79,7 +85,7 @@ def project_status_fragment(request, project_id: int):
 
 def project_transcript_fragment(request, project_id: int):
     project = _project_or_404(request, project_id)
-    transcript = project_transcript(project=project)
+    transcript = project_transcript(project=project, whole=request.GET.get("all") == "1")
     return render(
         request,
         "projects/_transcript.html",
@@ -121,6 +127,12 @@ def project_message(request, project_id: int):
             services.message_send(project=project, text=form.cleaned_data["text"])
         except services.ProjectNotRunning as exc:
             messages.error(request, str(exc))
+        except budgets.BudgetExceeded as exc:
+            messages.error(request, str(exc))
+            if request.htmx:  # the fragment shows no messages: the page does
+                response = HttpResponse(status=204)
+                response["HX-Redirect"] = reverse("projects:detail", args=[project.pk])
+                return response
     if request.htmx:
         return project_transcript_fragment(request, project_id)
     return redirect("projects:detail", project_id=project.pk)

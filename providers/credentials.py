@@ -335,10 +335,8 @@ def connection_mark_recovered(connection: ProviderConnection) -> bool:
 
 
 def credential_mark_injected(*, credential: UserCredential, project_id: int | None) -> None:
-    """Record that the pipeline put ``credential`` into a project's OpenCode server."""
-    now = timezone.now()
-    if credential.connection_id is not None:
-        ProviderConnection.objects.filter(pk=credential.connection_id).update(last_used_at=now)
+    """Record that the pipeline put ``credential`` into a project's OpenCode server.
+    (``last_used_at`` is the last model call it paid for: projects.conversation.)"""
     AuditEvent.objects.create(
         action=Action.INJECTED,
         user_id=credential.user_id,

@@ -327,6 +327,10 @@ def _netloc(url: str) -> str:
         return ""
 
 
+#: A price per million tokens above this is a typo, not a model.
+MAX_PRICE = 100_000
+
+
 class CustomProviderForm(OptionsMixin, forms.Form):
     """An OpenAI-compatible endpoint (Ollama, vLLM, LM Studio, a company gateway), with
     extra headers (``providers.options.CUSTOM_HEADERS``). ``connection`` given: editing
@@ -362,6 +366,23 @@ class CustomProviderForm(OptionsMixin, forms.Form):
         },
         widget=forms.Textarea(attrs={"rows": 4, "placeholder": "llama3.1:8b"}),
     )
+    price_input = forms.DecimalField(
+        label="Input price",
+        required=False,
+        min_value=0,
+        max_value=MAX_PRICE,
+        decimal_places=4,
+        help_text="Optional: US dollars per million input tokens. Without a price, usage "
+        "counts this endpoint's tokens and shows “no price”.",
+    )
+    price_output = forms.DecimalField(
+        label="Output price",
+        required=False,
+        min_value=0,
+        max_value=MAX_PRICE,
+        decimal_places=4,
+        help_text="Optional: US dollars per million output tokens.",
+    )
     api_key = SecretField(
         required=False, help_text="Optional: only if the endpoint asks for a key."
     )
@@ -384,6 +405,15 @@ class CustomProviderForm(OptionsMixin, forms.Form):
             )
             self.fields["base_url"].help_text += f" {MOVED_ENDPOINT_HELP}"
         self.add_option_fields(option_set("", custom=True), connection)
+
+    @property
+    def prices(self) -> dict[str, str]:
+        """The price to store (US dollars per million tokens), after ``is_valid()``: both
+        or neither (an empty one counts as 0 when the other is given)."""
+        given = {kind: self.cleaned_data.get(f"price_{kind}") for kind in ("input", "output")}
+        if all(value is None for value in given.values()):
+            return {}
+        return {kind: str(value if value is not None else 0) for kind, value in given.items()}
 
     @property
     def headers(self) -> dict[str, str]:

@@ -130,6 +130,9 @@ class ProviderConnection(models.Model):
     # Non-secret prompt inputs (e.g. a Cloudflare account id); sent as the api body's
     # "metadata", so nothing doce-internal goes in here.
     metadata = models.JSONField(default=dict, blank=True)
+    # A custom endpoint's price, US dollars per million tokens ({"input": "3",
+    # "output": "15"}), written into its models' "cost" in opencode.json; empty: no price.
+    prices = models.JSONField(default=dict, blank=True)
     # Provider options (providers.options): the non-secret ones as OpenCode takes them in
     # opencode.json (e.g. {"resourceName": ...}, {"region": ...}); the secret ones (AWS
     # keys, a service-account JSON, header values) as one encrypted JSON object.
@@ -271,6 +274,7 @@ class AuditEvent(models.Model):
         REFRESHED = "refreshed", "OAuth tokens refreshed"
         KEY_ROTATION = "key_rotation", "Encryption key rotation"
         ENDPOINT_MOVED = "endpoint_moved", "Endpoint moved (stored key and headers dropped)"
+        USED = "used", "Paid for a project's model calls (first of the day)"
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     action = models.CharField(max_length=32, choices=Action.choices)

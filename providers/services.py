@@ -87,6 +87,7 @@ def connection_create(
     name: str = "",
     base_url: str = "",
     models: list[str] | None = None,
+    prices: dict[str, str] | None = None,
     actor: AbstractBaseUser | None = None,
 ) -> ProviderConnection:
     """Connect ``provider_id`` for ``user``; ValidationError if it is already connected or
@@ -108,6 +109,7 @@ def connection_create(
         name=name,
         base_url=base_url,
         models=models if models is not None else [],
+        prices=prices or {},
     )
     try:
         with transaction.atomic():
@@ -146,6 +148,7 @@ def connection_update(
     name: str = _UNSET,
     base_url: str = _UNSET,
     models: list[str] = _UNSET,
+    prices: dict[str, str] = _UNSET,
 ) -> ProviderConnection:
     """Change what is given (omitted arguments stay). New secrets reset the status to
     ``connected``; changing ``auth_type`` drops the other type's secrets."""
@@ -165,6 +168,7 @@ def connection_update(
             "name": name,
             "base_url": base_url,
             "models": models,
+            "prices": prices,
         }.items()
         if value is not _UNSET
     }
@@ -194,7 +198,12 @@ def connection_update(
             )
     # Running projects get the new credential, or the endpoint's new URL and models in
     # their opencode.json (queue_jobs listens).
-    endpoint_changed = connection.is_custom and set(changes) & {"base_url", "models", "name"}
+    endpoint_changed = connection.is_custom and set(changes) & {
+        "base_url",
+        "models",
+        "name",
+        "prices",
+    }
     if new_secrets or endpoint_changed or "options" in changes:
         send_on_commit(
             credential_changed, user_id=connection.user_id, provider_id=connection.provider_id
@@ -757,6 +766,7 @@ def endpoint_save(
     models: list[str],
     api_key: str = "",
     headers: dict[str, str] | None = None,
+    prices: dict[str, str] | None = None,
     actor: AbstractBaseUser | None = None,
 ) -> tuple[ProviderConnection, bool, validation.KeyCheck]:
     """The custom-endpoint form: check the key against ``{base_url}/models``, create the
@@ -789,6 +799,8 @@ def endpoint_save(
         if not models:
             raise ValidationError({"models": _no_models_message(check)})
     fields: dict[str, Any] = {"name": name, "base_url": base_url, "models": models}
+    if prices is not None:
+        fields["prices"] = prices
     if headers is not None:  # None: leave the stored ones
         fields["secret_options"] = {provider_options.HEADERS: headers} if headers else {}
     created = connection is None

@@ -1,5 +1,6 @@
 import factory
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 DEFAULT_PASSWORD = "correct-horse-battery-staple"
 
@@ -45,3 +46,21 @@ def _hint(key):
     from providers.models import key_hint
 
     return key_hint(key)
+
+
+class UsageFactory(factory.django.DjangoModelFactory):
+    """One reply's usage (projects.models.Usage), priced, made now."""
+
+    class Meta:
+        model = "projects.Usage"
+
+    user = factory.SubFactory(UserFactory)
+    project = None
+    project_name = factory.LazyAttribute(lambda u: u.project.name if u.project else "A site")
+    message_id = factory.Sequence(lambda n: f"msg_{n:08d}")
+    provider_id = "anthropic"
+    model_id = "claude-sonnet-4"
+    input_tokens = 100
+    output_tokens = 50
+    cost = 0
+    created_at = factory.LazyFunction(timezone.now)

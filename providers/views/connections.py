@@ -167,6 +167,8 @@ def provider_custom(request, provider_id: str | None = None):
             "name": connection.name,
             "base_url": connection.base_url,
             "models": "\n".join(connection.models or []),
+            "price_input": (connection.prices or {}).get("input", ""),
+            "price_output": (connection.prices or {}).get("output", ""),
         }
     form = CustomProviderForm(
         form_data(request), user=request.user, connection=connection, initial=initial
@@ -186,6 +188,7 @@ def provider_custom(request, provider_id: str | None = None):
                 models=data["models"],
                 api_key=data.get("api_key") or "",
                 headers=form.headers,
+                prices=form.prices,
                 actor=request.user,
             )
         except ValidationError as error:

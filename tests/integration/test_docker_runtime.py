@@ -72,12 +72,19 @@ class Server:
     def client(self):
         return self.runtime.client(self.state, self.spec.password)
 
-    def inspect(self) -> dict:
-        return json.loads(_docker("inspect", self.state.container_name).stdout)[0]
+    @property
+    def net_container(self) -> str:
+        """The container holding the project's network namespace (and its routes)."""
+        return f"{self.state.compose_project}_net"
+
+    def inspect(self, container: str = "") -> dict:
+        name = container or self.state.container_name
+        return json.loads(_docker("inspect", name).stdout)[0]
 
     def address(self) -> tuple[str, str]:
-        """The container's address and its network's gateway."""
-        (network,) = self.inspect()["NetworkSettings"]["Networks"].values()
+        """The project's address and its network's gateway (the Docker host's address
+        on the project's bridge)."""
+        (network,) = self.inspect(self.net_container)["NetworkSettings"]["Networks"].values()
         return network["IPAddress"], network["Gateway"]
 
 
@@ -110,7 +117,8 @@ def docker_settings(docker_daemon):
 
 
 def _start(name: str, data_dir: Path, stub: StubLLM, key: str) -> Server:
-    """A server as the runtime starts one, healthy, with its user's key injected."""
+    """A server as the runtime starts one, healthy, with its user's key injected. Its
+    user is staff: an endpoint on the Docker host is theirs to name."""
     endpoint = f"http://host.docker.internal:{stub.port}/v1"
     spec = ServerSpec(
         name=name,
@@ -118,6 +126,7 @@ def _start(name: str, data_dir: Path, stub: StubLLM, key: str) -> Server:
         model=f"stub/{stub.model}",
         password=secrets.token_urlsafe(24),
         custom_providers=(CustomProvider("stub", "Stub", endpoint, [stub.model]),),
+        trusted_endpoints=True,
     )
     runtime = DockerComposeRuntime()
     state = runtime.start(spec)
@@ -266,9 +275,19 @@ def test_the_container_is_bounded_and_sealed(bob):
     assert host_config["SecurityOpt"] == ["no-new-privileges:true"]
     assert host_config["Privileged"] is False
     assert host_config["ReadonlyRootfs"] is True
-    assert host_config["PortBindings"] == {
+    # The project's network namespace is net's (below), published on loopback only.
+    net = bob.inspect(bob.net_container)
+    assert host_config["NetworkMode"] == f"container:{net['Id']}"
+    assert host_config["PortBindings"] in ({}, None)
+    net_config = net["HostConfig"]
+    assert net_config["PortBindings"] == {
         "4096/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(bob.state.port)}]
     }
+    # net: NET_ADMIN for its routes and nothing else; no mount at all.
+    assert net_config["CapDrop"] == ["ALL"] and net_config["CapAdd"] == ["NET_ADMIN"]
+    assert net_config["SecurityOpt"] == ["no-new-privileges:true"]
+    assert net_config["Privileged"] is False and net_config["ReadonlyRootfs"] is True
+    assert net["Mounts"] == [] and net["State"]["Health"]["Status"] == "healthy"
     mounts = {mount["Destination"]: mount["Source"] for mount in bob.inspect()["Mounts"]}
     own = {"/workspace", dockerd.IMAGE_HOME}
     own |= {f"{dockerd.IMAGE_HOME}/{folder}" for folder in HOME_FILE_FOLDERS}
@@ -356,15 +375,73 @@ def test_bobs_agent_reaches_only_its_own_llm(alice, bob, listening):
     assert bob.stub.authorizations()[-1] == f"Bearer {BOB_KEY}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="docker runs no firewall for the host: a service listening on the host's own "
-    "addresses (not loopback) answers containers; docs/sandbox.md, In containers",
-)
-def test_services_on_the_hosts_own_addresses_are_unreachable(bob, listening):
+def test_services_on_the_hosts_own_addresses_are_unreachable(alice, bob, listening):
+    """A service on all of the host's interfaces (a model server or a database bound to
+    0.0.0.0) answers on every address of the host; Bob's container reaches none of
+    them, nor link-local addresses (cloud metadata), because its net service's routes
+    say so. Alice's bridge was made after Bob's routes: it is closed too. Only the
+    address Bob's endpoint names (``host.docker.internal``) is let past, whole."""
+    everywhere = listening("0.0.0.0")  # noqa: S104 (a host service, for the test)
     host = _host_address()
-    found = _probe_from(bob, {"host-service": (host, listening(host))})
-    assert found["host-service"] != "OPEN", found
+    _, bob_gateway = bob.address()
+    _, alice_gateway = alice.address()
+    targets = {
+        "host-address": (host, everywhere),
+        "host-address-own-listener": (host, listening(host)),
+        "bob-gateway": (bob_gateway, everywhere),
+        "alice-gateway": (alice_gateway, everywhere),  # a bridge younger than Bob's routes
+        "cloud-metadata": ("169.254.169.254", 80),
+        "bob-llm": (dockerd.GATEWAY, bob.stub.port),  # host.docker.internal: allowed
+    }
+    found = _probe_from(bob, targets)
+    # Refused by the container's own routes at once (not a timeout, not the host).
+    blocked = {"ENETUNREACH", "EHOSTUNREACH"}
+    assert {label: found[label] in blocked for label in targets if label != "bob-llm"} == {
+        label: True for label in targets if label != "bob-llm"
+    }, found
+    assert found["bob-llm"] == "OPEN", found
+    # Without net's routes they answer: a plain container on Bob's network (as the
+    # runtime ran them before) reaches the host's service through every one.
+    control = ("host-address", "bob-gateway", "alice-gateway")
+    listing = json.dumps([[label, *targets[label]] for label in control])
+    network = next(iter(bob.inspect(bob.net_container)["NetworkSettings"]["Networks"]))
+    plain = _docker(
+        "run",
+        "--rm",
+        f"--network={network}",
+        f"--user={dockerd.IMAGE_USER}",
+        "--entrypoint=python3",
+        settings.DOCE_OPENCODE_IMAGE,
+        "-c",
+        _PROBE,
+        listing,
+    )
+    assert json.loads(plain.stdout) == dict.fromkeys(control, "OPEN")
+
+
+def test_the_agent_cannot_change_its_routes_and_has_no_ipv6(bob):
+    """The routes are net's: Bob's container shares its namespace without NET_ADMIN.
+    IPv6 is off in the namespace (not even a link-local address to the host's)."""
+    result = _docker(
+        "exec",
+        bob.state.container_name,
+        "sh",
+        "-c",
+        "ip route del 169.254.0.0/16 metric 100 2>&1; ip route add 169.254.169.254/32"
+        ' dev eth0 2>&1; python3 -c "import socket; s = socket.socket();'
+        " s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1);"
+        " s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1);"
+        " s.bind(('', 4096))\" 2>&1 | tail -1;"  # the server's replies' port: taken
+        " ip -4 route show; echo IPV6; cat /proc/net/if_inet6",
+        check=False,
+    )
+    output = result.stdout
+    assert output.count("Operation not permitted") == 2, output
+    assert "Address already in use" in output, output
+    routes, _, ipv6 = output.partition("IPV6")
+    assert "unreachable 169.254.0.0/16" in routes, routes
+    assert f"{dockerd.GATEWAY} via" in routes, routes  # host.docker.internal, past the blocks
+    assert ipv6.strip() == "", ipv6
 
 
 def test_forking_beyond_the_pids_bound_fails(bob):

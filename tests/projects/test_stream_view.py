@@ -170,7 +170,7 @@ def test_the_fragment_marks_each_text_part_with_its_id_and_length(
         ],
         busy=True,
     )
-    monkeypatch.setattr(views, "project_transcript", lambda project: transcript)
+    monkeypatch.setattr(views, "project_transcript", lambda project, whole=False: transcript)
     html = alice_client.get(f"/projects/{project.pk}/transcript/").content.decode()
     assert 'data-message="msg_a"' in html
     assert f'data-part="prt_a" data-length="{len(text)}"' in html

@@ -167,7 +167,8 @@ def test_marking_injected_and_removed_is_audited(alice):
     credential = credential_for(user=alice, provider_id="anthropic")
     services.credential_mark_injected(credential=credential, project_id=42)
     services.credential_mark_removed(user=alice, provider_id="anthropic", project_id=42)
-    assert ProviderConnection.objects.get(pk=credential.connection_id).last_used_at is not None
+    # Put into a server is not used: last_used_at is the last model call it paid for.
+    assert ProviderConnection.objects.get(pk=credential.connection_id).last_used_at is None
     injected, removed = AuditEvent.objects.filter(project_id=42).order_by("id")
     assert (injected.action, injected.connection_id) == ("injected", credential.connection_id)
     assert (removed.action, removed.user) == ("removed", alice)

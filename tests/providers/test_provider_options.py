@@ -357,11 +357,11 @@ def test_only_known_credential_files_can_be_written():
 
 
 def test_docker_mounts_the_provider_files_read_only(tmp_path, settings):
-    from doce.opencode.runtimes.docker import render_compose  # needs PyYAML only here
+    from doce.opencode.runtimes.docker import SERVICE, render_compose  # needs PyYAML here
 
     spec = spec_with(tmp_path, ProviderConfig("gw", {}, headers={"X-A": "v"}))
     write_provider_files(spec.layout.home, spec.provider_configs)
-    service = next(iter(render_compose(spec, port=1)["services"].values()))
+    service = render_compose(spec, port=1)["services"][SERVICE]
     home = settings.DOCE_OPENCODE_IMAGE_HOME
     binds = {v["target"]: v for v in service["volumes"] if v["type"] == "bind"}
     for folder in (".aws", ".config/gcloud", HEADERS_DIR):

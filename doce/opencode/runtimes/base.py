@@ -60,6 +60,9 @@ class CustomProvider:
     name: str
     base_url: str
     models: Sequence[str] | Mapping[str, str] = ()  # ids, or id -> display name
+    # US dollars per million tokens ({"input": 3.0, "output": 15.0}): every model's
+    # "cost", so OpenCode reports what a reply cost; None: no price (tokens only).
+    cost: Mapping[str, float] | None = None
 
     def to_config(self) -> dict[str, Any]:
         names = (
@@ -71,7 +74,10 @@ class CustomProvider:
             "npm": "@ai-sdk/openai-compatible",
             "name": self.name,
             "options": {"baseURL": self.base_url},
-            "models": {model_id: {"name": name} for model_id, name in names.items()},
+            "models": {
+                model_id: {"name": name, **({"cost": dict(self.cost)} if self.cost else {})}
+                for model_id, name in names.items()
+            },
         }
 
 

@@ -14,6 +14,19 @@ must be writable by the image's user (uid 1000 in doce's image): doce running as
 hands it over. A custom provider whose base URL is on the host must use
 ``host.docker.internal`` (mapped to the host).
 
+The host's own services: Docker lets a container reach whatever listens on the host's
+non-loopback addresses (its bridges' gateways, its LAN address), and link-local ones
+(cloud metadata); the host's firewall never sees that traffic as forwarded. So each
+project is two services, as a Kubernetes pod: ``net`` owns the network namespace (the
+project's network, the published port, ``host.docker.internal``) and, with
+``NET_ADMIN`` and nothing else, puts in the same ``unreachable`` routes as the local
+sandbox (``sandbox.blocked_networks``: the host's addresses and other networks,
+link-local addresses), plus the private ranges where Docker and LANs put networks, and
+the gateway as a destination; the hosts an allowed endpoint names (and the host's DNS
+servers) are routed past them. Then it sleeps. ``opencode`` joins that namespace
+(``network_mode: service:net``) only once the routes are in (``service_healthy``),
+without any capability to change them.
+
 Bounds (``limits.server_limits()``): memory with no swap on top, processes (threads
 count), CPUs, and an OOM score that makes the kernel pick the agent first. Docker cannot
 bound a bind-mounted workspace or a named volume on the usual filesystems (its
@@ -24,19 +37,24 @@ memory bound, so nothing but the workspace and the home grows on the daemon's di
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import io
+import ipaddress
 import logging
 import os
 import re
 import shutil
 import subprocess
 import tarfile
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import yaml
 from django.conf import settings
 
+from doce import endpoints
+from doce.opencode.runtimes import sandbox, sandbox_plan
 from doce.opencode.runtimes.base import (
     MARKER,
     MAX_AUTH_FILE_BYTES,
@@ -61,8 +79,28 @@ logger = logging.getLogger(__name__)
 CONTAINER_PORT = 4096
 CONTAINER_WORKSPACE = "/workspace"
 SERVICE = "opencode"
+NET_SERVICE = "net"  # holds the project's network namespace and its routes
 COMPOSE_FILE = "compose.yaml"
 NETWORK = "sandbox"
+DOCKER_HOST_NAME = "host.docker.internal"
+# Where Docker's address pools (172.17-31/16, 192.168/16 by default) and LANs put
+# networks: blocked whole, so a bridge made after a project started (another project's,
+# whose gateway is the host) is closed too. With the shared ones and benchmarking.
+PRIVATE_NETWORKS = (
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "198.18.0.0/15",
+)
+# The blocks' metric: above the kernel's own routes (the container's own network stays
+# connected) and the routes past them (an allowed host inside a blocked range).
+BLOCK_METRIC = 100
+REPLY_TABLE = 100  # the server's replies' routing table (and its rule's preference)
+NET_MEMORY_BYTES = 32 * 1024 * 1024  # sh, ip and sleep
+NET_PIDS = 16
+ROUTES_READY = "/run/doce/routes-in"  # net's tmpfs: written once every route is in
+RESOLV_CONF_FILES = ("/etc/resolv.conf", "/run/systemd/resolve/resolv.conf")
 # Above 0 (doce, its database, dockerd): the kernel's OOM killer takes an agent first.
 OOM_SCORE_ADJ = 500
 AUTH_FILE = ".local/share/opencode/auth.json"  # under the image's home
@@ -111,9 +149,58 @@ def render_compose(spec: ServerSpec, *, port: int) -> dict[str, Any]:
     stop_grace = max(1, int(settings.DOCE_OPENCODE_STOP_GRACE * 2))
     limits = server_limits()
     tmp_bytes = min(limits.memory_bytes, limits.disk_bytes)
+    reaches_the_host = _reaches_the_host(spec)
+    net: dict[str, Any] = {
+        "image": settings.DOCE_OPENCODE_IMAGE,
+        "container_name": f"{name}_{NET_SERVICE}",
+        # Compose reads "$" as its own variables: "$$" reaches the shell as "$".
+        "entrypoint": ["/bin/sh", "-c", route_command(spec, reaches_the_host).replace("$", "$$")],
+        # The server's port, on the host's loopback only (the server shares this
+        # namespace).
+        "ports": [
+            {
+                "target": CONTAINER_PORT,
+                "published": str(port),
+                "host_ip": "127.0.0.1",
+                "protocol": "tcp",
+            }
+        ],
+        # Its own network: the internet, not doce's database, broker or web (they live
+        # on the deployment's internal network), nor other projects.
+        "networks": [NETWORK],
+        # No IPv6 at all: not even a link-local address to reach the host's with.
+        "sysctls": {
+            "net.ipv6.conf.all.disable_ipv6": 1,
+            "net.ipv6.conf.default.disable_ipv6": 1,
+        },
+        # Root for `ip route`, with NET_ADMIN and no other capability; it runs the
+        # route script and then only sleeps.
+        "user": "0:0",
+        "cap_drop": ["ALL"],
+        "cap_add": ["NET_ADMIN"],
+        "security_opt": ["no-new-privileges:true"],
+        "read_only": True,
+        "tmpfs": [f"{ROUTES_READY.rpartition('/')[0]}:size=64k,mode=0700"],
+        "init": True,  # passes SIGTERM to the sleep
+        "restart": "no",
+        "mem_limit": NET_MEMORY_BYTES,
+        "memswap_limit": NET_MEMORY_BYTES,
+        "pids_limit": NET_PIDS,
+        "healthcheck": {
+            "test": ["CMD", "test", "-e", ROUTES_READY],
+            "interval": "1s",
+            "timeout": "5s",
+            "retries": 30,
+        },
+        "labels": {"org.doce.server": spec.name},
+    }
+    if reaches_the_host:
+        # Only when an allowed endpoint names the Docker host (Ollama on the host, say).
+        net["extra_hosts"] = [f"{DOCKER_HOST_NAME}:host-gateway"]
     compose: dict[str, Any] = {
         "name": name,
         "services": {
+            NET_SERVICE: net,
             SERVICE: {
                 "image": settings.DOCE_OPENCODE_IMAGE,
                 "container_name": f"{name}_{SERVICE}",
@@ -141,17 +228,9 @@ def render_compose(spec: ServerSpec, *, port: int) -> dict[str, Any]:
                         for folder in HOME_FILE_FOLDERS
                     ),
                 ],
-                "ports": [
-                    {
-                        "target": CONTAINER_PORT,
-                        "published": str(port),
-                        "host_ip": "127.0.0.1",
-                        "protocol": "tcp",
-                    }
-                ],
-                # Its own network: the internet, not doce's database, broker or web
-                # (they live on the deployment's internal network), nor other projects.
-                "networks": [NETWORK],
+                # net's namespace, once its routes are in; no capability to change them.
+                "network_mode": f"service:{NET_SERVICE}",
+                "depends_on": {NET_SERVICE: {"condition": "service_healthy"}},
                 # Reaps the helpers OpenCode starts (its npm install).
                 "init": True,
                 # OpenCode ignores SIGTERM during its npm install: docker kills after this.
@@ -174,21 +253,103 @@ def render_compose(spec: ServerSpec, *, port: int) -> dict[str, Any]:
                 "labels": {
                     "org.doce.server": spec.name,
                 },
-            }
+            },
         },
         "volumes": {"opencode_home": {}},
-        "networks": {NETWORK: {"driver": "bridge"}},
+        "networks": {NETWORK: {"driver": "bridge", "enable_ipv6": False}},
     }
-    if _reaches_the_host(spec):
-        # Only when an endpoint names the Docker host (Ollama on the host, say).
-        compose["services"][SERVICE]["extra_hosts"] = ["host.docker.internal:host-gateway"]
     return compose
 
 
+def route_command(spec: ServerSpec, reaches_the_host: bool) -> str:
+    """The shell script ``net`` runs: the routes (``ip -batch``), then the ready file,
+    then sleep. The gateway (the Docker host, as its bridge's address) and
+    ``host.docker.internal`` are read inside; a step that fails stops the script, so
+    the file never appears and ``opencode`` never starts (fail closed)."""
+    blocked = [
+        network
+        for network in _blocked_networks()
+        if ":" not in network  # IPv6 is off in the namespace
+    ]
+    _, hosts = sandbox_plan.reach(spec)
+    passed = sorted({*hosts, *_nameservers()}, key=ipaddress.ip_address)
+    lines = [f"route replace {host}/32 via $gw" for host in passed]
+    if reaches_the_host:
+        lines.insert(0, "route replace $host_gateway/32 via $gw")
+    lines += [f"route replace unreachable {network} metric {BLOCK_METRIC}" for network in blocked]
+    # The gateway carries the traffic but is no destination: it is the Docker host.
+    # (An allowed host that is the gateway keeps its route: that one's metric is lower.)
+    lines.append(f"route replace unreachable $gw/32 metric {BLOCK_METRIC}")
+    # Except for the server's replies: the published port reaches it from the host's
+    # address on the project's bridge (docker-proxy, or Docker's NAT), i.e. the gateway.
+    # Only the listening socket has that source port (the agent cannot bind it while
+    # the server listens), and only over TCP (6: the image may have no /etc/protocols).
+    lines += [
+        f"route replace default via $gw table {REPLY_TABLE}",
+        f"rule add ipproto 6 sport {CONTAINER_PORT} lookup {REPLY_TABLE} pref {REPLY_TABLE}",
+    ]
+    script = [
+        "set -eu",
+        "set -- $(ip -4 route show default)",  # default via GATEWAY dev eth0
+        'gw="$3"',
+    ]
+    if reaches_the_host:
+        script += [
+            f"set -- $(getent ahostsv4 {DOCKER_HOST_NAME})",
+            'host_gateway="$1"',
+        ]
+    script += [
+        "ip -batch - <<ROUTES",
+        *lines,
+        "ROUTES",
+        f"touch {ROUTES_READY}",
+        "exec sleep infinity",
+    ]
+    return "\n".join(script) + "\n"
+
+
+def _blocked_networks() -> list[str]:
+    try:
+        return sandbox.blocked_networks(extra=PRIVATE_NETWORKS)
+    except (OSError, subprocess.SubprocessError, ValueError) as exc:
+        raise RuntimeFailure(
+            f"the host's addresses could not be listed (`ip -j address`: {exc}); install "
+            "iproute2: a project's container is kept away from them",
+            retryable=False,
+        ) from None
+
+
+def _nameservers() -> set[str]:
+    """The IPv4 DNS servers Docker's embedded resolver forwards to from the project's
+    namespace (the host's, when not on loopback): past the blocks, or no name resolves."""
+    found: set[str] = set()
+    for path in RESOLV_CONF_FILES:
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            for line in Path(path).read_text().splitlines():
+                fields = line.split()
+                if len(fields) >= 2 and fields[0] == "nameserver":
+                    with contextlib.suppress(ValueError):
+                        address = ipaddress.ip_address(fields[1])
+                        if address.version == 4 and not address.is_loopback:
+                            found.add(str(address))
+    return found
+
+
 def _reaches_the_host(spec: ServerSpec) -> bool:
-    hosts = [urlsplit(provider.base_url).hostname for provider in spec.custom_providers]
-    hosts += [entry.rpartition(":")[0] for entry in settings.DOCE_SANDBOX_ALLOW]
-    return "host.docker.internal" in hosts
+    """Whether an endpoint the spec may use names the Docker host. ``doce.endpoints``
+    decides again, as the local sandbox's plan does: a refused one maps nothing."""
+    trusted = spec.trusted_endpoints
+    named = [(provider.base_url, trusted) for provider in spec.custom_providers]
+    named += [(f"//{entry}", True) for entry in settings.DOCE_SANDBOX_ALLOW]
+    for url, may_open in named:
+        target = endpoints.split(url)
+        if target is None or target[0].lower() != DOCKER_HOST_NAME:
+            continue
+        problem = endpoints.endpoint_problem(url, trusted=may_open)
+        if not problem:
+            return True
+        logger.warning("docker runtime: %s is not mapped: %s", DOCKER_HOST_NAME, problem)
+    return False
 
 
 class DockerComposeRuntime(Runtime):
@@ -214,9 +375,16 @@ class DockerComposeRuntime(Runtime):
             compose_project=project,
         )
         # `up` recreates the container when the file changed (a new port, model...).
-        self._compose(
-            state, ["up", "-d", "--remove-orphans"], password=spec.password, timeout=_UP_TIMEOUT
-        )
+        try:
+            self._compose(
+                state, ["up", "-d", "--remove-orphans"], password=spec.password, timeout=_UP_TIMEOUT
+            )
+        except RuntimeFailure as exc:
+            # The routes not in (net exited or unhealthy): the server was never started;
+            # net's output says why.
+            net = dataclasses.replace(state, container_name=f"{project}_{NET_SERVICE}")
+            exc.log_tail = exc.log_tail or self.log_tail(net)
+            raise
         logger.info(
             "started OpenCode for project %s: compose project %s, port %s", spec.name, project, port
         )
@@ -286,8 +454,11 @@ class DockerComposeRuntime(Runtime):
             return None
 
     def can_serve(self, started: ServerSpec, wanted: ServerSpec) -> bool:
-        """``host.docker.internal`` is mapped only for a spec that names it."""
-        return _reaches_the_host(started) or not _reaches_the_host(wanted)
+        """``host.docker.internal`` is mapped, and hosts routed past the blocks, only for
+        a spec that names them: ``wanted`` may need no other."""
+        if _reaches_the_host(wanted) and not _reaches_the_host(started):
+            return False
+        return sandbox_plan.reach(wanted)[1] <= sandbox_plan.reach(started)[1]
 
     def _compose(
         self,

@@ -247,19 +247,28 @@ def host_networks(ip: str = "ip") -> tuple[list[str], str | None]:
     return sorted(set(found)), default_dev
 
 
+def blocked_networks(ip: str = "ip", extra: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """What a sandbox's routes make unreachable: the host's own addresses and the
+    networks of its other interfaces (``host_networks``), link-local addresses (cloud
+    metadata) and ``extra``. The docker runtime's containers get the same."""
+    found, _ = host_networks(ip)
+    return sorted({*found, LINK_LOCAL, *extra})
+
+
 def route_script(plan: Plan, gateway: str | None) -> str:
     """``ip -batch`` lines: block the host's addresses and networks, link-local
     addresses and the gateway as a destination; route the DNS forwarder and allowed
     hosts past the blocks."""
-    blocked, _ = host_networks(plan.tools.get("ip", "ip"))
-    blocked = sorted({*blocked, LINK_LOCAL, *plan.block_networks})
+    blocked = blocked_networks(plan.tools.get("ip", "ip"), plan.block_networks)
     lines = []
     for network in blocked:
         lines.append(f"route add unreachable {network}")
     if gateway:
         for host in [DNS_ADDRESS, *plan.allow_hosts]:
             if ":" not in host:
-                lines.append(f"route add {host}/32 via {gateway}")
+                # replace: an allowed host may be one of the host's own addresses,
+                # blocked above as X/32 (an add would fail with "File exists").
+                lines.append(f"route replace {host}/32 via {gateway}")
         # The gateway carries the traffic but is no destination: in a container
         # deployment it is the Docker host itself. Last: the kernel checks the next hop
         # of the routes above.

@@ -32,10 +32,18 @@ class Command(BaseCommand):
         )
         parser.add_argument("--viewers", type=int, default=1, help="SSE clients at once")
         parser.add_argument(
+            "--compare-recorder",
+            action="store_true",
+            help="alternate rounds with and without the recorder following the project "
+            "(projects.recorder): the page figure of each, side by side",
+        )
+        parser.add_argument(
             "--json", action="store_true", dest="as_json", help="print the figures as JSON"
         )
 
-    def handle(self, *args, rounds, pieces, interval, viewers, as_json, **options):
+    def handle(
+        self, *args, rounds, pieces, interval, viewers, as_json, compare_recorder, **options
+    ):
         if rounds < 1 or pieces < 1 or viewers < 1 or interval < 0:
             raise CommandError("--rounds, --pieces and --viewers must be >= 1, --interval >= 0")
         words = [f"w{i} " for i in range(pieces)]
@@ -54,6 +62,7 @@ class Command(BaseCommand):
                     owner=user, stub=stub, data_dir=Path(data_dir) / "project"
                 ) as project,
                 bench_stream.serve_asgi() as url,
+                bench_stream.Recording() as recording,
             ):
                 raw = bench_stream.RawEvents(project).__enter__()
                 clients = [
@@ -64,7 +73,15 @@ class Command(BaseCommand):
                 ]
                 try:
                     raw.connected.wait(30)
-                    measured = self._measure(project, stub, raw, clients, rounds, "".join(words))
+                    measured = self._measure(
+                        project,
+                        stub,
+                        raw,
+                        clients,
+                        rounds,
+                        "".join(words),
+                        recording=recording if compare_recorder else None,
+                    )
                 finally:
                     for client in clients:
                         client.__exit__(None, None, None)
@@ -92,6 +109,11 @@ class Command(BaseCommand):
             "page": "stub LLM piece -> SSE client of doce",
             "doce": "OpenCode's /event -> SSE client of doce (target <= 200 ms)",
         }
+        if compare_recorder:
+            labels = {
+                "page_recorder_off": "stub LLM piece -> SSE client, recorder off",
+                "page_recorder_on": "stub LLM piece -> SSE client, recorder on",
+            }
         for name, label in labels.items():
             value = figures[name]
             if value is None:
@@ -103,7 +125,9 @@ class Command(BaseCommand):
                 f"(n={value['n']})"
             )
 
-    def _measure(self, project, stub, raw, clients, rounds: int, reply: str) -> dict:
+    def _measure(
+        self, project, stub, raw, clients, rounds: int, reply: str, *, recording=None
+    ) -> dict:
         # Each viewer gets a reload when it joins; the viewers there when the one
         # upstream subscription connects get a second one (a viewer joining a feed that
         # is already connected gets only its own).
@@ -122,7 +146,11 @@ class Command(BaseCommand):
             if client.error is not None:
                 raise CommandError(f"the event stream failed: {client.error!r}")
         measured: dict[str, list[float]] = {"opencode": [], "page": [], "doce": []}
+        if recording is not None:
+            measured.update(page_recorder_off=[], page_recorder_on=[])
         for round_ in range(rounds):
+            if recording is not None:  # alternate: neighbours in time, same conditions
+                recording.follow(project.pk if round_ % 2 else None)
             stub.clear()
             seen = [len(c.received("delta")) for c in clients]
             bench_stream.prompt(project, f"round {round_}")
@@ -137,6 +165,9 @@ class Command(BaseCommand):
                 for written, sent, received in bench_stream.timeline(stub, raw, deltas):
                     if written is not None:
                         measured["page"].append(received - written)
+                        if recording is not None and client is clients[0]:
+                            side = "on" if round_ % 2 else "off"
+                            measured[f"page_recorder_{side}"].append(received - written)
                     if sent is not None:
                         measured["doce"].append(received - sent)
                     if written is not None and sent is not None and client is clients[0]:

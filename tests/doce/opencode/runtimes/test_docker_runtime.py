@@ -9,10 +9,33 @@ import stat
 import pytest
 import yaml
 
-from doce.opencode.runtimes import RuntimeFailure, RuntimeStatus, get_runtime
+from doce.opencode.runtimes import (
+    CustomProvider,
+    RuntimeFailure,
+    RuntimeStatus,
+    docker,
+    get_runtime,
+    sandbox,
+)
 from doce.opencode.runtimes.base import MAX_AUTH_FILE_BYTES
 from doce.opencode.runtimes.docker import DockerComposeRuntime, render_compose
 from doce.opencode.runtimes.limits import server_limits
+
+_READ_NAMESERVERS = docker._nameservers  # the real one; the fixture below stands in
+
+
+@pytest.fixture(autouse=True)
+def host(monkeypatch):
+    """The Docker host's addresses as ``ip`` lists them, and its resolver."""
+    monkeypatch.setattr(
+        sandbox,
+        "host_networks",
+        lambda ip="ip": (
+            ["172.17.0.0/16", "172.17.0.1/32", "203.0.113.5/32", "fd00::2/128"],
+            "eth0",
+        ),
+    )
+    monkeypatch.setattr(docker, "_nameservers", lambda: {"10.255.255.53"})
 
 
 @pytest.fixture
@@ -52,9 +75,21 @@ def test_up_renders_a_valid_compose_file_and_runs_compose(
     assert service["image"] == "registry.example.com/doce:1.2.3"
     assert service["entrypoint"] == ["/app/node_modules/opencode-linux-x64/bin/opencode"]
     assert service["command"] == ["serve", "--hostname", "0.0.0.0", "--port", "4096"]
-    assert service["ports"] == [
+    # The network namespace is net's: the port is published there, on loopback only.
+    net = compose["services"]["net"]
+    assert net["ports"] == [
         {"target": 4096, "published": str(state.port), "host_ip": "127.0.0.1", "protocol": "tcp"}
     ]
+    assert "ports" not in service and "networks" not in service
+    assert service["network_mode"] == "service:net"
+    assert service["depends_on"] == {"net": {"condition": "service_healthy"}}
+    # net: NET_ADMIN and no other capability; it runs the routes, then sleeps.
+    assert net["cap_drop"] == ["ALL"] and net["cap_add"] == ["NET_ADMIN"]
+    assert net["security_opt"] == ["no-new-privileges:true"] and net["read_only"] is True
+    assert net["image"] == service["image"] and net["entrypoint"][:2] == ["/bin/sh", "-c"]
+    assert net["healthcheck"]["test"] == ["CMD", "test", "-e", docker.ROUTES_READY]
+    assert "volumes" not in net and "environment" not in net
+    assert net["sysctls"]["net.ipv6.conf.all.disable_ipv6"] == 1
     assert service["working_dir"] == "/workspace"
     volumes = {volume["target"]: volume for volume in service["volumes"]}
     assert volumes["/workspace"] == {
@@ -89,9 +124,9 @@ def test_up_renders_a_valid_compose_file_and_runs_compose(
         f"/tmp:size={min(limits.memory_bytes, limits.disk_bytes)},mode=1777"
     ]
     assert "docker.sock" not in text and "privileged" not in service
-    assert "extra_hosts" not in service
-    assert service["networks"] == ["sandbox"]
-    assert compose["networks"] == {"sandbox": {"driver": "bridge"}}
+    assert "extra_hosts" not in service and "extra_hosts" not in net
+    assert net["networks"] == ["sandbox"]
+    assert compose["networks"] == {"sandbox": {"driver": "bridge", "enable_ipv6": False}}
     assert not {"SECRET_KEY", "DOCE_ENCRYPTION_KEYS", "DATABASE_URL"} & set(environment)
 
     # The workspace opencode.json is written as for the local runtime.
@@ -106,14 +141,96 @@ def test_up_renders_a_valid_compose_file_and_runs_compose(
         )
 
 
-def test_the_docker_host_is_reachable_only_when_an_endpoint_names_it(runtime, make_spec):
-    from doce.opencode.runtimes import CustomProvider
-    from doce.opencode.runtimes.docker import render_compose
+def _script(compose: dict) -> str:
+    """net's shell script as the shell gets it (compose turns "$$" into "$")."""
+    return compose["services"]["net"]["entrypoint"][2].replace("$$", "$")
 
+
+def test_the_routes_block_the_host_and_private_networks(runtime, make_spec):
+    """net's script: the routes past the blocks first, then the blocks (the local
+    sandbox's, the private ranges, the gateway), the server's replies, the ready file."""
+    script = _script(render_compose(make_spec(7), port=1234))
+    lines = script.splitlines()
+    assert lines[:3] == ["set -eu", "set -- $(ip -4 route show default)", 'gw="$3"']
+    assert "host.docker.internal" not in script
+    routes = lines[lines.index("ip -batch - <<ROUTES") + 1 : lines.index("ROUTES")]
+    assert routes[0] == "route replace 10.255.255.53/32 via $gw"  # the host's resolver
+    blocks = [line.split()[3] for line in routes if " unreachable " in line]
+    # The host's addresses and other networks (as the local sandbox finds them), link-local
+    # (cloud metadata), where Docker and LANs put networks, and the gateway: IPv4 only.
+    assert {"172.17.0.0/16", "172.17.0.1/32", "203.0.113.5/32", "169.254.0.0/16"} <= set(blocks)
+    assert set(docker.PRIVATE_NETWORKS) <= set(blocks)
+    assert blocks[-1] == "$gw/32" and not [block for block in blocks if ":" in block]
+    assert all(line.endswith(f"metric {docker.BLOCK_METRIC}") for line in routes[1:-3])
+    assert routes[-2:] == [
+        "route replace default via $gw table 100",
+        "rule add ipproto 6 sport 4096 lookup 100 pref 100",
+    ]
+    assert lines[-2:] == [f"touch {docker.ROUTES_READY}", "exec sleep infinity"]
+    assert "$" not in render_compose(make_spec(7), port=1234)["services"]["net"]["entrypoint"][
+        2
+    ].replace("$$", "")  # every "$" escaped from compose
+
+
+def test_a_staff_users_endpoint_on_the_docker_host_is_mapped_and_routed(runtime, make_spec):
     ollama = CustomProvider("ollama", "Ollama", "http://host.docker.internal:11434/v1", ["m"])
-    spec = make_spec(7, custom_providers=(ollama,))
-    service = render_compose(spec, port=1234)["services"]["opencode"]
-    assert service["extra_hosts"] == ["host.docker.internal:host-gateway"]
+    compose = render_compose(
+        make_spec(7, custom_providers=(ollama,), trusted_endpoints=True), port=1234
+    )
+    assert compose["services"]["net"]["extra_hosts"] == ["host.docker.internal:host-gateway"]
+    assert "extra_hosts" not in compose["services"]["opencode"]
+    script = _script(compose)
+    assert "set -- $(getent ahostsv4 host.docker.internal)" in script
+    assert "route replace $host_gateway/32 via $gw" in script.splitlines()
+
+
+def test_a_refused_endpoint_on_the_docker_host_maps_nothing(runtime, make_spec, settings):
+    """doce.endpoints decides again: not staff and not listed, or doce's own service."""
+    ollama = CustomProvider("ollama", "Ollama", "http://host.docker.internal:11434/v1", ["m"])
+    redis = CustomProvider("redis", "Redis", "http://host.docker.internal:6379/v1", ["m"])
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:6379/0"
+    settings.DOCE_ENDPOINT_ALLOW = []  # the test settings allow loopback for everyone
+    for spec in (
+        make_spec(7, custom_providers=(ollama,)),
+        make_spec(8, custom_providers=(redis,), trusted_endpoints=True),
+    ):
+        compose = render_compose(spec, port=1234)
+        assert "extra_hosts" not in compose["services"]["net"]
+        assert "host_gateway" not in _script(compose)
+    settings.DOCE_ENDPOINT_ALLOW = ["127.0.0.1:11434"]  # the operator allows it for all
+    compose = render_compose(make_spec(9, custom_providers=(ollama,)), port=1234)
+    assert compose["services"]["net"]["extra_hosts"] == ["host.docker.internal:host-gateway"]
+
+
+def test_a_pooled_server_serves_only_specs_that_need_no_more_reach(runtime, make_spec):
+    ollama = CustomProvider("ollama", "Ollama", "http://host.docker.internal:11434/v1", ["m"])
+    lan = CustomProvider("lan", "LAN", "http://192.168.1.20:8000/v1", ["m"])
+    plain = make_spec(1)
+    host = make_spec(2, custom_providers=(ollama,), trusted_endpoints=True)
+    on_lan = make_spec(3, custom_providers=(lan,), trusted_endpoints=True)
+    assert runtime.can_serve(plain, plain) and runtime.can_serve(host, plain)
+    assert not runtime.can_serve(plain, host)
+    assert not runtime.can_serve(plain, on_lan) and runtime.can_serve(on_lan, on_lan)
+    assert "route replace 192.168.1.20/32 via $gw" in _script(render_compose(on_lan, port=1))
+
+
+def test_a_host_without_ip_refuses_with_one_line(runtime, make_spec, monkeypatch):
+    def missing(ip="ip"):
+        raise FileNotFoundError(2, "No such file or directory", "ip")
+
+    monkeypatch.setattr(sandbox, "host_networks", missing)
+    with pytest.raises(RuntimeFailure, match="install iproute2") as info:
+        render_compose(make_spec(7), port=1234)
+    assert info.value.retryable is False
+
+
+def test_nameservers_are_the_hosts_non_loopback_ipv4_resolvers(monkeypatch, tmp_path):
+    first = tmp_path / "resolv.conf"
+    first.write_text("# comment\nnameserver 127.0.0.53\nnameserver 10.0.0.2\nsearch x\n")
+    second = tmp_path / "systemd.conf"
+    second.write_text("nameserver 192.168.1.1\nnameserver fd00::1\nnameserver bogus\n")
+    monkeypatch.setattr(docker, "RESOLV_CONF_FILES", (str(first), str(second), "/nonexistent"))
+    assert _READ_NAMESERVERS() == {"10.0.0.2", "192.168.1.1"}
 
 
 def test_status_stop_and_down(runtime, fake_docker, make_spec):

@@ -113,8 +113,8 @@ def test_routes_block_the_hosts_networks_and_let_allowed_hosts_past(monkeypatch)
     assert "route add unreachable 172.18.0.0/16" in lines  # e.g. the database's network
     assert "route add unreachable fd00::2/128" in lines
     assert "route add unreachable 169.254.0.0/16" in lines  # cloud metadata
-    assert f"route add {sandbox.DNS_ADDRESS}/32 via 10.1.2.1" in lines
-    assert "route add 192.168.1.20/32 via 10.1.2.1" in lines
+    assert f"route replace {sandbox.DNS_ADDRESS}/32 via 10.1.2.1" in lines
+    assert "route replace 192.168.1.20/32 via 10.1.2.1" in lines
     # The gateway carries the traffic but is no destination: in a container deployment
     # it is the Docker host, whose own services (an Ollama on 0.0.0.0) are not the
     # sandbox's. Blocked after the routes through it (the kernel checks a next hop).
@@ -125,7 +125,7 @@ def test_a_gateway_an_endpoint_names_stays_reachable(monkeypatch):
     monkeypatch.setattr(sandbox, "host_networks", lambda ip="ip": (["10.1.2.3/32"], "eth0"))
     lines = sandbox.route_script(_plan(allow_hosts=["10.1.2.1"]), "10.1.2.1").splitlines()
     assert "route add unreachable 10.1.2.1/32" not in lines
-    assert "route add 10.1.2.1/32 via 10.1.2.1" in lines
+    assert "route replace 10.1.2.1/32 via 10.1.2.1" in lines
 
 
 def test_the_synthesised_etc_names_no_host_account(tmp_path):
@@ -184,3 +184,15 @@ def test_a_specs_endpoints_carry_whether_their_owner_is_trusted(settings):
         assert sandbox_plan.reachable(sandbox_plan._endpoints(spec, {}))[0] == (
             [11434] if trusted else []
         )
+
+
+def test_an_allowed_host_that_is_one_of_the_hosts_own_addresses_replaces_its_block(
+    monkeypatch,
+):
+    """A staff user's Ollama on the host's LAN address: the block of that /32 is replaced
+    by the route through the gateway (an add would fail, and the server never start)."""
+    monkeypatch.setattr(sandbox, "host_networks", lambda ip="ip": (["10.1.2.3/32"], "eth0"))
+    lines = sandbox.route_script(_plan(allow_hosts=["10.1.2.3"]), "10.1.2.1").splitlines()
+    assert lines.index("route add unreachable 10.1.2.3/32") < lines.index(
+        "route replace 10.1.2.3/32 via 10.1.2.1"
+    )
