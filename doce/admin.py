@@ -44,6 +44,11 @@ class ServerSlotAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return super().changelist_view(request, {**(extra_context or {}), "title": title})
 
 
+admin.site.site_header = "doce administration"
+admin.site.site_title = "doce admin"
+admin.site.index_title = "doce administration"
+
+
 # --- users: staff set a password (Django's own form) or send a reset link ----------------
 User = get_user_model()
 if admin.site.is_registered(User):

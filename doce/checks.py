@@ -25,8 +25,9 @@ def check_production_settings(app_configs, **kwargs):
                 id="doce.W001",
             )
         )
-    if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3") and os.environ.get(
-        "DOCE_REQUIRE_POSTGRES"
+    if (
+        settings.DATABASES["default"]["ENGINE"].endswith("sqlite3")
+        and settings.DOCE_REQUIRE_POSTGRES
     ):
         problems.append(
             Error(

@@ -211,6 +211,9 @@ def _services(_epoch: int) -> tuple[Service, ...]:
     found.append(_service_url(os.environ.get("DOCKER_HOST", ""), "the Docker daemon"))
     found.append(Service("doce's web server", machine=True, ports=frozenset({settings.DOCE_PORT})))
     found.append(
+        Service("doce's site preview", machine=True, ports=frozenset({settings.DOCE_PREVIEW_PORT}))
+    )
+    found.append(
         Service("an OpenCode server port of doce's", machine=True, ports=settings.DOCE_SERVER_PORTS)
     )
     return tuple(service for service in found if service is not None)

@@ -108,6 +108,7 @@ INSTALLED_APPS = [
     "providers",
     "projects",
     "queue_jobs",
+    "doce.team",
 ]
 
 MIDDLEWARE = [
@@ -123,6 +124,8 @@ MIDDLEWARE = [
     "doce.middleware.FirstRunSetupMiddleware",
     "doce.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # A temporary password (set on the team page) must be changed before anything else.
+    "doce.team.middleware.PasswordChangeRequiredMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     # Last, so it sees the login view's answer and turns a lockout into its own page.
@@ -165,6 +168,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+# true: refuse to start on SQLite (system check doce.E002), so a deployment that lost its
+# DATABASE_URL fails loudly instead of writing to an empty file.
+DOCE_REQUIRE_POSTGRES = env.bool("DOCE_REQUIRE_POSTGRES", default=False)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- cache ---------------------------------------------------------------------------
@@ -274,12 +280,61 @@ if DOCE_HTTPS:
     # Browsers then refuse plain http for doce's host for this long (one year by default).
     SECURE_HSTS_SECONDS = env.int("DOCE_HSTS_SECONDS", default=365 * 24 * 3600)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = False  # a preview on a subdomain may be plain http
+# Where doce's web server listens (rundoce; the worker learns it from the same variable):
+# no endpoint may name it.
+DOCE_PORT = env.int("DOCE_PORT", default=8000)
+# The site preview (docs/preview.md): the workspace the agent writes is untrusted, so it is
+# served by a server of its own on an origin other than doce's, never on doce's. By default
+# another port of the same host (rundoce starts it); in production a domain of its own
+# behind the proxy (DOCE_PREVIEW_ORIGIN, e.g. https://preview.example.com).
+DOCE_PREVIEW_PORT = env.int("DOCE_PREVIEW_PORT", default=DOCE_PORT + 1)
+DOCE_PREVIEW_ORIGIN = env.str("DOCE_PREVIEW_ORIGIN", default="").strip().rstrip("/")
+if DOCE_PREVIEW_ORIGIN and (
+    not DOCE_PREVIEW_ORIGIN.startswith(("http://", "https://"))
+    or DOCE_PREVIEW_ORIGIN.count("/") > 2
+):
+    raise ImproperlyConfigured(
+        f"DOCE_PREVIEW_ORIGIN={DOCE_PREVIEW_ORIGIN!r} is not an origin "
+        "(e.g. https://preview.example.com)."
+    )
+if DOCE_PREVIEW_PORT == DOCE_PORT or not 0 < DOCE_PREVIEW_PORT < 65536:
+    raise ImproperlyConfigured(
+        f"DOCE_PREVIEW_PORT={DOCE_PREVIEW_PORT}: use a port other than DOCE_PORT: the preview "
+        "must never share doce's origin."
+    )
+# The preview serves files up to this size; the zip download stops adding files past its
+# bound (both in MB).
+DOCE_PREVIEW_MAX_FILE_MB = env.int("DOCE_PREVIEW_MAX_FILE_MB", default=50)
+DOCE_DOWNLOAD_MAX_MB = env.int("DOCE_DOWNLOAD_MAX_MB", default=500)
+if DOCE_PREVIEW_MAX_FILE_MB < 1 or DOCE_DOWNLOAD_MAX_MB < 1:
+    raise ImproperlyConfigured(
+        "DOCE_PREVIEW_MAX_FILE_MB and DOCE_DOWNLOAD_MAX_MB must be at least 1."
+    )
+
+
+def _preview_frame_origins() -> list[str]:
+    """Where the preview is, for frame-src: DOCE_PREVIEW_ORIGIN, or the preview port on
+    every host doce answers to (the page links the host it was asked on)."""
+    if DOCE_PREVIEW_ORIGIN:
+        return [DOCE_PREVIEW_ORIGIN]
+    scheme = "https" if DOCE_HTTPS else "http"
+    origins = []
+    for host in ALLOWED_HOSTS:
+        if host == "*":
+            origins.append(f"{scheme}://*:{DOCE_PREVIEW_PORT}")
+        elif host.startswith("."):
+            origins.append(f"{scheme}://{host[1:]}:{DOCE_PREVIEW_PORT}")
+            origins.append(f"{scheme}://*{host}:{DOCE_PREVIEW_PORT}")
+        elif host and not host.startswith("["):  # CSP has no syntax for IPv6 literals
+            origins.append(f"{scheme}://{host}:{DOCE_PREVIEW_PORT}")
+    return origins
+
+
 # The Content-Security-Policy of every page (django-csp): scripts, styles, images and
 # connections (htmx, the live transcript's event stream) from doce's own origin only; no
 # inline script, no eval, no plugin, no framing of doce. DOCE_PREVIEW_ORIGINS: origins doce
-# pages may show in a frame (the coming site preview, served on an origin of its own);
-# empty: no frame at all.
-DOCE_PREVIEW_ORIGINS = env.list("DOCE_PREVIEW_ORIGINS", default=[])
+# pages may show in a frame; by default where the site preview is (above).
+DOCE_PREVIEW_ORIGINS = env.list("DOCE_PREVIEW_ORIGINS", default=_preview_frame_origins())
 for _origin in DOCE_PREVIEW_ORIGINS:
     if not _origin.startswith(("http://", "https://")) or _origin.rstrip("/").count("/") > 2:
         raise ImproperlyConfigured(
@@ -422,9 +477,6 @@ for _entry in DOCE_ENDPOINT_ALLOW:
             f"DOCE_ENDPOINT_ALLOW entry {_entry!r} is not host:port or host:low-high "
             "(e.g. 127.0.0.1:11434)."
         )
-# Where doce's web server listens (rundoce; the worker learns it from the same variable):
-# no endpoint may name it.
-DOCE_PORT = env.int("DOCE_PORT", default=8000)
 # The loopback ports OpenCode servers listen on: no endpoint may name one.
 DOCE_SERVER_PORT_RANGE = env.str("DOCE_SERVER_PORT_RANGE", default="20000-29999")
 try:

@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from doce import health, setup, views
+from doce.team import views as team_views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -13,7 +14,7 @@ urlpatterns = [
     # Django's own password views, in doce's templates (templates/registration/).
     path(
         "accounts/password_change/",
-        auth_views.PasswordChangeView.as_view(),
+        team_views.PasswordChangeView.as_view(),
         name="password_change",
     ),
     path(
@@ -40,5 +41,6 @@ urlpatterns = [
     path("settings/", include("providers.urls")),
     path("projects/", include("projects.urls")),
     path("usage/", include("projects.usage_urls")),
+    path("team/", include("doce.team.urls")),
     path("admin/", admin.site.urls),
 ]

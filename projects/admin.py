@@ -3,12 +3,15 @@ failed pipeline, cancel queued work. The warm pool's servers, read-only. Everyon
 (read-only, with totals and a CSV) and the users' monthly budgets (docs/usage.md)."""
 
 from django.contrib import admin, messages
-from django.http import StreamingHttpResponse
+from django.http import Http404, StreamingHttpResponse
+from django.shortcuts import redirect
+from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.html import format_html
 
 from doce.admin import ReadOnlyAdminMixin
 from projects import services as project_services
-from projects import usage
+from projects import usage, workspace
 from projects.models import Budget, PooledServer, Project, Usage
 from queue_jobs.models import ACTIVE_STATES, Job, JobState
 from queue_jobs.pipeline import PipelineBusy, jobs_cancel
@@ -44,6 +47,7 @@ class ProjectAdmin(admin.ModelAdmin):
     # The server password is an encrypted, non-editable field: never shown.
     readonly_fields = (
         "owner",
+        "preview",
         "status",
         "runtime",
         "runtime_state",
@@ -62,6 +66,28 @@ class ProjectAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # projects are created by their owners, with a pipeline
+
+    @admin.display(description="Site preview")
+    def preview(self, obj):
+        url = reverse("admin:projects_project_preview", args=[obj.pk])
+        return format_html(
+            '<a href="{}" target="_blank" rel="noopener noreferrer">Open the preview</a>', url
+        )
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.preview_view)
+        return [
+            path("<int:project_id>/preview/", view, name="projects_project_preview"),
+            *super().get_urls(),
+        ]
+
+    def preview_view(self, request, project_id: int):
+        """Staff open any project's preview: to its capability URL, on the preview's
+        origin (the link is built here, with the host the admin was asked on)."""
+        project = Project.objects.filter(pk=project_id).first()
+        if project is None or not self.has_view_permission(request, project):
+            raise Http404("No such project.")
+        return redirect(workspace.preview_url(project=project, request=request))
 
 
 @admin.register(Job)

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import secrets
+
 from django.conf import settings
 from django.db import models
 
 from doce.encrypted_fields import EncryptedTextField
 from providers.credentials import PROVIDER_NOT_CONFIGURED
+
+
+def new_preview_token() -> str:
+    """An unguessable capability: whoever holds it sees the project's site preview."""
+    return secrets.token_urlsafe(32)
 
 
 class Project(models.Model):
@@ -54,6 +61,9 @@ class Project(models.Model):
     # slot, or stopped to make room for another of the owner's projects. Not an error.
     server_note = models.CharField(max_length=500, blank=True, default="")
     last_activity_at = models.DateTimeField(null=True, blank=True)
+    # The site preview's capability (projects.preview): the first segment of every preview
+    # URL; a new one (the owner's "New preview link") makes the old links show nothing.
+    preview_token = models.CharField(max_length=64, unique=True, default=new_preview_token)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -71,6 +71,12 @@ class PageEvent:
 
 
 RELOAD = PageEvent("reload")
+# The agent's files may have changed (an edit, the file watcher, a tool call that ended):
+# the page reloads its preview. Coalesced: at most one per FILES_EVERY seconds, and the
+# last change of a burst always gets one.
+FILES = PageEvent("files")
+FILES_EVERY = 0.3
+_FILE_EVENTS = frozenset({"file.edited", "file.watcher.updated"})
 
 Locate = Callable[[int], Awaitable[Upstream | None]]
 OpenStream = Callable[[Upstream], AsyncIterator[Event]]
@@ -115,6 +121,8 @@ class Feed:
         self.messages: set[str] = set()
         self.task: asyncio.Task | None = None
         self.stop_timer: asyncio.TimerHandle | None = None
+        self.files_sent_at = float("-inf")
+        self.files_timer: asyncio.TimerHandle | None = None
 
     def broadcast(self, event: PageEvent) -> None:
         for viewer in list(self.viewers):
@@ -141,7 +149,10 @@ class Feed:
                         connected = True
                         delay = RETRY_MIN_SECONDS
                     for page_event in self.translate(event, upstream.session_id):
-                        self.broadcast(page_event)
+                        if page_event is FILES:
+                            self.files_changed()
+                        else:
+                            self.broadcast(page_event)
                 if connected:
                     continue  # the server ended a working stream (a dispose): at once
             except asyncio.CancelledError:
@@ -153,11 +164,29 @@ class Feed:
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX_SECONDS)
 
+    def files_changed(self) -> None:
+        """Send FILES now, or once the quiet time since the last one has passed."""
+        if self.files_timer is not None:
+            return  # one is due already: it covers this change too
+        loop = asyncio.get_running_loop()
+        wait = self.files_sent_at + FILES_EVERY - loop.time()
+        if wait <= 0:
+            self._send_files()
+        else:
+            self.files_timer = loop.call_later(wait, self._send_files)
+
+    def _send_files(self) -> None:
+        self.files_timer = None
+        self.files_sent_at = asyncio.get_running_loop().time()
+        self.broadcast(FILES)
+
     def translate(self, event: Event, session_id: str) -> list[PageEvent]:
         if event.type == CONNECTED:
             # The first connection, or a new one after a gap in which events were lost.
             self.text_parts.clear()
             return [RELOAD]
+        if event.type in _FILE_EVENTS:
+            return [FILES]  # the server's own folder: one project's, whatever session
         if event.session_id != session_id:
             return []
         props = event.properties
@@ -176,6 +205,9 @@ class Feed:
             part = props.get("part") if isinstance(props.get("part"), dict) else {}
             if part.get("type") == "text" and not part.get("synthetic") and part.get("id"):
                 self.text_parts[part["id"]] = len(part.get("text") or "")
+            state = part.get("state") if isinstance(part.get("state"), dict) else {}
+            if part.get("type") == "tool" and state.get("status") in ("completed", "error"):
+                return [FILES]  # a shell command may have written files the watcher missed
             return []
         if event.type == "message.updated":
             info = props.get("info") if isinstance(props.get("info"), dict) else {}
@@ -245,6 +277,8 @@ class StreamHub:
         if feed.viewers or self.feeds.get(feed.project_id) is not feed:
             return
         del self.feeds[feed.project_id]
+        if feed.files_timer is not None:
+            feed.files_timer.cancel()
         if feed.task is not None:
             feed.task.cancel()
 
@@ -252,8 +286,9 @@ class StreamHub:
         """Stop every feed and end every viewer (tests; process shutdown)."""
         feeds, self.feeds = list(self.feeds.values()), {}
         for feed in feeds:
-            if feed.stop_timer is not None:
-                feed.stop_timer.cancel()
+            for timer in (feed.stop_timer, feed.files_timer):
+                if timer is not None:
+                    timer.cancel()
             for viewer in feed.viewers:
                 viewer.end()
             if feed.task is not None:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from projects import views
+from projects import views, workspace_views
 
 app_name = "projects"
 urlpatterns = [
@@ -15,4 +15,17 @@ urlpatterns = [
     path("<int:project_id>/stop/", views.project_stop, name="stop"),
     path("<int:project_id>/delete/", views.project_delete, name="delete"),
     path("<int:project_id>/model/", views.project_model, name="model"),
+    path(
+        "<int:project_id>/preview/new-link/",
+        workspace_views.preview_rotate,
+        name="preview_rotate",
+    ),
+    path("<int:project_id>/preview/", views.project_preview_card, name="preview_card"),
+    path("<int:project_id>/files/", workspace_views.file_list, name="files"),
+    path(
+        "<int:project_id>/files/download.zip",
+        workspace_views.file_download,
+        name="files_download",
+    ),
+    path("<int:project_id>/files/view/<path:path>", workspace_views.file_view, name="file_view"),
 ]

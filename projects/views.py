@@ -8,9 +8,10 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from projects import budgets, selectors, services, stream
+from projects import budgets, selectors, services, stream, workspace
 from projects.forms import MessageForm, ModelChangeForm, ProjectCreateForm
 from projects.models import Project
+from projects.onboarding import onboarding_checklist
 from projects.transcript import project_transcript
 from providers.services import PROVIDER_NOT_CONFIGURED
 from queue_jobs.pipeline import PipelineBusy
@@ -24,8 +25,11 @@ def _project_or_404(request, project_id: int) -> Project:
 
 
 def project_list(request):
-    projects = selectors.projects_for_user(user=request.user)
-    return render(request, "projects/project_list.html", {"projects": projects})
+    projects = list(selectors.projects_for_user(user=request.user))
+    checklist = onboarding_checklist(user=request.user, has_projects=bool(projects))
+    return render(
+        request, "projects/project_list.html", {"projects": projects, "checklist": checklist}
+    )
 
 
 def project_new(request):
@@ -75,7 +79,25 @@ def project_detail(request, project_id: int):
     context["model_form"] = ModelChangeForm(user=request.user, initial={"model": project.model})
     context["suggestions"] = selectors.model_suggestions(user=request.user)
     context["budget"] = budgets.budget_state(user=request.user)
+    context["preview_url"] = _preview_url(request, project)
     return render(request, "projects/project_detail.html", context)
+
+
+def _preview_url(request, project: Project) -> str:
+    """The preview's address once the workspace has a page to show ("" until then)."""
+    if workspace.workspace_has_page(project):
+        return workspace.preview_url(project=project, request=request)
+    return ""
+
+
+def project_preview_card(request, project_id: int):
+    """The preview card alone (the page asks for it when the agent's files change)."""
+    project = _project_or_404(request, project_id)
+    return render(
+        request,
+        "projects/_preview.html",
+        {"project": project, "preview_url": _preview_url(request, project)},
+    )
 
 
 def project_status_fragment(request, project_id: int):

@@ -129,6 +129,8 @@ class ProviderConnectionAdmin(admin.ModelAdmin):
     list_display = [
         "user",
         "provider_id",
+        "name",
+        "base_url",
         "auth_type",
         "status",
         "key_hint",

@@ -390,6 +390,8 @@ class OAuthFlow(models.Model):
 
     class Meta:
         db_table = "provider_oauth_flows"
+        verbose_name = "OAuth sign-in"
+        verbose_name_plural = "OAuth sign-ins"
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["user", "-created_at"], name="oauth_flows_user_idx"),

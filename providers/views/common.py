@@ -19,6 +19,7 @@ from django.views.decorators.debug import sensitive_post_parameters, sensitive_v
 from django_htmx.http import HttpResponseClientRedirect
 
 from doce.endpoints import endpoint_problem
+from doce.timefmt import ago
 from providers import services, validation
 from providers.catalog import catalog_names
 from providers.models import OAuthFlow, ProviderConnection, UserSettings
@@ -94,20 +95,6 @@ def done(request, url: str):
 
 def list_url() -> str:
     return reverse("providers:list")
-
-
-def ago(moment: datetime | None, now: datetime) -> str:
-    """ "just now", "5 min ago", "2 h ago", "3 d ago"; "never" for None."""
-    if moment is None:
-        return "never"
-    seconds = max(0, int((now - moment).total_seconds()))
-    if seconds < 60:
-        return "just now"
-    if seconds < 3600:
-        return f"{seconds // 60} min ago"
-    if seconds < 86400:
-        return f"{seconds // 3600} h ago"
-    return f"{seconds // 86400} d ago"
 
 
 def within(moment: datetime, now: datetime) -> str:

@@ -11,7 +11,13 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from providers import selectors, services, validation
-from providers.catalog import catalog_entries, catalog_entry, catalog_names, catalog_status
+from providers.catalog import (
+    catalog_entries,
+    catalog_entry,
+    catalog_names,
+    catalog_status,
+    free_models,
+)
 from providers.forms import (
     MOVED_ENDPOINT_SAVED,
     ApiKeyForm,
@@ -58,6 +64,8 @@ def provider_list(request):
             "flows": flows,
             "legacy_pending": legacy_pending(settings_row, connections),
             "preferences": settings_row,
+            # Said on the empty list: a user can build sites before connecting anything.
+            "free_models_offered": not connections and bool(free_models()),
         },
     )
 

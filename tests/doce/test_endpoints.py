@@ -19,6 +19,7 @@ def rule(settings):
     at the usual places."""
     settings.DOCE_ENDPOINT_ALLOW = []
     settings.DOCE_PORT = 8000
+    settings.DOCE_PREVIEW_PORT = 8001
     settings.CELERY_BROKER_URL = "redis://127.0.0.1:6379/0"
     settings.CELERY_RESULT_BACKEND = "redis://127.0.0.1:6379/0"
     settings.CACHES = {
@@ -46,6 +47,7 @@ def _database(monkeypatch, host: str, port: str = "5432") -> None:
         ("http://127.0.0.1:8000/v1", "doce's web server"),
         ("http://[::1]:8000/v1", "doce's web server"),
         ("http://127.0.0.2:8000/v1", "doce's web server"),  # all of 127/8 is loopback
+        ("http://127.0.0.1:8001/v1", "doce's site preview"),
         ("http://[::ffff:127.0.0.1]:6379/v1", "doce's broker"),
         ("http://0.0.0.0:6379/v1", "doce's broker"),
         ("http://127.0.0.1:20000/v1", "an OpenCode server port of doce's"),

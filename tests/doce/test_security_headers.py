@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.conf import settings
 
 from tests.conftest import run_manage
 from tests.factories import ProviderConnectionFactory
@@ -56,7 +57,10 @@ def assert_protected(response, url: str) -> None:
     assert policy["default-src"] == ["'self'"], url
     assert policy["object-src"] == ["'none'"], url
     assert policy["frame-ancestors"] == ["'none'"], url
-    assert policy["frame-src"] == ["'none'"], url  # no preview origin configured
+    # Only the site preview, on its own port of each host doce answers to.
+    assert policy["frame-src"] == settings.DOCE_PREVIEW_ORIGINS, url
+    assert "http://localhost:8001" in policy["frame-src"], url
+    assert all(o.endswith(f":{settings.DOCE_PREVIEW_PORT}") for o in policy["frame-src"]), url
     assert "'unsafe-inline'" not in response.headers["Content-Security-Policy"], url
     assert "'unsafe-eval'" not in response.headers["Content-Security-Policy"], url
     assert "camera=()" in response.headers["Permissions-Policy"], url
@@ -146,6 +150,28 @@ def test_the_settings_build_the_frame_source_from_doce_preview_origins(tmp_path)
     assert "'frame-src': ['https://preview.example.com']" in result.stdout
     bad = run_manage(tmp_path, "check", DEBUG="true", DOCE_PREVIEW_ORIGINS="preview.example.com")
     assert bad.returncode == 2 and "DOCE_PREVIEW_ORIGINS" in bad.stderr
+
+
+def test_frame_src_follows_the_preview_settings(tmp_path):
+    script = "from django.conf import settings; print(settings.CONTENT_SECURITY_POLICY)"
+    hosts = "localhost,127.0.0.1,[::1]"  # CSP cannot name an IPv6 literal: left out
+    port = run_manage(
+        tmp_path, "shell", "-c", script, DEBUG="true", DOCE_PORT="9000", ALLOWED_HOSTS=hosts
+    )
+    assert port.returncode == 0, port.stderr
+    assert "'frame-src': ['http://localhost:9001', 'http://127.0.0.1:9001']" in port.stdout
+    origin = run_manage(
+        tmp_path,
+        "shell",
+        "-c",
+        script,
+        DEBUG="true",
+        DOCE_PREVIEW_ORIGIN="https://preview.example.com/",
+    )
+    assert "'frame-src': ['https://preview.example.com']" in origin.stdout
+    for bad_env in ({"DOCE_PREVIEW_PORT": "8000"}, {"DOCE_PREVIEW_ORIGIN": "preview.example"}):
+        bad = run_manage(tmp_path, "check", DEBUG="true", **bad_env)
+        assert bad.returncode != 0 and next(iter(bad_env)) in bad.stderr
 
 
 def test_https_adds_strict_transport_security(tmp_path):

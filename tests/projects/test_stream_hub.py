@@ -276,3 +276,29 @@ def test_a_viewers_stream_starts_with_a_reload_and_unsubscribes_when_closed():
 
 def test_the_upstream_address_never_shows_its_password():
     assert SECRET not in repr(Upstream("http://127.0.0.1:1", SECRET, None, SESSION))
+
+
+def test_the_agents_file_changes_reach_the_page_coalesced(monkeypatch):
+    """file.edited, the file watcher and a finished tool call tell the page to reload its
+    preview; a burst (npm install writes thousands of files) is one event now and one
+    after the quiet time, never one per file, and carries no file name."""
+    monkeypatch.setattr(stream, "FILES_EVERY", 0.2)
+
+    async def scenario():
+        upstreams = Upstreams()
+        hub = make_hub(upstreams)
+        viewer = hub.subscribe(1)
+        assert (await viewer.next(5)) == stream.RELOAD
+        await upstreams.send(1, ev("file.edited", file="/w/index.html"))
+        assert (await viewer.next(5)) == stream.FILES
+        burst = [ev("file.watcher.updated", file=f"/w/n{i}", event="add") for i in range(300)]
+        await upstreams.send(1, *burst)
+        assert (await viewer.next(5)) == stream.FILES  # the trailing one of the burst
+        done = {"status": "completed", "output": SECRET}
+        await upstreams.send(1, text_part("prt_tool", type_="tool", state=done))
+        assert (await viewer.next(5)) == stream.FILES
+        assert viewer.queue.empty()
+        assert stream.FILES.data == ""  # no path, no output
+        await hub.close()
+
+    run(scenario())

@@ -1,6 +1,6 @@
-"""Run the web server, a Celery worker (with beat) and the sign-in worker together; one
-Ctrl-C stops them all, and then the projects' OpenCode servers (``--keep-servers`` leaves
-them running)."""
+"""Run the web server, the site preview server, a Celery worker (with beat) and the sign-in
+worker together; one Ctrl-C stops them all, and then the projects' OpenCode servers
+(``--keep-servers`` leaves them running)."""
 
 from __future__ import annotations
 
@@ -35,6 +35,12 @@ class Command(BaseCommand):
         parser.add_argument("--host", default=os.environ.get("DOCE_HOST", "127.0.0.1"))
         parser.add_argument("--port", type=int, default=settings.DOCE_PORT)
         parser.add_argument(
+            "--preview-port",
+            type=int,
+            default=None,
+            help="Where the site preview is served (DOCE_PREVIEW_PORT; default: --port + 1).",
+        )
+        parser.add_argument(
             "--concurrency",
             type=int,
             default=int(os.environ.get("DOCE_WORKER_CONCURRENCY", DEFAULT_WORKER_CONCURRENCY)),
@@ -47,15 +53,24 @@ class Command(BaseCommand):
             "then finds them running); by default they are stopped too.",
         )
 
-    def handle(self, *args, host, port, concurrency, keep_servers, **options):
-        if _port_in_use(host, port):
-            raise CommandError(
-                f"{host}:{port} is already in use. Stop what runs there or pick another port "
-                "with DOCE_PORT=8001."
+    def handle(self, *args, host, port, preview_port, concurrency, keep_servers, **options):
+        if preview_port is None:
+            preview_port = (
+                settings.DOCE_PREVIEW_PORT if "DOCE_PREVIEW_PORT" in os.environ else port + 1
             )
+        if preview_port == port:
+            raise CommandError("The site preview needs a port of its own, not doce's.")
+        for what, number in (("doce", port), ("the site preview", preview_port)):
+            if _port_in_use(host, number):
+                raise CommandError(
+                    f"{host}:{number} ({what}) is already in use. Stop what runs there or pick "
+                    "other ports with DOCE_PORT=8002 (and DOCE_PREVIEW_PORT=8003)."
+                )
         python = sys.executable
         # The workers learn the web port from it: no endpoint may name it (doce.endpoints).
+        # The web server links the preview on the port it really runs on.
         os.environ["DOCE_PORT"] = str(port)
+        os.environ["DOCE_PREVIEW_PORT"] = str(preview_port)
         commands = {
             # ASGI (uvicorn), as in production: the live transcript holds a stream open
             # per page. Static files come through WhiteNoise (from the finders in DEBUG).
@@ -73,6 +88,26 @@ class Command(BaseCommand):
                 str(port),
                 "--lifespan",
                 "off",
+                "--timeout-graceful-shutdown",
+                str(WEB_STOP_GRACE_SECONDS),
+            ],
+            # The site preview (projects.preview_server): the agent's site on an origin of
+            # its own; no access log, as every request path carries its capability.
+            "preview": [
+                python,
+                "-m",
+                "uvicorn",
+                "projects.preview_asgi:application",
+                "--app-dir",
+                str(settings.BASE_DIR),
+                "--host",
+                host,
+                "--port",
+                str(preview_port),
+                "--lifespan",
+                "off",
+                "--no-access-log",
+                "--no-server-header",
                 "--timeout-graceful-shutdown",
                 str(WEB_STOP_GRACE_SECONDS),
             ],
@@ -138,6 +173,8 @@ class Command(BaseCommand):
                     announced = True
                     url = f"http://{_reachable(host)}:{port}/"
                     self.stdout.write(self.style.SUCCESS(f"\n  doce is running: open {url}\n"))
+                    preview = f"http://{_reachable(host)}:{preview_port}/"
+                    self.stdout.write(f"  Site previews are served on {preview}\n")
                     self.stdout.write("  Press Ctrl-C to stop the web server and the workers.\n")
                 time.sleep(0.2)
         finally:

@@ -115,4 +115,17 @@
     if (box) box.dataset.busy = event.data === "busy" ? "true" : "false";
   });
   source.addEventListener("reload", reload);
+  // The agent's files changed: reload the preview (its iframe; or, while there was
+  // nothing to show, the card, which shows the iframe once index.html exists).
+  source.addEventListener("files", function () {
+    const frame = document.querySelector("iframe[data-preview-url]");
+    if (frame) {
+      frame.src = frame.dataset.previewUrl;
+      return;
+    }
+    const card = document.querySelector("[data-preview-card]");
+    if (card) {
+      htmx.ajax("GET", card.dataset.previewCard, { source: card, target: card, swap: "outerHTML" });
+    }
+  });
 })();

@@ -73,7 +73,7 @@ def test_a_name_that_resolves_into_a_blocked_network_is_refused(alice_client, mo
     [
         "http://127.0.0.1:11434/v1",
         "http://localhost:11434/v1",
-        "http://[::1]:8001/v1",
+        "http://[::1]:8080/v1",  # not 8001: the site preview, doce's own
     ],
 )
 def test_loopback_endpoints_the_operator_listed_are_allowed(alice_client, base_url):
