@@ -2,6 +2,8 @@
 providers' base URLs, key checks and the sandboxes' reach (docs/sandbox.md, "What a user
 types").
 
+- **A blocked network never** (``DOCE_ENDPOINT_BLOCKED_NETWORKS``: link-local, cloud
+  metadata, ``0.0.0.0`` and every form of it), whoever asks.
 - **doce's own services never**, whoever asks and whatever is configured: its database,
   broker, result backend and cache (from their URLs), its web port (``DOCE_PORT``), the
   loopback ports its OpenCode servers listen on (``DOCE_SERVER_PORT_RANGE``) and a Docker
@@ -39,6 +41,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 DEFAULT_PORTS = {
     "http": 80,
@@ -68,6 +71,10 @@ LOOPBACK_NAMES = frozenset(
 # Resolved addresses of the machine and of doce's services hold this long.
 _CACHE_SECONDS = 30.0
 
+BLOCKED_MESSAGE = (
+    "{where} is in a network this server does not connect to (link-local or cloud "
+    "metadata addresses, DOCE_ENDPOINT_BLOCKED_NETWORKS): use your endpoint's own address."
+)
 SERVICE_MESSAGE = (
     "{where} is {what}: no endpoint may point there (doce never opens its own services "
     "to an agent)."
@@ -101,7 +108,7 @@ def _ip(address: str) -> IPAddress | None:
     return ip
 
 
-def resolve(host: str, port: int = 0) -> list[str]:
+def resolve(host: str) -> list[str]:
     """The addresses ``host`` resolves to (an IP literal: itself); [] when it does not.
     A name's answer is kept up to 30 s (pages list endpoints; a slow resolver must not
     slow every page). Whoever connects resolves again and vets what it connects to."""
@@ -249,7 +256,7 @@ def _allowed(host: str, addresses: Iterable[str], port: int) -> bool:
         if not int(low) <= port <= int(high or low):
             continue
         entry_host = entry_host.strip("[]").lower()
-        entry_addresses = set(resolve(entry_host, port))
+        entry_addresses = set(resolve(entry_host))
         if entry_host == host.lower() or addresses & entry_addresses:
             return True
         if _loopback(entry_host, entry_addresses) and _loopback(host, addresses):
@@ -268,16 +275,64 @@ def _where(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+@functools.lru_cache(maxsize=8)
+def _networks(entries: tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    return tuple(ipaddress.ip_network(entry.strip(), strict=False) for entry in entries if entry)
+
+
+def blocked_networks() -> tuple[IPNetwork, ...]:
+    """``DOCE_ENDPOINT_BLOCKED_NETWORKS`` (validated at start-up by the settings)."""
+    return _networks(tuple(str(e).strip() for e in settings.DOCE_ENDPOINT_BLOCKED_NETWORKS))
+
+
+def address_candidates(ip: IPAddress) -> list[IPAddress]:
+    """``ip`` and every IPv4 address it stands for: an IPv6 address that embeds one
+    (IPv4-mapped ``::ffff:a.b.c.d``, IPv4-compatible ``::a.b.c.d``, 6to4 ``2002:…``) is
+    that address too, and the unspecified ``::`` is ``0.0.0.0`` (both mean this host)."""
+    candidates: list[IPAddress] = [ip]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.is_unspecified:
+            candidates.append(ipaddress.IPv4Address(0))
+        for embedded in (ip.ipv4_mapped, ip.sixtofour):
+            if embedded is not None:
+                candidates.append(embedded)
+        if int(ip) >> 32 == 0 and not ip.is_loopback:  # ::a.b.c.d (deprecated); not ::1
+            candidates.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return candidates
+
+
+def address_blocked(address: str) -> bool:
+    """Is this IP address in a blocked network? An IPv6 address that stands for an IPv4
+    one (``address_candidates``) counts as that address too, so ``[::]`` and
+    ``[::ffff:0.0.0.0]`` are blocked like ``0.0.0.0``."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone ("%eth0")
+    return any(
+        candidate in network
+        for candidate in address_candidates(ip)
+        for network in blocked_networks()
+        if candidate.version == network.version
+    )
+
+
 def address_problem(address: str, port: int, *, trusted: bool, host: str = "") -> str:
     """Why ``address``:``port`` (``host`` as typed) may not be connected to for an
-    endpoint ("" when it may)."""
+    endpoint ("" when it may): a blocked network, whoever asks; one of doce's own
+    services, whoever asks; this machine or its networks, unless trusted or listed."""
     where = _where(host or address, port)
+    if address_blocked(address):
+        return BLOCKED_MESSAGE.format(where=where)
     service = service_at(address, port)
     if service is not None:
         return SERVICE_MESSAGE.format(where=where, what=service.what)
     if is_local(address) and not trusted and not _allowed(host or address, [address], port):
         return LOCAL_MESSAGE.format(where=where)
     return ""
+
+
+def addresses_of(host: str) -> list[str]:
+    """The addresses an endpoint's host stands for: a name of this machine (localhost,
+    what containers call their host) is its loopback, whatever it resolves to here."""
+    return ["127.0.0.1"] if host.lower() in LOOPBACK_NAMES else resolve(host)
 
 
 def split(url: str) -> tuple[str, int] | None:
@@ -301,10 +356,7 @@ def endpoint_problem(url: str, *, trusted: bool) -> str:
     if target is None:
         return ""
     host, port = target
-    addresses = resolve(host, port)
-    if host.lower() in LOOPBACK_NAMES:
-        addresses = [*addresses, "127.0.0.1"]
-    for address in addresses:
+    for address in addresses_of(host):
         problem = address_problem(address, port, trusted=trusted, host=host)
         if problem:
             return problem

@@ -15,14 +15,17 @@ class SetupAlreadyDone(Exception):
     pass
 
 
-class FirstAdminForm(UserCreationForm):
+class NewAccountForm(UserCreationForm):
+    """A user name and a password, twice: the first admin's, and an invitee's
+    (doce.team)."""
+
     class Meta(UserCreationForm.Meta):
         model = get_user_model()
         fields = ("username",)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # Django 5.1+ adds an optional "usable password" switch; the first admin needs one.
+        # Django 5.1+ adds an optional "usable password" switch; a new account needs one.
         self.fields.pop("usable_password", None)
         self.fields["username"].widget.attrs.update({"autofocus": True})
 
@@ -49,7 +52,7 @@ def first_admin_create(*, username: str, password: str):
 def setup_view(request):
     if get_user_model().objects.exists():
         raise Http404("Setup is already complete.")
-    form = FirstAdminForm(request.POST if request.method == "POST" else None)
+    form = NewAccountForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
             user = first_admin_create(

@@ -126,7 +126,7 @@ class JobAdmin(admin.ModelAdmin):
 
 
 @admin.register(PooledServer)
-class PooledServerAdmin(admin.ModelAdmin):
+class PooledServerAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The warm pool (projects.pool), read-only: the pool starts, claims and stops them.
     The server password is never shown."""
 
@@ -143,15 +143,6 @@ class PooledServerAdmin(admin.ModelAdmin):
     def pid(self, obj: PooledServer):
         return (obj.runtime_state or {}).get("pid")
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
 
 USAGE_CSV_HEADER = [
     "date",
@@ -161,11 +152,7 @@ USAGE_CSV_HEADER = [
     "provider",
     "model",
     "credential",
-    "input_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
+    *Usage.TOKEN_FIELDS,
     "cost",
     "priced",
 ]
@@ -182,11 +169,7 @@ class UsageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "provider_id",
         "model_id",
         "credential",
-        "input_tokens",
-        "output_tokens",
-        "reasoning_tokens",
-        "cache_read_tokens",
-        "cache_write_tokens",
+        *Usage.TOKEN_FIELDS,
         "cost_shown",
     )
     list_filter = ("user", "provider_id", "model_id", "priced", "created_at")
@@ -227,11 +210,7 @@ def _usage_csv_row(row: Usage) -> list:
         row.provider_id,
         row.model_id,
         row.credential,
-        row.input_tokens,
-        row.output_tokens,
-        row.reasoning_tokens,
-        row.cache_read_tokens,
-        row.cache_write_tokens,
+        *(getattr(row, name) for name in Usage.TOKEN_FIELDS),
         row.cost,
         "yes" if row.priced else "no",
     ]

@@ -11,13 +11,11 @@ from datetime import date, datetime, time
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import DecimalField, Sum, Value
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.formats import date_format
 
 from projects.models import Budget, Usage
-from projects.usage import TOTAL_TOKENS
+from projects.usage import sums
 
 WARNING_AT = Decimal("0.8")
 
@@ -126,11 +124,8 @@ def budget_state(*, user, now: datetime | None = None) -> BudgetState:
     tokens_limit, usd_limit = override if override is not None else default_limits()
     used_tokens, used_cost = 0, Decimal(0)
     if tokens_limit is not None or usd_limit is not None:
-        zero_cost = Value(Decimal(0), output_field=DecimalField(max_digits=20, decimal_places=6))
-        used = Usage.objects.filter(user=user, created_at__gte=since).aggregate(
-            tokens=Coalesce(Sum(TOTAL_TOKENS), 0),
-            spent=Coalesce(Sum("cost"), zero_cost),
-        )
+        wanted = {name: value for name, value in sums().items() if name in ("tokens", "spent")}
+        used = Usage.objects.filter(user=user, created_at__gte=since).aggregate(**wanted)
         used_tokens, used_cost = int(used["tokens"]), Decimal(used["spent"])
     limits = []
     if tokens_limit is not None:

@@ -112,12 +112,10 @@ def conversation_store(*, project: Project, messages: list[dict[str, Any]]) -> S
     doce's copy of the project's conversation. Messages complete in the copy are
     skipped; the rest are written with their parts; a reply that finished gets its
     ``Usage`` row (once)."""
-    ids = [
-        str(m.get("info", {}).get("id", "")) for m in messages if isinstance(m.get("info"), dict)
-    ]
+    # The project's whole copy, a few columns a row: no IN list as long as a session.
     known = {
         row.opencode_id: row
-        for row in Message.objects.filter(project=project, opencode_id__in=ids).only(
+        for row in Message.objects.filter(project=project).only(
             "id", "opencode_id", "role", "completed_at", "error"
         )
     }

@@ -193,6 +193,11 @@ class Usage(models.Model):
     money was spent): ``project`` goes null, ``project_name`` stays."""
 
     # Indexed by (user, created_at) below, which also serves lookups by user alone.
+    #: The kinds of token a reply is counted in, as OpenCode reports them; every one
+    #: counts toward a token budget (projects.budgets).
+    TOKEN_KINDS = ("input", "output", "reasoning", "cache_read", "cache_write")
+    TOKEN_FIELDS = tuple(f"{kind}_tokens" for kind in TOKEN_KINDS)
+
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="usage", db_index=False
     )
@@ -235,13 +240,7 @@ class Usage(models.Model):
 
     @property
     def total_tokens(self) -> int:
-        return (
-            self.input_tokens
-            + self.output_tokens
-            + self.reasoning_tokens
-            + self.cache_read_tokens
-            + self.cache_write_tokens
-        )
+        return sum(getattr(self, name) for name in self.TOKEN_FIELDS)
 
 
 class Budget(models.Model):

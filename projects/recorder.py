@@ -91,7 +91,6 @@ class Recorder:
         self.running = sync_to_async(running)
         self.sync = sync_to_async(sync)
         self.follows: dict[int, asyncio.Task] = {}
-        self.syncs = 0  # catch-up reads done (tests, logs)
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
@@ -141,7 +140,6 @@ class Recorder:
         await asyncio.sleep(SETTLE_SECONDS)
         try:
             await self.sync(project_id)
-            self.syncs += 1
         except Exception:
             logger.exception("recorder: project %s: the conversation was not kept", project_id)
 

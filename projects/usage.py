@@ -17,12 +17,9 @@ from django.utils import timezone
 
 from projects.models import Usage
 
-TOKEN_KINDS = ("input", "output", "reasoning", "cache_read", "cache_write")
-#: Every token the provider processed counts toward a token budget, as in
-#: ``Usage.total_tokens``: cache reads and writes too.
-TOTAL_TOKENS = sum(
-    (F(f"{kind}_tokens") for kind in TOKEN_KINDS[1:]), start=F(f"{TOKEN_KINDS[0]}_tokens")
-)
+TOKEN_KINDS = Usage.TOKEN_KINDS
+#: Every token the provider processed, as ``Usage.total_tokens`` counts them.
+TOTAL_TOKENS = sum((F(name) for name in Usage.TOKEN_FIELDS[1:]), start=F(Usage.TOKEN_FIELDS[0]))
 MAX_RANGE_DAYS = 366
 #: The chart shows this many series (providers or models) by name; the rest are "other".
 CHART_SERIES = 8
@@ -32,18 +29,14 @@ CSV_HEADER = [
     "provider",
     "model",
     "messages",
-    "input_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
+    *Usage.TOKEN_FIELDS,
     "total_tokens",
     "cost",
     "unpriced_messages",
 ]
 
 
-def _sums() -> dict:
+def sums() -> dict:
     """The aggregates every read shares (0, not None, for an empty set): tokens by kind
     (``input``…), ``tokens`` (all kinds), ``spent`` (the cost), ``messages`` (replies)
     and ``unpriced`` (replies of a model with no price). Named apart from the fields."""
@@ -90,7 +83,7 @@ def usage_for(*, user, span: DateRange) -> QuerySet[Usage]:
 
 def usage_totals(rows: QuerySet[Usage]) -> dict:
     """Tokens by kind, total tokens, cost, replies and unpriced replies: one query."""
-    return rows.aggregate(**_sums())
+    return rows.aggregate(**sums())
 
 
 def _day():
@@ -103,7 +96,7 @@ def usage_table(rows: QuerySet[Usage]) -> list[dict]:
     return list(
         rows.order_by()
         .values("project_id", "project_name", "provider_id", "model_id")
-        .annotate(**_sums())
+        .annotate(**sums())
         .order_by("-spent", "-tokens", "project_name", "provider_id", "model_id")
     )
 
@@ -152,12 +145,12 @@ def usage_chart(
     """Tokens (or cost) by day, stacked by provider or by model: one query."""
     key = "provider_id" if by == "provider" else "model_id"
     value = "tokens" if metric == "tokens" else "spent"
-    sums = _sums()
+    totals = sums()
     grouped = (
         rows.order_by()
         .annotate(day=_day())
         .values("day", key)
-        .annotate(tokens=sums["tokens"], spent=sums["spent"])
+        .annotate(tokens=totals["tokens"], spent=totals["spent"])
     )
     per_day: dict[date, dict[str, float]] = {}
     per_series: dict[str, float] = {}
@@ -207,7 +200,7 @@ def usage_daily(rows: QuerySet[Usage]) -> Iterator[dict]:
         rows.order_by()
         .annotate(day=_day())
         .values("day", "project_name", "provider_id", "model_id")
-        .annotate(**_sums())
+        .annotate(**sums())
         .order_by("day", "project_name", "provider_id", "model_id")
         .iterator(chunk_size=2000)
     )

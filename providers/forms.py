@@ -453,8 +453,6 @@ class CustomProviderForm(OptionsMixin, forms.Form):
             raise ValidationError(
                 "Enter an http:// or https:// URL, e.g. http://localhost:11434/v1."
             ) from None
-        if validation.endpoint_blocked(base_url):
-            raise ValidationError(validation.BLOCKED_ENDPOINT_MESSAGE)
         problem = endpoint_problem(base_url, trusted=self.user.is_staff)
         if problem:
             raise ValidationError(problem)

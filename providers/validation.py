@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import functools
 import http
-import ipaddress
 import json
 import logging
 import socket
@@ -68,10 +67,6 @@ NOT_ASCII_MESSAGE = (
 )
 NOT_SENDABLE_MESSAGE = (
     "The key contains spaces or control characters and cannot be sent: enter it again"
-)
-BLOCKED_ENDPOINT_MESSAGE = (
-    "This URL points into a network this server does not connect to (link-local or cloud "
-    "metadata addresses): use your endpoint's own address."
 )
 
 
@@ -136,76 +131,20 @@ def key_problem(api_key: str) -> str:
     return ""
 
 
-# --- blocked networks -------------------------------------------------------------------
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
+# --- where a check may connect ---------------------------------------------------------
 class EndpointBlocked(Exception):
-    """The host is, or resolves to, an address in ``DOCE_ENDPOINT_BLOCKED_NETWORKS``."""
-
-
-@functools.lru_cache(maxsize=8)
-def _networks(entries: tuple[str, ...]) -> tuple[IPNetwork, ...]:
-    return tuple(ipaddress.ip_network(entry.strip(), strict=False) for entry in entries if entry)
-
-
-def blocked_networks() -> tuple[IPNetwork, ...]:
-    """``DOCE_ENDPOINT_BLOCKED_NETWORKS`` (validated at start-up by the settings)."""
-    return _networks(tuple(str(e).strip() for e in settings.DOCE_ENDPOINT_BLOCKED_NETWORKS))
-
-
-def address_candidates(
-    ip: ipaddress.IPv4Address | ipaddress.IPv6Address,
-) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    """``ip`` and every IPv4 address it stands for: an IPv6 address that embeds one
-    (IPv4-mapped ``::ffff:a.b.c.d``, IPv4-compatible ``::a.b.c.d``, 6to4 ``2002:…``) is
-    that address too, and the unspecified ``::`` is ``0.0.0.0`` (both mean this host)."""
-    candidates: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [ip]
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.is_unspecified:
-            candidates.append(ipaddress.IPv4Address(0))
-        for embedded in (ip.ipv4_mapped, ip.sixtofour):
-            if embedded is not None:
-                candidates.append(embedded)
-        if int(ip) >> 32 == 0 and not ip.is_loopback:  # ::a.b.c.d (deprecated); not ::1
-            candidates.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
-    return candidates
-
-
-def address_blocked(address: str) -> bool:
-    """Is this IP address in a blocked network? An IPv6 address that stands for an IPv4
-    one (``address_candidates``) counts as that address too, so ``[::]`` and
-    ``[::ffff:0.0.0.0]`` are blocked like ``0.0.0.0``."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone ("%eth0")
-    candidates = address_candidates(ip)
-    return any(
-        candidate in network
-        for candidate in candidates
-        for network in blocked_networks()
-        if candidate.version == network.version
-    )
+    """The host is, or resolves to, an address ``doce.endpoints`` refuses (a blocked
+    network, one of doce's own services, or this machine for an untrusted caller)."""
 
 
 def _resolve(host: str, port: int) -> list[str]:
-    """The addresses ``host`` resolves to (an IP literal: itself), in the order to try."""
+    """The addresses ``host`` resolves to (an IP literal: itself), in the order to try:
+    looked up afresh for every connection (no cache a rebinding name could outlive)."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     addresses: dict[str, None] = {}
     for _family, _type, _proto, _name, sockaddr in infos:
         addresses.setdefault(str(sockaddr[0]))
     return list(addresses)
-
-
-def endpoint_blocked(base_url: str) -> bool:
-    """True when ``base_url``'s host is, or resolves to, an address in a blocked network.
-    A host that does not resolve here is not blocked: the key check will say it could not
-    be reached (and checks again before every connection)."""
-    try:
-        url = httpx.URL(base_url)
-        host = url.raw_host.decode("ascii")
-        addresses = _resolve(host, url.port or (443 if url.scheme == "https" else 80))
-    except (OSError, UnicodeError, ValueError, httpx.InvalidURL):
-        return False
-    return any(address_blocked(address) for address in addresses)
 
 
 # --- one request, one deadline ----------------------------------------------------------
@@ -231,9 +170,7 @@ class _DeadlineBackend(httpcore.NetworkBackend):
             addresses = _resolve(host, port)
         except (OSError, UnicodeError) as exc:
             raise httpcore.ConnectError("the host did not resolve") from exc
-        if any(address_blocked(address) for address in addresses):
-            raise EndpointBlocked(host)
-        for address in addresses:  # doce's own services never; local ones if trusted
+        for address in addresses:  # the one rule for endpoints (doce.endpoints)
             if endpoints.address_problem(address, port, trusted=self.trusted, host=host):
                 raise EndpointBlocked(host)
         error: Exception = httpcore.ConnectError("the host has no address")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib.auth import get_user_model, password_validation
-from django.contrib.auth.forms import UserCreationForm
 from django.contrib.auth.models import Group
 
 from doce.team.services import INVITATION_DAYS
@@ -64,15 +63,3 @@ class GroupsForm(forms.Form):
 
 class GroupCreateForm(forms.Form):
     name = forms.CharField(max_length=150)
-
-
-class AcceptForm(UserCreationForm):
-    class Meta(UserCreationForm.Meta):
-        model = get_user_model()
-        fields = ("username",)
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        # Django 5.1+ adds an optional "usable password" switch; an invitee needs one.
-        self.fields.pop("usable_password", None)
-        self.fields["username"].widget.attrs.update({"autofocus": True})

@@ -17,9 +17,9 @@ from django.urls import reverse
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
+from doce.setup import NewAccountForm
 from doce.team import selectors, services
 from doce.team.forms import (
-    AcceptForm,
     GroupCreateForm,
     GroupsForm,
     InviteForm,
@@ -237,7 +237,7 @@ def accept(request, token: str):
         invitation = services.invitation_for_token(token)
     except services.InvitationUnusable as exc:
         return _unusable(request, exc)
-    form = AcceptForm(request.POST if request.method == "POST" else None)
+    form = NewAccountForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
             user = services.invitation_accept(

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     dependencies = [
         ("projects", "0004_pooledserver"),
-        ("providers", "0013_endpoint_prices"),
+        ("providers", "0011_audit_actions_endpoint_prices"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

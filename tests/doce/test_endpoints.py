@@ -49,7 +49,6 @@ def _database(monkeypatch, host: str, port: str = "5432") -> None:
         ("http://127.0.0.2:8000/v1", "doce's web server"),  # all of 127/8 is loopback
         ("http://127.0.0.1:8001/v1", "doce's site preview"),
         ("http://[::ffff:127.0.0.1]:6379/v1", "doce's broker"),
-        ("http://0.0.0.0:6379/v1", "doce's broker"),
         ("http://127.0.0.1:20000/v1", "an OpenCode server port of doce's"),
         ("http://127.0.0.1:29999/v1", "an OpenCode server port of doce's"),
         ("http://host.docker.internal:6379/v1", "doce's broker"),
@@ -65,6 +64,15 @@ def test_the_database_comes_from_its_settings(rule, monkeypatch):
     assert "doce's database" in endpoints.endpoint_problem("http://127.0.0.1:5433", trusted=True)
     _database(monkeypatch, "/var/run/postgresql")  # a unix socket: no port to close
     assert endpoints.endpoint_problem("http://127.0.0.1:5433", trusted=True) == ""
+
+
+@pytest.mark.parametrize(
+    "url", ["http://169.254.169.254/v1", "http://0.0.0.0:11434/v1", "http://[::]:11434/v1"]
+)
+def test_a_blocked_network_is_refused_whoever_asks_and_whatever_is_listed(rule, url):
+    rule.DOCE_ENDPOINT_ALLOW = ["169.254.169.254:80", "0.0.0.0:11434"]
+    for trusted in (False, True):
+        assert "does not connect to" in endpoints.endpoint_problem(url, trusted=trusted)
 
 
 def test_the_operators_list_cannot_open_a_service(rule):
@@ -105,7 +113,6 @@ def test_a_service_on_another_host_closes_that_host_whole(rule, monkeypatch):
         "http://192.168.1.20/v1",
         "http://100.64.0.1/v1",  # shared address space (carrier-grade NAT)
         "http://[fd12::1]:8000/v1",
-        "http://169.254.169.254/v1",
         "http://host.docker.internal:11434/v1",  # the machine, seen from a container
     ],
 )

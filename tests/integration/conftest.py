@@ -130,6 +130,24 @@ def settled(project: Project) -> Project | None:
     return project if project.status in (Project.Status.RUNNING, Project.Status.ERROR) else None
 
 
+def project_settled(owner, prompt: str, worker, *, model: str = "stub/stub-model") -> Project:
+    """A new project of ``owner``'s, once its pipeline has run (running, or failed)."""
+    project = project_services.project_create(owner=owner, prompt=prompt, model=model)
+    wait_for(
+        lambda: settled(project),
+        what="the pipeline",
+        explain=lambda: pipeline_report(project, worker),
+    )
+    return project
+
+
+def project_running(owner, prompt: str, worker, *, model: str = "stub/stub-model") -> Project:
+    """``project_settled``, and it must be running."""
+    project = project_settled(owner, prompt, worker, model=model)
+    assert project.status == Project.Status.RUNNING, pipeline_report(project, worker)
+    return project
+
+
 def server_pid(state) -> int:
     """The OpenCode process inside a sandbox (a descendant of the supervisor)."""
     supervisor = psutil.Process(state.pid)
@@ -226,3 +244,26 @@ def wait_for_flow(flow_id, states, *, worker, timeout: float = 90) -> OAuthFlow:
     return wait_for(
         arrived, timeout=timeout, what=f"the sign-in to reach {states}", explain=explain
     )
+
+
+#: Run with ``python3 -c PROBE LISTING`` inside a sandbox or container, as its agent's
+#: tools would: connects to each ``[label, host, port]`` of the JSON ``LISTING`` and
+#: prints ``{label: "OPEN" | the errno's name}``.
+PROBE = """
+import errno, json, socket, sys
+found = {}
+for label, host, port in json.loads(sys.argv[1]):
+    s = socket.socket(); s.settimeout(2)
+    try:
+        s.connect((host, port)); found[label] = "OPEN"
+    except Exception as e:
+        found[label] = errno.errorcode.get(getattr(e, "errno", None), type(e).__name__)
+    finally:
+        s.close()
+print(json.dumps(found))
+"""
+
+
+def probe_listing(targets: dict[str, tuple[str, int]]) -> str:
+    """``PROBE``'s argument for ``{label: (host, port)}``."""
+    return json.dumps([[label, host, port] for label, (host, port) in targets.items()])

@@ -28,12 +28,12 @@ import signal
 import subprocess
 import tarfile
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from doce.opencode import binary as opencode_binary
+from tests.integration.conftest import wait_for
 
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
@@ -261,13 +261,16 @@ def running_daemon() -> Iterator[Daemon]:
                 start_new_session=True,
             )
         daemon = Daemon(root=root, image="")
-        deadline = time.monotonic() + START_TIMEOUT
-        while daemon.docker("version", check=False, timeout=30).returncode != 0:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    "dockerd did not start:\n" + (root / "dockerd.log").read_text()[-3000:]
-                )
-            time.sleep(0.2)
+
+        def answers() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError("dockerd exited:\n" + log_tail())
+            return daemon.docker("version", check=False, timeout=30).returncode == 0
+
+        def log_tail() -> str:
+            return (root / "dockerd.log").read_text()[-3000:]
+
+        wait_for(answers, timeout=START_TIMEOUT, what="dockerd", explain=log_tail)
         compose = daemon.docker("compose", "version", check=False)
         if compose.returncode != 0:
             raise RuntimeError("`docker compose` is missing: `make docker` installs it")

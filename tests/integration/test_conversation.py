@@ -18,7 +18,12 @@ from projects import services as project_services
 from projects.models import Message, Part, Project, Usage
 from providers.models import ProviderConnection
 from tests.conftest import purge_broker, start_celery_worker, stop_process_group
-from tests.integration.conftest import pipeline_report, settled, stub_connection, wait_for
+from tests.integration.conftest import (
+    pipeline_report,
+    project_running,
+    stub_connection,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -37,15 +42,7 @@ def test_the_conversation_and_its_usage_outlive_the_server(
             ProviderConnection.objects.filter(pk=connection.pk).update(
                 prices={"input": "3", "output": "15"}
             )
-            project = project_services.project_create(
-                owner=alice, prompt="Please [[build]] my bakery site", model="stub/stub-model"
-            )
-            wait_for(
-                lambda: settled(project),
-                what="the pipeline",
-                explain=lambda: pipeline_report(project, worker),
-            )
-            assert project.status == Project.Status.RUNNING, pipeline_report(project, worker)
+            project = project_running(alice, "Please [[build]] my bakery site", worker)
             # No page is open: the recorder keeps the reply and what it cost.
             usage = wait_for(
                 lambda: list(Usage.objects.filter(project=project)),
@@ -104,14 +101,7 @@ def test_a_spent_budget_refuses_the_next_prompt_before_the_llm_sees_it(
     try:
         with StubLLM(reply=REPLY) as stub:
             stub_connection(alice, stub)
-            project = project_services.project_create(
-                owner=alice, prompt="Build my bakery site", model="stub/stub-model"
-            )
-            wait_for(
-                lambda: settled(project),
-                what="the pipeline",
-                explain=lambda: pipeline_report(project, worker),
-            )
+            project = project_running(alice, "Build my bakery site", worker)
             wait_for(
                 lambda: Usage.objects.filter(project=project).exists(),
                 what="the first reply's usage",

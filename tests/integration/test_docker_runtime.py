@@ -32,7 +32,7 @@ from doce.opencode.runtimes.docker import DockerComposeRuntime
 from doce.opencode.runtimes.limits import MIB
 from doce.stub_llm import StubLLM
 from tests.integration import dockerd
-from tests.integration.conftest import wait_for
+from tests.integration.conftest import PROBE, probe_listing, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -198,24 +198,10 @@ def listening():
         sock.close()
 
 
-_PROBE = """
-import errno, json, socket, sys
-found = {}
-for label, host, port in json.loads(sys.argv[1]):
-    s = socket.socket(); s.settimeout(2)
-    try:
-        s.connect((host, port)); found[label] = "OPEN"
-    except Exception as e:
-        found[label] = errno.errorcode.get(getattr(e, "errno", None), type(e).__name__)
-    finally:
-        s.close()
-print(json.dumps(found))
-"""
-
-
 def _probe_from(server: Server, targets: dict[str, tuple[str, int]]) -> dict[str, str]:
-    listing = json.dumps([[label, host, port] for label, (host, port) in targets.items()])
-    result = _docker("exec", server.state.container_name, "python3", "-c", _PROBE, listing)
+    result = _docker(
+        "exec", server.state.container_name, "python3", "-c", PROBE, probe_listing(targets)
+    )
     return json.loads(result.stdout)
 
 
@@ -403,7 +389,7 @@ def test_services_on_the_hosts_own_addresses_are_unreachable(alice, bob, listeni
     # Without net's routes they answer: a plain container on Bob's network (as the
     # runtime ran them before) reaches the host's service through every one.
     control = ("host-address", "bob-gateway", "alice-gateway")
-    listing = json.dumps([[label, *targets[label]] for label in control])
+    listing = probe_listing({label: targets[label] for label in control})
     network = next(iter(bob.inspect(bob.net_container)["NetworkSettings"]["Networks"]))
     plain = _docker(
         "run",
@@ -413,7 +399,7 @@ def test_services_on_the_hosts_own_addresses_are_unreachable(alice, bob, listeni
         "--entrypoint=python3",
         settings.DOCE_OPENCODE_IMAGE,
         "-c",
-        _PROBE,
+        PROBE,
         listing,
     )
     assert json.loads(plain.stdout) == dict.fromkeys(control, "OPEN")

@@ -16,35 +16,33 @@ port, doce's web port known), the pinned OpenCode binary in its sandbox, stub LL
 from __future__ import annotations
 
 import json
+import shlex
 
 import pytest
 from django.conf import settings
 
 from doce.stub_llm import StubLLM
-from projects import services as project_services
 from projects.models import Project
 from providers.models import ProviderConnection
 from tests.conftest import purge_broker, start_celery_worker, stop_process_group
-from tests.integration.conftest import pipeline_report, settled, stub_connection, wait_for
+from tests.integration.conftest import (
+    PROBE,
+    pipeline_report,
+    probe_listing,
+    project_settled,
+    stub_connection,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-PROBE = "probe"
+ASK = "probe"  # the stub answers [[probe]] with the probe as a bash tool call
 
 
 def _probe_command(targets: dict[str, int]) -> str:
-    program = f"""
-import json, socket
-for label, port in {json.dumps(targets)}.items():
-    s = socket.socket(); s.settimeout(2)
-    try:
-        s.connect(("127.0.0.1", port)); print("CONNECT", label, "OPEN")
-    except Exception as e:
-        print("CONNECT", label, "CLOSED", type(e).__name__)
-    finally:
-        s.close()
-"""
-    return "python3 - <<'PYEOF'\n" + program + "\nPYEOF"
+    """The agent's bash command: the shared probe on this machine's loopback ports."""
+    listing = probe_listing({label: ("127.0.0.1", port) for label, port in targets.items()})
+    return f"python3 -c {shlex.quote(PROBE)} {shlex.quote(listing)}"
 
 
 def _forced(user, provider_id: str, port: int) -> None:
@@ -78,23 +76,8 @@ def _opened(stub: StubLLM, project: Project, worker) -> list[str]:
         what="the probe's output",
         explain=lambda: pipeline_report(project, worker),
     )
-    output = "\n".join(outputs)
-    assert "CONNECT" in output, output[:2000]
-    return sorted(
-        line.split()[1]
-        for line in output.splitlines()
-        if line.startswith("CONNECT") and line.endswith(" OPEN")
-    )
-
-
-def _run(owner, prompt: str, worker) -> Project:
-    project = project_services.project_create(owner=owner, prompt=prompt, model="stub/stub-model")
-    wait_for(
-        lambda: settled(project),
-        what="the pipeline",
-        explain=lambda: pipeline_report(project, worker),
-    )
-    return project
+    found = json.loads(outputs[-1].strip().splitlines()[-1])
+    return sorted(label for label, how in found.items() if how == "OPEN")
 
 
 def test_host_services_named_as_endpoints_open_nothing(
@@ -102,9 +85,9 @@ def test_host_services_named_as_endpoints_open_nothing(
 ):
     web_port = int(live_server.url.rsplit(":", 1)[1])
     with (
-        StubLLM(reply="Alice probed.", commands={PROBE: "true"}) as listed,
+        StubLLM(reply="Alice probed.", commands={ASK: "true"}) as listed,
         StubLLM(reply="Bob's site.") as unlisted,
-        StubLLM(reply="Staff probed.", commands={PROBE: "true"}) as ollama,
+        StubLLM(reply="Staff probed.", commands={ASK: "true"}) as ollama,
     ):
         purge_broker()
         worker = start_celery_worker(
@@ -118,8 +101,8 @@ def test_host_services_named_as_endpoints_open_nothing(
             services = {"web": web_port, **_tcp_services()}
             for label, port in services.items():
                 _forced(admin_user, f"forced-{label}", port)
-            ollama.commands[PROBE] = _probe_command({"own-llm": ollama.port, **services})
-            staff = _run(admin_user, f"Please [[{PROBE}]]", worker)
+            ollama.commands[ASK] = _probe_command({"own-llm": ollama.port, **services})
+            staff = project_settled(admin_user, f"Please [[{ASK}]]", worker)
             assert staff.status == Project.Status.RUNNING, pipeline_report(staff, worker)
             # ... and even staff rows naming doce's own services open nothing.
             assert _opened(ollama, staff, worker) == ["own-llm"]
@@ -134,14 +117,14 @@ def test_host_services_named_as_endpoints_open_nothing(
             }
             for label, port in targets.items():
                 _forced(alice, f"forced-{label}", port)
-            listed.commands[PROBE] = _probe_command({"own-llm": listed.port, **targets})
-            mine = _run(alice, f"Please [[{PROBE}]]", worker)
+            listed.commands[ASK] = _probe_command({"own-llm": listed.port, **targets})
+            mine = project_settled(alice, f"Please [[{ASK}]]", worker)
             assert mine.status == Project.Status.RUNNING, pipeline_report(mine, worker)
             assert _opened(listed, mine, worker) == ["own-llm"]
 
             # An ordinary user's unlisted loopback endpoint: refused, with the reason.
             stub_connection(bob, unlisted)
-            refused = _run(bob, "Build Bob's site", worker)
+            refused = project_settled(bob, "Build Bob's site", worker)
             assert refused.status == Project.Status.ERROR, pipeline_report(refused, worker)
             assert "only administrators may use such an endpoint" in refused.error_message
             assert "DOCE_ENDPOINT_ALLOW" in refused.error_message

@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,10 +15,12 @@ import httpx
 import pytest
 from django.conf import settings
 
+from doce.management.commands.rundoce import preview_command
 from doce.opencode.runtimes.base import Layout
 from projects.workspace import project_workspace
-from tests.conftest import deadline_in, stop_process_group, subprocess_env
+from tests.conftest import stop_process_group, subprocess_env
 from tests.factories import UserFactory
+from tests.integration.conftest import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -36,37 +37,24 @@ def preview_server(tmp_path):
     log_path = tmp_path / "preview.log"
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "projects.preview_asgi:application",
-                "--app-dir",
-                str(settings.BASE_DIR),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--lifespan",
-                "off",
-                "--no-access-log",
-            ],
+            preview_command(host="127.0.0.1", port=port),  # as `make run` starts it
             env=subprocess_env(DOCE_PREVIEW_PORT=str(port)),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
             cwd=settings.BASE_DIR,
         )
+
+    def answers() -> bool:
+        assert process.poll() is None, log_path.read_text()
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+        except httpx.TransportError:
+            return False
+        return True
+
     try:
-        deadline = deadline_in(30)
-        while True:
-            assert process.poll() is None, log_path.read_text()
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, log_path.read_text()
-                time.sleep(0.05)
+        wait_for(answers, timeout=30, what="the preview server", explain=log_path.read_text)
         yield port
     finally:
         stop_process_group(process)

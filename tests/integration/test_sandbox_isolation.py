@@ -25,13 +25,14 @@ from django.conf import settings
 
 from doce.opencode.runtimes import CustomProvider, LocalRuntime, RuntimeFailure, ServerSpec
 from doce.stub_llm import StubLLM
-from projects import services as project_services
 from projects.models import Project
 from tests.integration.conftest import (
+    PROBE,
     assert_sealed,
     pipeline_report,
+    probe_listing,
+    project_running,
     server_pid,
-    settled,
     stub_connection,
     wait_for,
 )
@@ -88,17 +89,6 @@ print("wrote in own workspace")
     return "python3 - <<'PYEOF'\n" + program + "\nPYEOF"
 
 
-def _run_project(owner, prompt: str, worker) -> Project:
-    project = project_services.project_create(owner=owner, prompt=prompt, model="stub/stub-model")
-    wait_for(
-        lambda: settled(project),
-        what="the pipeline",
-        explain=lambda: pipeline_report(project, worker),
-    )
-    assert project.status == Project.Status.RUNNING, pipeline_report(project, worker)
-    return project
-
-
 @pytest.fixture
 def key_files():
     """Key files as a first run (`make run`) leaves them in the data folder."""
@@ -126,7 +116,7 @@ def test_bobs_agent_cannot_reach_alices_secrets_or_doces(
     ):
         stub_connection(alice, alice_stub, api_key=ALICE_KEY)
         stub_connection(bob, bob_stub, api_key=BOB_KEY)
-        alice_project = _run_project(alice, "Build Alice's bakery site", celery_worker_process)
+        alice_project = project_running(alice, "Build Alice's bakery site", celery_worker_process)
         wait_for(lambda: alice_stub.completions(), what="Alice's first request at her LLM")
         alice_password = str(alice_project.server_password)
         host = _host_address()
@@ -149,7 +139,7 @@ def test_bobs_agent_cannot_reach_alices_secrets_or_doces(
         }
         bob_stub.commands["attack"] = _attack_script(alice=alice_project, targets=targets)
 
-        bob_project = _run_project(bob, "Please [[attack]]", celery_worker_process)
+        bob_project = project_running(bob, "Please [[attack]]", celery_worker_process)
         outputs = wait_for(
             lambda: bob_stub.tool_outputs(),
             timeout=120,
@@ -189,21 +179,6 @@ def test_bobs_agent_cannot_reach_alices_secrets_or_doces(
     assert alice_stub.authorizations()[-1] == f"Bearer {ALICE_KEY}"
 
 
-_PROBE = """
-import errno, json, socket, sys
-found = {}
-for label, host, port in json.loads(sys.argv[1]):
-    s = socket.socket(); s.settimeout(2)
-    try:
-        s.connect((host, port)); found[label] = "OPEN"
-    except Exception as e:
-        found[label] = errno.errorcode.get(getattr(e, "errno", None), type(e).__name__)
-    finally:
-        s.close()
-print(json.dumps(found))
-"""
-
-
 def _host_gateway() -> str | None:
     """The host's IPv4 default gateway (pasta gives the sandbox the same one)."""
     for line in Path("/proc/net/route").read_text().splitlines()[1:]:
@@ -219,9 +194,8 @@ def _probe_inside(state, targets: dict[str, tuple[str, int]]) -> dict[str, str]:
     command = ["nsenter", "--target", str(server_pid(state)), "--net"]
     if os.geteuid() != 0:
         command += ["--user", "--preserve-credentials"]
-    listing = json.dumps([[label, host, port] for label, (host, port) in targets.items()])
     result = subprocess.run(
-        [*command, sys.executable, "-I", "-c", _PROBE, listing],
+        [*command, sys.executable, "-I", "-c", PROBE, probe_listing(targets)],
         capture_output=True,
         text=True,
         timeout=60,

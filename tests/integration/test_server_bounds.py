@@ -20,24 +20,26 @@ import psutil
 import pytest
 
 from doce.opencode.runtimes import CustomProvider, LocalRuntime, ServerSpec
-from doce.opencode.runtimes.limits import server_limits
+from doce.opencode.runtimes.limits import human_bytes, server_limits
 from doce.stub_llm import StubLLM
 from projects import services as project_services
 from projects.models import Project
 from tests.conftest import deadline_in
 from tests.integration.conftest import (
     pipeline_report,
+    project_running,
     replies,
-    settled,
     stub_connection,
     wait_for,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-# Children that wait a moment and leave: the count is what the bound let start.
+# Children that stay until the parent has counted (they read a pipe the parent holds
+# open, and leave when it exits): the count is what the bound let start.
 FORK_BOMB = """python3 - <<'PYEOF'
-import os, time
+import os
+held, hold = os.pipe()
 started = 0
 error = ""
 for _ in range(1500):
@@ -47,7 +49,8 @@ for _ in range(1500):
         error = exc.strerror
         break
     if pid == 0:
-        time.sleep(2)
+        os.close(hold)
+        os.read(held, 1)
         os._exit(0)
     started += 1
 print(f"started {started} of 1500 ({error or 'no error'})", flush=True)
@@ -62,17 +65,6 @@ PYEOF"""
 # The page polls a running project's status every 2 s: the project must be marked
 # within 3 s of the death for the user to see why within 5.
 MARKED_WITHIN = 3.0
-
-
-def _run_project(owner, prompt: str, worker) -> Project:
-    project = project_services.project_create(owner=owner, prompt=prompt, model="stub/stub-model")
-    wait_for(
-        lambda: settled(project),
-        what="the pipeline",
-        explain=lambda: pipeline_report(project, worker),
-    )
-    assert project.status == Project.Status.RUNNING, pipeline_report(project, worker)
-    return project
 
 
 def _wait_gone(pid: int, timeout: float) -> float:
@@ -104,8 +96,8 @@ def test_a_hungry_agent_is_bounded_by_the_defaults_and_its_user_sees_why(
     ):
         stub_connection(alice, alice_stub)
         stub_connection(bob, bob_stub)
-        alice_project = _run_project(alice, "Build Alice's bakery site", celery_worker_process)
-        bob_project = _run_project(bob, "Please [[fork]]", celery_worker_process)
+        alice_project = project_running(alice, "Build Alice's bakery site", celery_worker_process)
+        bob_project = project_running(bob, "Please [[fork]]", celery_worker_process)
 
         # Processes: the bound stops the fork bomb; the server itself carries on.
         outputs = wait_for(
@@ -127,7 +119,7 @@ def test_a_hungry_agent_is_bounded_by_the_defaults_and_its_user_sees_why(
         died_at = _wait_gone(supervisor, timeout=120)
         client.force_login(bob)
         status_url = f"/projects/{bob_project.pk}/status/"
-        expected = f"stopped: it reached its memory bound of {limits.memory_text}"
+        expected = f"stopped: it reached its memory bound of {human_bytes(limits.memory_bytes)}"
         wait_for(
             lambda: expected in client.get(status_url).content.decode(),
             timeout=30,

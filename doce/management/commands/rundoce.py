@@ -75,42 +75,8 @@ class Command(BaseCommand):
             # ASGI (uvicorn), as in production: the live transcript holds a stream open
             # per page. Static files come through WhiteNoise (from the finders in DEBUG).
             # Open streams are cut after a short grace when stopping.
-            "web": [
-                python,
-                "-m",
-                "uvicorn",
-                "doce.asgi:application",
-                "--app-dir",
-                str(settings.BASE_DIR),
-                "--host",
-                host,
-                "--port",
-                str(port),
-                "--lifespan",
-                "off",
-                "--timeout-graceful-shutdown",
-                str(WEB_STOP_GRACE_SECONDS),
-            ],
-            # The site preview (projects.preview_server): the agent's site on an origin of
-            # its own; no access log, as every request path carries its capability.
-            "preview": [
-                python,
-                "-m",
-                "uvicorn",
-                "projects.preview_asgi:application",
-                "--app-dir",
-                str(settings.BASE_DIR),
-                "--host",
-                host,
-                "--port",
-                str(preview_port),
-                "--lifespan",
-                "off",
-                "--no-access-log",
-                "--no-server-header",
-                "--timeout-graceful-shutdown",
-                str(WEB_STOP_GRACE_SECONDS),
-            ],
+            "web": _uvicorn("doce.asgi:application", host=host, port=port),
+            "preview": preview_command(host=host, port=preview_port),
             "worker": [
                 python,
                 "-m",
@@ -188,6 +154,37 @@ class Command(BaseCommand):
         self.stdout.write("doce stopped.")
         if failed:
             sys.exit(1)
+
+
+def _uvicorn(app: str, *, host: str, port: int, extra: tuple[str, ...] = ()) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        app,
+        "--app-dir",
+        str(settings.BASE_DIR),
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--lifespan",
+        "off",
+        "--timeout-graceful-shutdown",
+        str(WEB_STOP_GRACE_SECONDS),
+        *extra,
+    ]
+
+
+def preview_command(*, host: str, port: int) -> list[str]:
+    """The site preview's server (projects.preview_server): the agent's site on an origin
+    of its own; no access log, as every request path carries its capability."""
+    return _uvicorn(
+        "projects.preview_asgi:application",
+        host=host,
+        port=port,
+        extra=("--no-access-log", "--no-server-header"),
+    )
 
 
 def _port_in_use(host: str, port: int) -> bool:

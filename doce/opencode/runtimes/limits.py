@@ -35,14 +35,6 @@ class Limits:
     cpus: float
     disk_bytes: int
 
-    @property
-    def memory_text(self) -> str:
-        return human_bytes(self.memory_bytes)
-
-    @property
-    def disk_text(self) -> str:
-        return human_bytes(self.disk_bytes)
-
 
 def _clamp(value: int, low: int, high: int) -> int:
     return max(low, min(high, value))

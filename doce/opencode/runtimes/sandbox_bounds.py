@@ -71,10 +71,6 @@ class Bounds:
         return cls(**data)
 
 
-class BoundsError(Exception):
-    """A bound cannot be enforced on this machine (the message says which and why)."""
-
-
 def human_bytes(value: int) -> str:
     """2 GiB, 768 MiB: how the user is told a bound."""
     if value >= GIB and value % GIB == 0:

@@ -184,10 +184,7 @@ def reachable(urls: Iterable[Endpoint | str]) -> tuple[list[int], list[str]]:
         if target is None:
             continue
         host, port = target
-        addresses = endpoints.resolve(host, port)
-        if host.lower() in endpoints.LOOPBACK_NAMES:
-            addresses = ["127.0.0.1"]
-        for address in addresses:
+        for address in endpoints.addresses_of(host):
             problem = endpoints.address_problem(address, port, trusted=trusted, host=host)
             if problem:
                 logger.warning("sandbox: not opened: %s", problem)
