@@ -20,13 +20,21 @@ LOCK_EXTRAS = $(PY) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml
 
 .PHONY: run test setup setup-dev lock browser sandbox docker migrate lint check clean
 
-## make run: install everything (first time), migrate, start web + worker; Ctrl-C stops both
+## make run: install everything (first time), migrate, start the web server, the site preview,
+## the Celery worker (+ beat) and the sign-in worker (manage.py rundoce); Ctrl-C stops them all
 run: setup migrate
 	DEBUG=$${DEBUG:-true} $(PY) manage.py rundoce
 
-## make test: install everything incl. test tools and Chromium, then run the whole suite
+## make test: install everything incl. test tools and Chromium, then run the whole suite; the
+## browser tests' screenshots of the main pages stay in test-results/screenshots (git-ignored;
+## DOCE_TEST_SCREENSHOTS names another folder)
+## Two workers (pytest-xdist): most tests wait on servers, so they overlap well on 2 cores;
+## TEST_WORKERS=0 runs them in one process. Tests sharing one dockerd stay on one worker.
+SCREENSHOTS = $${DOCE_TEST_SCREENSHOTS:-test-results/screenshots}
+TEST_WORKERS ?= 2
 test: setup-dev browser docker
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	@echo "Screenshots of doce's pages: $(SCREENSHOTS)/"
 
 setup: $(VENV)/.installed node_modules/.installed sandbox
 

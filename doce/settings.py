@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -106,9 +107,12 @@ INSTALLED_APPS = [
     "axes",
     "doce",
     "providers",
+    "providers.organisations",
     "projects",
     "queue_jobs",
     "doce.team",
+    # Tools, not product: the benchmark commands and the stub LLM (bench/__init__.py).
+    "bench",
 ]
 
 MIDDLEWARE = [
@@ -286,16 +290,28 @@ DOCE_PORT = env.int("DOCE_PORT", default=8000)
 # The site preview (docs/preview.md): the workspace the agent writes is untrusted, so it is
 # served by a server of its own on an origin other than doce's, never on doce's. By default
 # another port of the same host (rundoce starts it); in production a domain of its own
-# behind the proxy (DOCE_PREVIEW_ORIGIN, e.g. https://preview.example.com).
+# behind the proxy (DOCE_PREVIEW_ORIGIN, e.g. https://preview.example.com). With
+# ``{token}`` as the first label of its host (https://{token}.preview.example.com, or
+# http://{token}.localhost:8001 on one machine) every project's preview has an origin of
+# its own, named by its preview token.
 DOCE_PREVIEW_PORT = env.int("DOCE_PREVIEW_PORT", default=DOCE_PORT + 1)
-DOCE_PREVIEW_ORIGIN = env.str("DOCE_PREVIEW_ORIGIN", default="").strip().rstrip("/")
+# An origin is case-insensitive (no path): lowercase, as browsers send the Host.
+DOCE_PREVIEW_ORIGIN = env.str("DOCE_PREVIEW_ORIGIN", default="").strip().rstrip("/").lower()
 if DOCE_PREVIEW_ORIGIN and (
     not DOCE_PREVIEW_ORIGIN.startswith(("http://", "https://"))
     or DOCE_PREVIEW_ORIGIN.count("/") > 2
+    or (
+        "{token}" in DOCE_PREVIEW_ORIGIN
+        and not re.fullmatch(
+            r"https?://\{token\}(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+(:[0-9]{1,5})?",
+            DOCE_PREVIEW_ORIGIN,
+        )
+    )
 ):
     raise ImproperlyConfigured(
-        f"DOCE_PREVIEW_ORIGIN={DOCE_PREVIEW_ORIGIN!r} is not an origin "
-        "(e.g. https://preview.example.com)."
+        f"DOCE_PREVIEW_ORIGIN={DOCE_PREVIEW_ORIGIN!r} is not an origin, or {{token}} is not "
+        "the first label of its host (e.g. https://preview.example.com, or "
+        "https://{token}.preview.example.com for one origin per project)."
     )
 if DOCE_PREVIEW_PORT == DOCE_PORT or not 0 < DOCE_PREVIEW_PORT < 65536:
     raise ImproperlyConfigured(
@@ -313,10 +329,11 @@ if DOCE_PREVIEW_MAX_FILE_MB < 1 or DOCE_DOWNLOAD_MAX_MB < 1:
 
 
 def _preview_frame_origins() -> list[str]:
-    """Where the preview is, for frame-src: DOCE_PREVIEW_ORIGIN, or the preview port on
-    every host doce answers to (the page links the host it was asked on)."""
+    """Where the preview is, for frame-src: DOCE_PREVIEW_ORIGIN (every project's
+    subdomain when it names ``{token}``), or the preview port on every host doce answers
+    to (the page links the host it was asked on)."""
     if DOCE_PREVIEW_ORIGIN:
-        return [DOCE_PREVIEW_ORIGIN]
+        return [DOCE_PREVIEW_ORIGIN.replace("{token}", "*")]
     scheme = "https" if DOCE_HTTPS else "http"
     origins = []
     for host in ALLOWED_HOSTS:
@@ -570,6 +587,9 @@ CELERY_BEAT_SCHEDULE["providers.refresh-catalog"] = {
 # key marked "not verified".
 DOCE_PROVIDER_CHECK_KEYS = env.bool("DOCE_PROVIDER_CHECK_KEYS", default=True)
 DOCE_PROVIDER_CHECK_TIMEOUT = env.float("DOCE_PROVIDER_CHECK_TIMEOUT", default=5.0)
+# Organisations (docs/providers.md): how long doce waits for an organisation's
+# /.well-known/opencode document, at registration and before each injection.
+DOCE_ORGANISATION_FETCH_TIMEOUT = env.float("DOCE_ORGANISATION_FETCH_TIMEOUT", default=5.0)
 DOCE_PROVIDER_API_URLS = {
     "openrouter": env.str("DOCE_OPENROUTER_API_URL", default="https://openrouter.ai"),
     "anthropic": env.str("DOCE_ANTHROPIC_API_URL", default="https://api.anthropic.com"),

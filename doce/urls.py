@@ -38,6 +38,7 @@ urlpatterns = [
         auth_views.PasswordResetCompleteView.as_view(),
         name="password_reset_complete",
     ),
+    path("settings/organisations/", include("providers.organisations.urls")),
     path("settings/", include("providers.urls")),
     path("projects/", include("projects.urls")),
     path("usage/", include("projects.usage_urls")),

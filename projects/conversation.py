@@ -23,13 +23,14 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from doce.opencode import message_error
 from projects.models import Message, Part, Project, Usage
 from providers.audit import audit_record
 from providers.models import AuditEvent
-from providers.selectors import connection_for
+from providers.selectors import connection_in_use, credential_label
 
 logger = logging.getLogger(__name__)
 
@@ -115,9 +116,9 @@ def conversation_store(*, project: Project, messages: list[dict[str, Any]]) -> S
     # The project's whole copy, a few columns a row: no IN list as long as a session.
     known = {
         row.opencode_id: row
-        for row in Message.objects.filter(project=project).only(
-            "id", "opencode_id", "role", "completed_at", "error"
-        )
+        for row in Message.objects.filter(project=project)
+        .only("id", "opencode_id", "role", "completed_at", "error")
+        .annotate(has_parts=Exists(Part.objects.filter(message=OuterRef("pk"))))
     }
     written = usage = 0
     for message in messages:
@@ -125,7 +126,10 @@ def conversation_store(*, project: Project, messages: list[dict[str, Any]]) -> S
         if not isinstance(info, dict) or not info.get("id"):
             continue
         row = known.get(str(info["id"]))
-        if row is not None and (row.role == Message.Role.USER or row.completed_at or row.error):
+        # A prompt is complete once its parts are kept: OpenCode creates the message a
+        # moment before its text, and a read in between saw none.
+        user_done = row is not None and row.role == Message.Role.USER and row.has_parts
+        if row is not None and (user_done or row.completed_at or row.error):
             continue  # complete in the copy: nothing of it changes any more
         with transaction.atomic():
             row = _message_write(project, info, message, row)
@@ -230,16 +234,17 @@ def _cost(info: dict[str, Any]) -> Decimal:
 
 def _usage_record(project: Project, info: dict[str, Any]) -> int:
     """The finished reply's usage, once (its message id is unique). Which credential
-    paid: the owner's connection for the reply's provider, if any."""
+    paid: the connection the owner's project uses for the reply's provider (their own,
+    or a team key: ``connections_in_use``), if any."""
     message_id = str(info["id"])[:100]
     if Usage.objects.filter(message_id=message_id).exists():
         return 0
     provider_id = str(info.get("providerID") or project.current_model_provider_id)[:100]
-    connection = connection_for(user=project.owner_id, provider_id=provider_id)
+    connection = connection_in_use(user=project.owner_id, provider_id=provider_id)
     cost = _cost(info)
     if connection is not None:
-        credential = "your key"
-        # An endpoint of the user's own with no declared price: tokens only.
+        credential = credential_label(connection)
+        # An endpoint with no declared price: tokens only.
         priced = cost > 0 or not connection.is_custom or bool(connection.prices)
     else:
         credential = "OpenCode" if provider_id == "opencode" else ""

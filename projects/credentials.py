@@ -22,6 +22,7 @@ from projects import instance
 from projects import services as project_services
 from projects.jobs import JobType
 from projects.models import Project
+from projects.organisations import OrganisationUnavailable
 from providers.services import (
     PROVIDER_NOT_CONFIGURED,
     CredentialUnavailable,
@@ -116,6 +117,8 @@ def _put(client: OpenCodeClient, project: Project, provider_id: str) -> None:
             retryable=False,
             kind=Project.ErrorKind.PROVIDER_AUTH,
         ) from exc
+    except OrganisationUnavailable as exc:  # its document could not be fetched
+        raise StepError(str(exc), retryable=False) from exc
 
 
 def _opencode(action: Callable[[], object], provider_id: str, verb: str):

@@ -29,7 +29,9 @@ from django.utils import timezone
 
 from doce.locks import file_lock, lock_path
 from doce.opencode import ModelRef, NotFound, OpenCodeClient, OpenCodeError
+from doce.opencode.runtimes import RuntimeFailure
 from projects.models import Project
+from projects.organisations import OrganisationUnavailable, organisation_put
 from providers.services import (
     CredentialUnavailable,
     credential_for,
@@ -93,7 +95,12 @@ def busy_sessions(client: OpenCodeClient) -> list[str]:
 
 def credential_put(client: OpenCodeClient, *, project: Project, provider_id: str) -> None:
     """``PUT /auth`` the user's current credential for ``provider_id`` (nothing for a
-    keyless endpoint). Raises ``CredentialUnavailable`` and ``OpenCodeError``."""
+    keyless endpoint). An organisation's provider gets its ``wellknown`` entry instead
+    (``projects.organisations``). Raises ``CredentialUnavailable``,
+    ``OrganisationUnavailable`` and ``OpenCodeError``."""
+    if organisation_put(client, project=project, provider_id=provider_id):
+        credentials_marked_set(project)
+        return
     try:
         # holder: an OAuth refresh token goes to one project only (projects.tokens).
         credential = credential_for(
@@ -178,6 +185,9 @@ def rebuild_if_pending(
             if exc.reason in GONE:
                 with suppress(NotFound):
                     client.remove_auth(provider_id)
+        except OrganisationUnavailable as exc:
+            # A rebuild now would have OpenCode fetch the document, fail, and answer 500.
+            raise RuntimeFailure(str(exc), retryable=False) from exc
         if not dispose_when_idle(client, project.pk):
             logger.info("project %s: a session is busy; its rebuild waits", project.pk)
 

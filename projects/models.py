@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import re
 import secrets
 
 from django.conf import settings
@@ -10,10 +12,19 @@ from django.db import models
 from doce.encrypted_fields import EncryptedTextField
 from providers.credentials import PROVIDER_NOT_CONFIGURED
 
+PREVIEW_TOKEN_RE = re.compile(r"[a-z2-7]{32}")
+
 
 def new_preview_token() -> str:
-    """An unguessable capability: whoever holds it sees the project's site preview."""
-    return secrets.token_urlsafe(32)
+    """An unguessable capability: whoever holds it sees the project's site preview.
+    160 random bits in lowercase base32 (32 characters of ``a-z2-7``), so that it is
+    also a valid DNS label: with one subdomain per project it is the preview's host
+    name's first label, which DNS folds to lowercase and where ``_`` is not allowed."""
+    return base64.b32encode(secrets.token_bytes(20)).decode().lower()
+
+
+def is_preview_token(value: str) -> bool:
+    return PREVIEW_TOKEN_RE.fullmatch(value) is not None
 
 
 class Project(models.Model):

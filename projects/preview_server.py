@@ -1,26 +1,34 @@
 """The site preview server: a small ASGI app (run by uvicorn through
 ``projects.preview_asgi``, on DOCE_PREVIEW_PORT or behind DOCE_PREVIEW_ORIGIN) that
-serves ``/<preview token>/<path>`` from the project's workspace.
+serves ``/<preview token>/<path>`` from the project's workspace, or, with one origin per
+project (DOCE_PREVIEW_ORIGIN names ``{token}``), ``/<path>`` of the project whose token
+is the first label of the request's ``Host``.
 
 It runs on an origin other than doce's, so the agent's HTML and JavaScript never run
-where they could act as the user. It reads no header at all for authority (browsers
-send doce's cookies across ports of one host: they are ignored) and sets no cookie. The
-token is the only capability; the bare origin and an unknown token answer a plain 404.
+where they could act as the user. It reads no header for authority (browsers send
+doce's cookies across ports of one host: they are ignored; ``Host`` only names the token,
+and must be exactly a project's origin) and sets no cookie. The token is the only
+capability; the bare origin and an unknown token answer a plain 404.
 Files are opened through ``doce.safe_files``: beneath the workspace, regular files only,
 bounded, streamed in chunks.
+
+While the project's dev server listens on its preview port (``PORT`` in its sandbox),
+HTTP and WebSocket requests go to it instead (``projects.preview_proxy``); when nothing
+listens there, the static files are served.
 """
 
 from __future__ import annotations
 
 import asyncio
 import mimetypes
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote_to_bytes
 
 from django.db import close_old_connections
 
 from doce import safe_files
-from projects import workspace
+from projects import preview_proxy, workspace
 
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
@@ -38,10 +46,54 @@ NOTHING_YET = (
 )
 
 
-def _lookup(token: str) -> Path | None:
+def _lookup(token: str) -> workspace.PreviewTarget | None:
     # This thread's database connection may have outlived the server's patience.
     close_old_connections()
-    return workspace.workspace_for_token(token)
+    return workspace.preview_target(token)
+
+
+@dataclass(frozen=True)
+class _Route:
+    """Which site a request asks for, and where in it."""
+
+    token: str
+    raw: bytes  # the raw path as asked (no query): redirects add to it
+    parts: list[str]  # the decoded components beneath the site's root; [] for /<token>
+    site_path: bytes  # the raw path beneath the site's root, as a dev server sees it
+    prefix: bytes  # what precedes the site's root: b"/<token>", or b"" on its own origin
+
+
+def _route(scope) -> _Route | None:
+    """The raw path's components, decoded one by one (so an encoded slash, %2f, stays
+    inside its component and is refused there, instead of becoming a separator), and
+    the token: the first component, or with one origin per project the first label of
+    ``Host``. None: nothing to serve (no token, a Host of no project's origin)."""
+    raw = (scope.get("raw_path") or scope["path"].encode()).split(b"?", 1)[0]
+    # Not "//x" either: a folder's redirect to "//x/" would send the browser to host x.
+    if not raw.startswith(b"/") or raw.startswith(b"//"):
+        return None
+    try:
+        segments = [unquote_to_bytes(part).decode() for part in raw.split(b"/")[1:]]
+    except UnicodeDecodeError:
+        return None
+    if workspace.preview_subdomains():
+        hosts = [value for name, value in scope.get("headers", []) if name.lower() == b"host"]
+        token = workspace.token_from_host(hosts[0]) if len(hosts) == 1 else None
+        if token is None:
+            return None
+        return _Route(token=token, raw=raw, parts=segments, site_path=raw, prefix=b"")
+    token = segments[0]
+    if not token:
+        return None
+    site_path = b"/" + raw.split(b"/", 2)[2] if raw.count(b"/") >= 2 else b"/"
+    prefix = b"/" + raw.split(b"/", 2)[1]
+    return _Route(token=token, raw=raw, parts=segments[1:], site_path=site_path, prefix=prefix)
+
+
+def _upstream_path(scope, route: _Route) -> bytes:
+    """What the dev server is asked for: the path beneath the site's root, with the query."""
+    query = scope.get("query_string") or b""
+    return route.site_path + (b"?" + query if query else b"")
 
 
 def _open(root: Path, parts: list[str], want_folder_index: bool) -> safe_files.OpenedFile:
@@ -82,40 +134,48 @@ async def _redirect(send, location: bytes) -> None:
     await _simple(send, 308, b"", b"text/plain", [(b"location", location)])
 
 
+async def _method_not_allowed(send) -> None:
+    await _simple(send, 405, b"", b"text/plain", [(b"allow", b"GET, HEAD")])
+
+
 async def _not_found(send) -> None:
     await _simple(send, 404, NOT_FOUND, b"text/plain; charset=utf-8")
 
 
 class PreviewApp:
-    """The ASGI callable. HTTP only; lifespan and WebSocket are refused."""
+    """The ASGI callable: HTTP, and WebSocket to a dev server; lifespan is refused."""
 
     async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             return
-        if scope["method"] not in ("GET", "HEAD"):
-            await _simple(send, 405, b"", b"text/plain", [(b"allow", b"GET, HEAD")])
+        if scope["method"] not in preview_proxy.METHODS:
+            await _method_not_allowed(send)
             return
-        # The raw path, so an encoded slash (%2f) stays inside its component and is
-        # refused there, instead of becoming a separator.
-        raw = (scope.get("raw_path") or scope["path"].encode()).split(b"?", 1)[0]
-        try:
-            segments = [unquote_to_bytes(part).decode() for part in raw.split(b"/")[1:]]
-        except UnicodeDecodeError:
-            segments = []
-        token = segments[0] if segments else ""
-        root = await asyncio.to_thread(_lookup, token) if token else None
-        if root is None:
+        route = _route(scope)
+        target = await asyncio.to_thread(_lookup, route.token) if route else None
+        if route is None or target is None:
             await _not_found(send)
             return
-        if len(segments) == 1:  # /<token>: relative links need the trailing slash
-            await _redirect(send, raw + b"/")
+        if not route.parts:  # /<token>: relative links need the trailing slash
+            await _redirect(send, route.raw + b"/")
             return
-        parts = segments[1:]
+        if target.dev_port is not None and await self._proxied(
+            scope, receive, send, target.dev_port, route
+        ):
+            return
+        if scope["method"] not in ("GET", "HEAD"):
+            await _method_not_allowed(send)
+            return
+        root = target.workspace
+        parts = route.parts
         want_index = parts[-1] == ""
         try:
             opened = await asyncio.to_thread(_open, root, parts, want_index)
         except safe_files.IsFolder:
-            await _redirect(send, raw + b"/")
+            await _redirect(send, route.raw + b"/")
             return
         except safe_files.Unsafe:
             if want_index and not any(parts):
@@ -124,6 +184,46 @@ class PreviewApp:
                 await _not_found(send)
             return
         await self._stream(scope, send, opened, workspace.INDEX if want_index else parts[-1])
+
+    async def _proxied(self, scope, receive, send, port: int, route: _Route) -> bool:
+        """Answered by the dev server (True), or nothing listens there (False)."""
+        try:
+            body = await preview_proxy.read_body(receive)
+        except preview_proxy.TooLarge:
+            await _simple(send, 413, b"Too large\n", b"text/plain; charset=utf-8")
+            return True
+        try:
+            await preview_proxy.http(
+                scope,
+                send,
+                port=port,
+                path=_upstream_path(scope, route),
+                body=body,
+                prefix=route.prefix,
+                extra_headers=SECURITY_HEADERS,
+                max_bytes=workspace.preview_max_bytes(),
+            )
+        except preview_proxy.NotListening:
+            return False
+        return True
+
+    async def _websocket(self, scope, receive, send) -> None:
+        """Hot reload: bridged to the project's dev server, or refused (403)."""
+        route = _route(scope)
+        target = await asyncio.to_thread(_lookup, route.token) if route else None
+        if route is not None and target is not None and target.dev_port is not None:
+            try:
+                await preview_proxy.websocket(
+                    scope,
+                    receive,
+                    send,
+                    port=target.dev_port,
+                    path=_upstream_path(scope, route),
+                )
+                return
+            except preview_proxy.NotListening:
+                pass
+        await send({"type": "websocket.close", "code": 1008})
 
     async def _stream(self, scope, send, opened: safe_files.OpenedFile, name: str) -> None:
         try:

@@ -10,15 +10,15 @@ from providers.signals import credential_changed, credential_removed, oauth_toke
 
 
 @receiver(credential_changed, dispatch_uid="projects.reinject")
-def _reinject(sender, *, user_id: int, provider_id: str, **kwargs) -> None:
+def _reinject(sender, *, user_id: int | None, provider_id: str, **kwargs) -> None:
     credentials_propagate(user_id=user_id, provider_id=provider_id, removed=False)
 
 
 @receiver(credential_removed, dispatch_uid="projects.remove")
-def _remove(sender, *, user_id: int, provider_id: str, **kwargs) -> None:
+def _remove(sender, *, user_id: int | None, provider_id: str, **kwargs) -> None:
     credentials_propagate(user_id=user_id, provider_id=provider_id, removed=True)
 
 
 @receiver(oauth_tokens_refreshed, dispatch_uid="projects.follow_oauth_tokens")
-def _follow(sender, *, user_id: int, provider_id: str, holder: int, **kwargs) -> None:
+def _follow(sender, *, user_id: int | None, provider_id: str, holder: int, **kwargs) -> None:
     oauth_tokens_follow(user_id=user_id, provider_id=provider_id, holder=holder)

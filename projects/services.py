@@ -34,6 +34,9 @@ from projects import budgets, instance, tokens
 from projects.conversation import conversation_store
 from projects.jobs import START_PIPELINE, JobType
 from projects.models import Project
+from projects.selectors import model_providers
+from providers.access import access_for, opencode_limits_for
+from providers.organisations.selectors import organisation_urls_for
 from providers.selectors import custom_endpoints
 from providers.services import provider_config_for
 from queue_jobs.models import Job
@@ -75,7 +78,8 @@ def project_spec(project: Project) -> ServerSpec:
     trusted = get_user_model().objects.filter(pk=project.owner_id, is_staff=True).exists()
     providers = []
     for connection in custom_endpoints(user=project.owner_id):
-        problem = endpoint_problem(connection.base_url, trusted=trusted)
+        # A team key's URL was typed by staff (``endpoint_trusted``).
+        problem = endpoint_problem(connection.base_url, trusted=trusted or connection.is_shared)
         if problem and connection.provider_id == project.current_model_provider_id:
             raise RuntimeFailure(
                 f"the endpoint “{connection.name or connection.provider_id}” cannot be used: "
@@ -99,6 +103,13 @@ def project_spec(project: Project) -> ServerSpec:
         password=str(project.server_password),
         custom_providers=providers,
         trusted_endpoints=trusted,
+        # An organisation serving the project's provider: its URL and the providers its
+        # document declares (providers.organisations; registered by staff).
+        trusted_urls=organisation_urls_for(
+            user=project.owner_id, provider_id=project.current_model_provider_id
+        ),
+        # What the owner may use (docs/providers.md, "Model access").
+        model_limits=opencode_limits_for(user=project.owner_id, model=project.model),
         # The project's provider's options (docs/providers.md); its key goes through
         # PUT /auth (projects.credentials).
         provider_configs=[
@@ -334,6 +345,25 @@ def project_change_model(*, project: Project, model: str) -> None:
             )
 
 
+def provider_gone(project: Project) -> str:
+    """Why the owner may no longer prompt the project's model ("" when they may): its
+    key was disconnected, or the team key was removed or is no longer granted to them
+    (``providers.selectors.connections_in_use``), or a model-access rule now refuses the
+    model. No prompt goes out then: the old key
+    may still sit in the server until its removal job has run."""
+    provider_id = project.current_model_provider_id
+    if provider_id in model_providers(user=project.owner_id):
+        # A model-access rule saved since the model was picked (providers.access): the
+        # server no longer offers the model, so the prompt would only fail.
+        refused = access_for(user=project.owner_id).problem(provider_id, project.current_model_id)
+        return refused or ""
+    return (
+        f"You can no longer use {provider_id}: its key was disconnected or revoked, or "
+        "the team key is no longer shared with you. Connect your own key in Settings › "
+        "Providers, or pick another model."
+    )
+
+
 def message_send(*, project: Project, text: str) -> None:
     """Queue a follow-up prompt on the project's session (OpenCode answers 204 at once).
     Once the owner's monthly budget is used up, refused (budgets.BudgetExceeded) before
@@ -341,6 +371,9 @@ def message_send(*, project: Project, text: str) -> None:
     budgets.budget_check(user=project.owner_id)
     if project.status != Project.Status.RUNNING or not project.bootstrap_session_id:
         raise ProjectNotRunning("The project is not running: start it first.")
+    credential_problem = provider_gone(project)
+    if credential_problem:
+        raise ProjectNotRunning(credential_problem)
     # Under the server lock: a credential change waiting for a rebuild is applied first
     # (so this prompt uses it), an OAuth token due for refresh is this project's to
     # refresh (projects.tokens), and no dispose can land while the prompt starts.

@@ -42,7 +42,7 @@ from projects import instance
 from projects.jobs import CREDENTIAL_ATTEMPTS, JobType
 from projects.models import Project
 from providers.models import ProviderConnection
-from providers.selectors import connection_for
+from providers.selectors import connection_in_use
 from providers.services import (
     CredentialUnavailable,
     connection_tokens_refreshed,
@@ -121,12 +121,18 @@ def _auth_entry(project: Project, provider_id: str) -> OAuthCredential | None:
 # --- followers -------------------------------------------------------------------------
 
 
-def oauth_tokens_follow(*, user_id: int, provider_id: str, holder: int) -> int:
-    """The holder refreshed: each other live project of the user on that provider gets
-    the new access token (a job each); returns how many were queued."""
+def oauth_tokens_follow(*, user_id: int | None, provider_id: str, holder: int) -> int:
+    """The holder refreshed: each other live project on that provider that uses the
+    connection (the user's, or for a team key, ``user_id`` None, those of everyone
+    using it) gets the new access token (a job each); returns how many were queued."""
     projects = Project.objects.filter(
-        owner_id=user_id, status__in=LIVE, current_model_provider_id=provider_id
+        status__in=LIVE, current_model_provider_id=provider_id
     ).exclude(pk=holder)
+    if user_id is not None:
+        projects = projects.filter(owner_id=user_id)
+    else:  # a team key: the projects of owners without a key of their own for it
+        own = ProviderConnection.objects.filter(provider_id=provider_id, user__isnull=False)
+        projects = projects.exclude(owner_id__in=own.values("user_id"))
     count = 0
     for project in projects.only("pk", "owner_id"):
         try:
@@ -172,7 +178,7 @@ def oauth_lease(*, project: Project) -> bool:
     Returns whether ``project`` holds the refresh token. Never raises: a lease that
     cannot be made leaves the prompt to the provider."""
     provider_id = project.current_model_provider_id
-    connection = connection_for(user=project.owner_id, provider_id=provider_id)
+    connection = connection_in_use(user=project.owner_id, provider_id=provider_id)
     if (
         connection is None
         or connection.auth_type != AuthType.OAUTH

@@ -19,7 +19,7 @@ from projects.conversation import WINDOW, conversation_of
 from projects.models import Message, Project
 from projects.models import Part as StoredPart
 from providers.models import ProviderConnection
-from providers.selectors import connection_for
+from providers.selectors import connection_in_use
 from providers.services import PROVIDER_NOT_CONFIGURED, connection_mark_error
 
 logger = logging.getLogger(__name__)
@@ -176,6 +176,6 @@ def _record_provider_failure(project: Project, error: ProviderCredentialError) -
     if not updated:
         return
     project.error_kind = Project.ErrorKind.PROVIDER_AUTH
-    connection = connection_for(user=project.owner_id, provider_id=provider_id)
+    connection = connection_in_use(user=project.owner_id, provider_id=provider_id)
     if connection is not None and connection.status != ProviderConnection.Status.REVOKED:
         connection_mark_error(connection=connection, message=error.message, project_id=project.pk)

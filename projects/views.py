@@ -52,7 +52,6 @@ def project_new(request):
         {
             "form": form,
             "has_providers": bool(providers),
-            "suggestions": selectors.model_suggestions(user=request.user),
         },
     )
 
@@ -68,6 +67,7 @@ def _detail_context(request, project: Project) -> dict:
         or project.status
         in (Project.Status.STARTING, Project.Status.STOPPING, Project.Status.DELETING),
         "provider_auth_message": PROVIDER_NOT_CONFIGURED,
+        "credential": selectors.project_credential(project),
     }
 
 
@@ -77,7 +77,6 @@ def project_detail(request, project_id: int):
     context["transcript"] = project_transcript(project=project, whole=request.GET.get("all") == "1")
     context["message_form"] = MessageForm()
     context["model_form"] = ModelChangeForm(user=request.user, initial={"model": project.model})
-    context["suggestions"] = selectors.model_suggestions(user=request.user)
     context["budget"] = budgets.budget_state(user=request.user)
     context["preview_url"] = _preview_url(request, project)
     return render(request, "projects/project_detail.html", context)
@@ -147,9 +146,7 @@ def project_message(request, project_id: int):
     else:
         try:
             services.message_send(project=project, text=form.cleaned_data["text"])
-        except services.ProjectNotRunning as exc:
-            messages.error(request, str(exc))
-        except budgets.BudgetExceeded as exc:
+        except (services.ProjectNotRunning, budgets.BudgetExceeded) as exc:
             messages.error(request, str(exc))
             if request.htmx:  # the fragment shows no messages: the page does
                 response = HttpResponse(status=204)

@@ -21,8 +21,8 @@ from django.http.request import split_domain_port
 
 from doce import safe_files
 from doce.opencode.runtimes.base import Layout
-from projects.models import Project, new_preview_token
-from projects.services import project_data_dir
+from projects.models import Project, is_preview_token, new_preview_token
+from projects.services import project_data_dir, runtime_state
 
 INDEX = "index.html"
 MB = 1024 * 1024
@@ -43,15 +43,53 @@ def preview_max_bytes() -> int:
 # --- the preview link -------------------------------------------------------------------
 
 
+TOKEN_PLACEHOLDER = "{token}"
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def preview_subdomains() -> bool:
+    """Whether every project's preview has an origin of its own (DOCE_PREVIEW_ORIGIN
+    names ``{token}``: ``https://<token>.preview.example.com/<path>``), rather than a path
+    on one shared origin (``/<token>/<path>``)."""
+    return TOKEN_PLACEHOLDER in settings.DOCE_PREVIEW_ORIGIN
+
+
 def preview_url(*, project: Project, request) -> str:
-    """The absolute URL of the project's preview: on DOCE_PREVIEW_ORIGIN, or on the
-    preview port of the host the page was asked on."""
+    """The absolute URL of the project's preview: its own subdomain of
+    DOCE_PREVIEW_ORIGIN, a path on DOCE_PREVIEW_ORIGIN, or a path on the preview port of
+    the host the page was asked on."""
+    if preview_subdomains():
+        return settings.DOCE_PREVIEW_ORIGIN.replace(TOKEN_PLACEHOLDER, project.preview_token) + "/"
     if settings.DOCE_PREVIEW_ORIGIN:
         base = settings.DOCE_PREVIEW_ORIGIN
     else:
         host, _port = split_domain_port(request.get_host())
         base = f"{request.scheme}://{host or '127.0.0.1'}:{settings.DOCE_PREVIEW_PORT}"
     return f"{base}/{project.preview_token}/"
+
+
+def token_from_host(host: bytes) -> str | None:
+    """The preview token a request's ``Host`` names with one origin per project: its
+    first label, when the rest of it is DOCE_PREVIEW_ORIGIN's host and its port is the
+    origin's (no port: the scheme's default). None otherwise. The inverse of
+    ``preview_url``; the Host picks a token and is used for nothing else."""
+    scheme, _, netloc = settings.DOCE_PREVIEW_ORIGIN.partition("://")
+    pattern, _, port = netloc.partition(":")
+    suffix = pattern.removeprefix(TOKEN_PLACEHOLDER)
+    want_port = int(port) if port else DEFAULT_PORTS[scheme]
+    try:
+        asked = host.decode("ascii").lower()
+    except UnicodeDecodeError:
+        return None
+    name, colon, asked_port = asked.partition(":")
+    if colon and not (asked_port.isdigit() and asked_port.isascii() and len(asked_port) <= 5):
+        return None
+    if (int(asked_port) if colon else DEFAULT_PORTS[scheme]) != want_port:
+        return None
+    label, dot, rest = name.partition(".")
+    if not dot or "." + rest != suffix or not is_preview_token(label):
+        return None
+    return label
 
 
 def workspace_has_page(project: Project) -> bool:
@@ -73,15 +111,38 @@ def preview_token_rotate(*, project: Project) -> None:
 
 def workspace_for_token(token: str) -> Path | None:
     """The workspace a preview token opens, or None (unknown, or the project is going)."""
-    if not token or len(token) > 64:
+    target = preview_target(token)
+    return target.workspace if target is not None else None
+
+
+@dataclass(frozen=True)
+class PreviewTarget:
+    """What a preview token opens: the workspace, and the loopback port of the project's
+    dev server (``PORT`` inside its sandbox) while its server runs, else None."""
+
+    workspace: Path
+    dev_port: int | None
+
+
+def preview_target(token: str) -> PreviewTarget | None:
+    """The project a preview token opens, or None (unknown, or the project is going).
+    The dev server's port is only ever the one its runtime recorded, and only a port of
+    DOCE_SERVER_PORT_RANGE: the preview proxies nowhere else."""
+    if not is_preview_token(token):
         return None
     project = (
         Project.objects.filter(preview_token=token)
         .exclude(status=Project.Status.DELETING)
-        .only("pk", "data_dir")
+        .only("pk", "data_dir", "status", "runtime_state")
         .first()
     )
-    return project_workspace(project) if project is not None else None
+    if project is None:
+        return None
+    state = runtime_state(project) if project.status == Project.Status.RUNNING else None
+    port = state.preview_port if state is not None and state.active else None
+    if not isinstance(port, int) or port not in settings.DOCE_SERVER_PORTS:
+        port = None
+    return PreviewTarget(workspace=project_workspace(project), dev_port=port)
 
 
 # --- files, viewer, zip ---------------------------------------------------------------

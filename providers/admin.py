@@ -28,14 +28,16 @@ from django.views.decorators.http import require_POST
 
 from doce.admin import ReadOnlyAdminMixin
 from doce.encrypted_fields import UNDECRYPTABLE_MESSAGE, is_undecryptable
-from providers import services
+from providers import access, services, shared
 from providers.catalog import catalog_is_stale, catalog_status
 from providers.forms import SecretField
 from providers.models import (
     AuditEvent,
     CatalogProvider,
+    ModelAccess,
     OAuthFlow,
     ProviderConnection,
+    SharedConnection,
     UserSettings,
 )
 from providers.oauth import oauth_flow_cancel
@@ -162,7 +164,11 @@ class ProviderConnectionAdmin(admin.ModelAdmin):
         "updated_at",
     ]
     raw_id_fields = ["user"]
-    actions = ["mark_revoked", "revalidate"]
+    actions = ["mark_revoked", "revalidate", "share_with_everyone"]
+
+    def get_queryset(self, request):
+        # Team keys have their own page (SharedConnectionAdmin).
+        return super().get_queryset(request).filter(user__isnull=False)
 
     def get_fieldsets(self, request, obj=None):
         return [
@@ -289,6 +295,34 @@ class ProviderConnectionAdmin(admin.ModelAdmin):
             )
             count += 1
         self.message_user(request, f"Revoked {count} connection(s).", messages.SUCCESS)
+
+    @admin.action(description="Make the selected staff connections team keys (everyone)")
+    def share_with_everyone(self, request, queryset):
+        """An OAuth sign-in can only be made by its user: a staff member signs in, then
+        shares it here. The grants can be narrowed on the team key's page."""
+        done = []
+        for connection in queryset.select_related("user"):
+            if not connection.user.is_staff:
+                self.message_user(
+                    request,
+                    f"{connection}: only a staff member's own connection can be shared.",
+                    messages.ERROR,
+                )
+                continue
+            try:
+                shared.shared_connection_share(
+                    connection=connection, actor=request.user, grants=shared.Grants(everyone=True)
+                )
+            except ValidationError as error:
+                self.message_user(
+                    request, f"{connection}: {' '.join(error.messages)}", messages.ERROR
+                )
+                continue
+            done.append(connection.provider_id)
+        if done:
+            self.message_user(
+                request, f"Shared with everyone: {', '.join(done)}.", messages.SUCCESS
+            )
 
     @admin.action(description="Re-validate selected connections")
     def revalidate(self, request, queryset):
@@ -542,3 +576,218 @@ class CatalogProviderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             "(a few seconds). Reload this page to see it.",
             messages.SUCCESS,
         )
+
+
+class SharedConnectionForm(forms.ModelForm):
+    """A team key. Added through ``providers.shared`` (the key checked with the provider
+    as a user's is, before anything is saved); afterwards its name, models, key and
+    grants change here; its provider and URL do not (remove it and add it again)."""
+
+    new_api_key = SecretField(
+        label="API key",
+        required=False,
+        help_text="Checked with the provider before it is saved. On an existing team key, "
+        "leave empty to keep the stored key.",
+    )
+    base_url = forms.URLField(
+        required=False,
+        max_length=500,
+        assume_scheme="https",
+        help_text="Only for a custom OpenAI-compatible endpoint.",
+    )
+    models = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="A custom endpoint's model ids, one per line (empty: its /models list).",
+    )
+
+    class Meta:
+        model = SharedConnection
+        fields = [
+            "provider_id",
+            "name",
+            "base_url",
+            "shared_with_all",
+            "shared_with_users",
+            "shared_with_groups",
+        ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.prepared = None
+        self.fields["name"].required = True
+        if self.instance.pk is not None:
+            self.initial["models"] = "\n".join(self.instance.models or [])
+
+    def _grants(self) -> shared.Grants:
+        data = self.cleaned_data
+        return shared.Grants(
+            everyone=bool(data.get("shared_with_all")),
+            users=tuple(data.get("shared_with_users") or ()),
+            groups=tuple(data.get("shared_with_groups") or ()),
+        )
+
+    @sensitive_variables()
+    def clean(self):
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        models = [line.strip() for line in (cleaned.get("models") or "").splitlines()]
+        cleaned["models"] = [model for model in models if model]
+        if self.instance.pk is not None:
+            if self._grants().empty:
+                raise forms.ValidationError("Say who may use it: users, groups, or everyone.")
+            return cleaned
+        try:
+            self.prepared = shared.shared_connection_check(
+                actor=self.request_user,
+                provider_id=cleaned.get("provider_id") or "",
+                name=cleaned.get("name") or "",
+                api_key=cleaned.get("new_api_key") or "",
+                grants=self._grants(),
+                base_url=cleaned.get("base_url") or "",
+                models=cleaned["models"],
+            )
+        except ValidationError as error:
+            for name, messages_ in error.message_dict.items():
+                target = {"api_key": "new_api_key", "grants": None}.get(name, name)
+                self.add_error(target if target in self.fields else None, messages_)
+        return cleaned
+
+    def _post_clean(self):
+        # The model's own validation would run on a row without owner or key: the
+        # services above are the rules here.
+        pass
+
+
+@admin.register(SharedConnection)
+class SharedConnectionAdmin(admin.ModelAdmin):
+    form = SharedConnectionForm
+    list_display = [
+        "provider_id",
+        "name",
+        "base_url",
+        "status",
+        "key_hint",
+        "grants",
+        "shared_by",
+        "last_used_at",
+    ]
+    list_filter = ["status", "shared_with_all"]
+    search_fields = ["provider_id", "name", "key_hint"]
+    filter_horizontal = ["shared_with_users", "shared_with_groups"]
+    readonly_fields = ["key_hint", "status", "error_message", "shared_by", "last_used_at"]
+    actions = ["revalidate"]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        form.request_user = request.user
+        return form
+
+    def get_fieldsets(self, request, obj=None):
+        fields = ["provider_id", "name", "base_url", "models", "new_api_key"]
+        if obj is not None:
+            fields = [*fields, "key_hint", "status", "error_message", "shared_by", "last_used_at"]
+        return [
+            (None, {"fields": fields}),
+            (
+                "Who may use it",
+                {
+                    "fields": ["shared_with_all", "shared_with_users", "shared_with_groups"],
+                    "description": "A user's own connection for the provider comes first; "
+                    "this key serves the users named here who have none.",
+                },
+            ),
+        ]
+
+    def get_readonly_fields(self, request, obj=None):
+        extra = ["provider_id", "base_url"] if obj is not None else []
+        return [*self.readonly_fields, *extra]
+
+    @admin.display(description="Shared with")
+    def grants(self, obj: SharedConnection) -> str:
+        return shared.grants_of(obj).describe()
+
+    @method_decorator(sensitive_post_parameters("new_api_key"))
+    @method_decorator(sensitive_variables())
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        hide_secrets(request)
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    @sensitive_variables()
+    def save_model(self, request, obj, form, change):
+        if not change:
+            created = shared.shared_connection_save(prepared=form.prepared, actor=request.user)
+            obj.pk = created.pk
+            obj.refresh_from_db()
+            return
+        new_key = form.cleaned_data.get("new_api_key")
+        changes = {}
+        if "name" in form.changed_data:
+            changes["name"] = obj.name
+        if "models" in form.changed_data:
+            changes["models"] = form.cleaned_data["models"]
+        if new_key:
+            changes["api_key"] = new_key
+        obj.refresh_from_db()  # the service saves the fields it is given
+        if changes:
+            services.connection_update(connection=obj, actor=request.user, **changes)
+        if new_key:
+            obj, _check = services.connection_verify(connection=obj, actor=request.user)
+
+    def save_related(self, request, form, formsets, change):
+        if not change:
+            return  # stored with the key by shared_connection_save
+        super().save_related(request, form, formsets, change)
+        if {"shared_with_all", "shared_with_users", "shared_with_groups"} & set(form.changed_data):
+            shared.grants_changed(connection=form.instance, actor=request.user)
+
+    def delete_model(self, request, obj):
+        services.connection_delete(connection=obj, actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for connection in queryset:
+            services.connection_delete(connection=connection, actor=request.user)
+
+    @admin.action(description="Re-validate selected team keys")
+    def revalidate(self, request, queryset):
+        for connection in queryset:
+            services.connection_verify(connection=connection, actor=request.user)
+        self.message_user(request, "Re-validated.")
+
+
+def _rule_users(rule: ModelAccess | None) -> set[int]:
+    """The users a model-access rule applies to (its user, or its group's members)."""
+    if rule is None:
+        return set()
+    if rule.user_id is not None:
+        return {rule.user_id}
+    return set(rule.group.user_set.values_list("pk", flat=True)) if rule.group_id else set()
+
+
+@admin.register(ModelAccess)
+class ModelAccessAdmin(admin.ModelAdmin):
+    """Who may pick which models (``providers.access``, docs/providers.md "Model
+    access"). A change reaches the users' running projects: their opencode.json is
+    written again (``access.access_changed``)."""
+
+    list_display = ("pattern", "effect", "user", "group", "created_at")
+    list_filter = ("effect",)
+    search_fields = ("pattern", "user__username", "user__email", "group__name")
+    list_select_related = ("user", "group")
+    fields = ("effect", "pattern", "user", "group")
+
+    def save_model(self, request, obj, form, change):
+        before = _rule_users(ModelAccess.objects.filter(pk=obj.pk).first()) if change else set()
+        super().save_model(request, obj, form, change)
+        access.access_changed(user_ids=before | _rule_users(obj))
+
+    def delete_model(self, request, obj):
+        users = _rule_users(obj)
+        super().delete_model(request, obj)
+        access.access_changed(user_ids=users)
+
+    def delete_queryset(self, request, queryset):
+        users = set().union(*(_rule_users(rule) for rule in queryset))
+        super().delete_queryset(request, queryset)
+        access.access_changed(user_ids=users)

@@ -33,7 +33,7 @@ from providers.audit import audit_record
 from providers.catalog import FREE_PROVIDER_ID, free_models
 from providers.legacy import LEGACY_PROVIDER_ID
 from providers.models import AuditEvent, ProviderConnection, key_hint
-from providers.selectors import connection_for, legacy_keys_pending
+from providers.selectors import connection_in_use, legacy_keys_pending
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,8 @@ Status = ProviderConnection.Status
 @dataclass(frozen=True)
 class UserCredential:
     """The credential a user has for a provider, and where it came from: ``source`` is
-    ``connection`` or ``legacy`` (the old system's key, ``connection_id`` None)."""
+    ``connection`` (the user's own), ``shared`` (a team key granted to the user) or
+    ``legacy`` (the old system's key, ``connection_id`` None)."""
 
     user_id: int
     provider_id: str
@@ -115,7 +116,7 @@ def provider_config_for(*, user: AbstractBaseUser | int, provider_id: str) -> Pr
     """What a project on ``provider_id`` needs in its config beyond the credential, or
     None: no connection, none usable (revoked, expired, undecryptable: the credential
     step says why), or no options."""
-    connection = connection_for(user=getattr(user, "pk", user), provider_id=provider_id)
+    connection = connection_in_use(user=getattr(user, "pk", user), provider_id=provider_id)
     if connection is None or connection.status in (Status.REVOKED, Status.EXPIRED):
         return None
     try:
@@ -189,9 +190,11 @@ def credential_for(
 ) -> UserCredential:
     """The credential ``user`` (a user or its id) has for ``provider_id``.
 
-    The connection wins whenever one exists. Without one, ``openrouter`` falls back to the
-    legacy key while the user's legacy key has not been migrated (after migration a
-    deleted connection means "disconnected", so the legacy key does not come back).
+    The connection in use (``providers.selectors.connections_in_use``: the user's own,
+    else a team key granted to them) wins whenever one exists. Without one,
+    ``openrouter`` falls back to the legacy key while the user's legacy key has not
+    been migrated (after migration a deleted connection means "disconnected", so the
+    legacy key does not come back).
     ``error`` connections are still returned (a key that failed once may work again; the
     provider has the last word); ``expired`` ones are not: their refresh failed, so only
     a new sign-in helps.
@@ -202,7 +205,7 @@ def credential_for(
     ``CredentialUnavailable``. One query (two for the legacy fallback or a new holder).
     """
     user_id = getattr(user, "pk", user)
-    connection = connection_for(user=user_id, provider_id=provider_id)
+    connection = connection_in_use(user=user_id, provider_id=provider_id)
     if connection is None:
         if provider_id == LEGACY_PROVIDER_ID:
             legacy = _legacy_credential(user_id)
@@ -254,7 +257,7 @@ def credential_for(
         user_id=user_id,
         provider_id=provider_id,
         credential=credential,
-        source="connection",
+        source="shared" if connection.is_shared else "connection",
         connection_id=connection.pk,
         key_hint=connection.key_hint,
     )

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from django import forms
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
+from django.forms.boundfield import BoundField
 from django.views.decorators.debug import sensitive_variables
 
 from doce.endpoints import endpoint_problem
@@ -132,11 +133,26 @@ def _prompt_field(prompt: Prompt) -> forms.Field:
     )
 
 
+class _ConditionalPromptField(BoundField):
+    """A prompt with a ``when`` on another of the form's prompts (GitHub Copilot's
+    Enterprise URL, for "GitHub Enterprise"): its row is hidden (``prompt-inactive``)
+    while the form's values say it does not apply. Without a script it shows once the
+    form comes back from a submit with the value that needs it; app.js shows it at once."""
+
+    def css_classes(self, extra_classes=None) -> str:
+        classes = super().css_classes(extra_classes)
+        if self.name in self.form.inactive_prompts:
+            classes = f"{classes} prompt-inactive".strip()
+        return classes
+
+
 class PromptsMixin:
     """One field per prompt input of an auth method; ``self.metadata`` holds the values
-    of the prompts that apply (a prompt with a ``when`` may not)."""
+    of the prompts that apply (a prompt with a ``when`` may not, and is shown only when it
+    does: ``_ConditionalPromptField``)."""
 
     prompts: tuple[Prompt, ...] = ()
+    inactive_prompts: frozenset[str] = frozenset()
 
     def add_prompt_fields(self, prompts: Iterable[Prompt]) -> None:
         self.prompts = tuple(prompts)
@@ -144,13 +160,42 @@ class PromptsMixin:
         for prompt in self.prompts:
             field = _prompt_field(prompt)
             other = by_key.get((prompt.when or {}).get("key", ""))
-            if other is not None:  # shown always (no script needed): say when it counts
-                value = prompt.when.get("value", "")
-                label = dict(other.options).get(value, value)
-                negation = "is not" if prompt.when.get("op") == "neq" else "is"
-                field.help_text = f"Only needed when “{other.message}” {negation} “{label}”."
+            if other is not None:
+                field.bound_field_class = _ConditionalPromptField
+                field.widget.attrs.update(
+                    {
+                        "data-when-field": prompt_field_name(other),
+                        "data-when-op": prompt.when.get("op") or "eq",
+                        "data-when-value": prompt.when.get("value", ""),
+                    }
+                )
             self.fields[prompt_field_name(prompt)] = field
+        values = self._shown_prompt_values()
+        self.inactive_prompts = frozenset(
+            prompt_field_name(prompt)
+            for prompt in self.prompts
+            if prompt.when and prompt.when.get("key") in by_key and not prompt.applies(values)
+        )
         self.metadata: dict[str, str] = {}
+
+    def _shown_prompt_values(self) -> dict[str, str]:
+        """The prompts' values as the page shows them: submitted, else the initial ones."""
+        values = {}
+        for prompt in self.prompts:
+            name = prompt_field_name(prompt)
+            if self.is_bound:
+                values[prompt.key] = (self.data.get(name) or "").strip()
+            else:
+                values[prompt.key] = self.initial.get(name, self.fields[name].initial) or ""
+        return values
+
+    def _needed_because(self, prompt: Prompt) -> str:
+        """Why an empty prompt that applies is needed: the choice that made it apply."""
+        other = next((p for p in self.prompts if p.key == (prompt.when or {}).get("key")), None)
+        if other is None or prompt.when.get("op") == "neq":
+            return "This is needed to connect."
+        value = prompt.when.get("value", "")
+        return f"This is needed to connect with “{dict(other.options).get(value, value)}”."
 
     @sensitive_variables()  # ``cleaned`` holds the API key
     def clean_prompts(self, cleaned: dict) -> None:
@@ -162,7 +207,7 @@ class PromptsMixin:
                 continue
             if not value:
                 if "(optional)" not in prompt.message.lower():
-                    self.add_error(name, "This is needed to connect.")
+                    self.add_error(name, self._needed_because(prompt))
                 continue
             if has_control_characters(value):
                 self.add_error(name, "Remove the control characters.")

@@ -103,11 +103,15 @@ class ProviderConnection(models.Model):
         AuthType.OAUTH: ("oauth_access_token", "oauth_refresh_token"),
     }
 
+    # Empty for a *shared* connection (a team key): staff made it, the grants below say
+    # who may use it, and nobody sees its key (docs/providers.md).
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.CASCADE,
         related_name="provider_connections",
         db_index=False,  # the named index in Meta
+        null=True,
+        blank=True,
     )
     provider_id = models.CharField(max_length=100, validators=[validate_provider_id])
     auth_type = models.CharField(max_length=16, choices=AuthType.choices, default=AuthType.API)
@@ -149,6 +153,25 @@ class ProviderConnection(models.Model):
     last_validated_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # A shared connection's grants: everyone, or these users and the members of these
+    # groups. Meaningless on a user's own connection.
+    shared_with_all = models.BooleanField(
+        "shared with everyone", default=False, help_text="Every user may use this team key."
+    )
+    shared_with_users = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="granted_connections"
+    )
+    shared_with_groups = models.ManyToManyField(
+        "auth.Group", blank=True, related_name="granted_connections"
+    )
+    shared_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The staff member who shared it.",
+    )
     # Last: from here on, ``models`` in this class body is the field, not the module.
     models = models.JSONField(default=list, blank=True, help_text="Model ids, one per entry.")
 
@@ -158,6 +181,12 @@ class ProviderConnection(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["user", "provider_id"], name="provider_connections_user_provider_uniq"
+            ),
+            # One team key per provider (``manage.py shared_connection remove PROVIDER_ID``).
+            models.UniqueConstraint(
+                fields=["provider_id"],
+                condition=Q(user__isnull=True),
+                name="provider_connections_shared_provider_uniq",
             ),
             models.CheckConstraint(
                 condition=Q(status__in=["connected", "expired", "error", "revoked"]),
@@ -174,7 +203,20 @@ class ProviderConnection(models.Model):
         ]
 
     def __str__(self) -> str:
+        if self.is_shared:
+            return f"{self.provider_id} (team key {self.name or self.provider_id})"
         return f"{self.provider_id} ({self.user})"
+
+    @property
+    def is_shared(self) -> bool:
+        """A team key: no owner, used by the users its grants name."""
+        return self.user_id is None
+
+    @property
+    def endpoint_trusted(self) -> bool:
+        """May its base URL reach this machine and private networks (``doce.endpoints``)?
+        Staff typed it: the owner is staff, or it is a team key."""
+        return self.user_id is None or self.user.is_staff
 
     @property
     def is_custom(self) -> bool:
@@ -252,6 +294,84 @@ class ProviderConnection(models.Model):
         }.get(self.auth_type)
         if not is_undecryptable(primary):  # else keep the hint made when it was readable
             self.key_hint = key_hint(primary)
+
+
+class SharedConnectionManager(models.Manager):
+    def get_queryset(self):
+        return super().get_queryset().filter(user__isnull=True)
+
+
+class SharedConnection(ProviderConnection):
+    """Team keys (``ProviderConnection`` rows without an owner), for their admin page."""
+
+    objects = SharedConnectionManager()
+
+    class Meta:
+        proxy = True
+        verbose_name = "team key"
+        verbose_name_plural = "team keys (shared connections)"
+
+
+MODEL_PATTERN_RE = r"^[a-z0-9][a-z0-9._-]{0,99}(/[^\s*]*\*?)?$"
+
+
+class ModelAccess(models.Model):
+    """One rule of who may pick which models (``providers.access``): for a user or a
+    group, allow or deny a provider (``openrouter``), a model (``openrouter/x/y``) or
+    the models under a prefix (``openrouter/anthropic/*``). Without an allow rule a user
+    may pick whatever their credentials reach; with one, only what an allow rule names.
+    A deny rule always wins."""
+
+    class Effect(models.TextChoices):
+        ALLOW = "allow", "Allow"
+        DENY = "deny", "Deny"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="model_access_rules",
+    )
+    group = models.ForeignKey(
+        "auth.Group",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="model_access_rules",
+    )
+    effect = models.CharField(max_length=8, choices=Effect.choices, default=Effect.ALLOW)
+    pattern = models.CharField(
+        max_length=356,
+        validators=[
+            RegexValidator(
+                MODEL_PATTERN_RE,
+                "A provider (openrouter), a model (openrouter/anthropic/claude-sonnet-4) "
+                "or a prefix ending in * (openrouter/anthropic/*).",
+            )
+        ],
+        help_text="provider, provider/model, or provider/prefix* (e.g. openrouter/anthropic/*).",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "model_access_rules"
+        ordering = ["pattern", "pk"]
+        verbose_name = "model access rule"
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(user__isnull=False) & Q(group__isnull=True))
+                | (Q(user__isnull=True) & Q(group__isnull=False)),
+                name="model_access_one_subject",
+                violation_error_message="A rule is for one user or one group.",
+            ),
+            models.CheckConstraint(
+                condition=Q(effect__in=["allow", "deny"]), name="model_access_effect_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_effect_display()} {self.pattern} for {self.user or self.group}"
 
 
 class AuditEvent(models.Model):

@@ -86,6 +86,33 @@ _CANCELLABLE = (State.STARTING, State.PENDING)
 # queued, when doce runs all the servers it can hold.
 OAUTH_SERVERS = capacity.kind_register("oauth_flow")
 
+# What a failed sign-in tells its user: what happened and what to do, in plain words. The
+# technical detail (OpenCode's error) goes beside it into the audit log, which staff
+# see folded away on the flow page (``flow_failure_detail``) and in the admin.
+START_REFUSED = (
+    "The sign-in could not start with the details you gave. Check them (an address or an "
+    "account id, if the form asked for one) and try again."
+)
+START_FAILED = (
+    "The sign-in could not start: the provider's sign-in service did not answer as "
+    "expected. Try again in a few minutes; if it keeps failing, tell your administrator."
+)
+NOT_A_SIGN_IN = "This method connects with an API key, not a sign-in: use the key form instead."
+NOT_A_WEB_URL = (
+    "The provider gave a sign-in address that is not a web URL, so doce did not open it. "
+    "Tell your administrator."
+)
+CODE_REJECTED = "The provider did not accept the sign-in (a wrong or expired code?). Try again."
+NOT_COMPLETED = "The sign-in could not be completed. Try again."
+SERVER_LOST = (
+    "The sign-in stopped before it was finished (its server went away). Start it again; if "
+    "it keeps happening, tell your administrator."
+)
+TOKENS_UNREADABLE = (
+    "The sign-in finished, but its tokens could not be read. Try again; if it keeps "
+    "happening, tell your administrator."
+)
+
 
 class OAuthBusy(Exception):
     """The flow is not waiting for a code (already completing, finished or expired)."""
@@ -184,10 +211,15 @@ def oauth_flow_submit_code(*, flow: OAuthFlow, code: str) -> OAuthFlow:
                 flow.provider_id, flow.method, code=code, timeout=CODE_CALLBACK_TIMEOUT
             )
     except OAuthFlowError as exc:
-        _finish(flow, State.FAILED, _callback_failure(exc), allowed=(State.COMPLETING,))
+        _finish(
+            flow,
+            State.FAILED,
+            _callback_failure(exc),
+            detail=technical(exc),
+            allowed=(State.COMPLETING,),
+        )
     except (OpenCodeError, RuntimeFailure) as exc:
-        message = f"The sign-in server did not answer ({exc})."
-        _finish(flow, State.FAILED, message, allowed=(State.COMPLETING,))
+        _finish(flow, State.FAILED, SERVER_LOST, detail=technical(exc), allowed=(State.COMPLETING,))
     else:
         _complete(flow)
     flow.refresh_from_db()
@@ -196,8 +228,19 @@ def oauth_flow_submit_code(*, flow: OAuthFlow, code: str) -> OAuthFlow:
 
 def _callback_failure(exc: OAuthFlowError) -> str:
     if exc.name == "ProviderAuthOauthCallbackFailed":
-        return "The provider did not accept the sign-in (a wrong or expired code?). Try again."
-    return f"The sign-in could not be completed ({exc.name or exc.status_code}). Try again."
+        return CODE_REJECTED
+    return NOT_COMPLETED
+
+
+def technical(exc: Exception) -> str:
+    """An error as staff need it to find the cause: its kind, OpenCode's name and status,
+    its message (OpenCode's client scrubs them; the audit log redacts again)."""
+    parts = [type(exc).__name__]
+    name, status = getattr(exc, "name", None), getattr(exc, "status_code", None)
+    if name or status:
+        parts.append(" ".join(str(part) for part in (status, name) if part))
+    message = str((getattr(exc, "data", None) or {}).get("message") or exc)
+    return f"{': '.join(parts)}: {message}"[:2000]
 
 
 # --- worker side --------------------------------------------------------------------------
@@ -259,20 +302,20 @@ def _authorize(flow: OAuthFlow, *, browser_on_host: bool) -> None:
         with runtime.client(state, spec.password, timeout=first_request) as client:
             step = client.oauth_authorize(flow.provider_id, flow.method, flow.inputs or None)
     except OAuthFlowError as exc:
-        message = str((exc.data or {}).get("message") or exc.name or exc)
-        _finish(flow, State.FAILED, f"OpenCode refused to start the sign-in: {message}")
+        _finish(flow, State.FAILED, START_REFUSED, detail=technical(exc))
         return
     except (OpenCodeError, RuntimeFailure) as exc:
         if _still(flow, State.STARTING):
-            _finish(flow, State.FAILED, f"The sign-in server could not start it: {exc}")
+            _finish(flow, State.FAILED, START_FAILED, detail=technical(exc))
         else:
             _cleanup(flow)
         return
     if step is None:
-        _finish(flow, State.FAILED, "That method connects with an API key, not a sign-in.")
+        _finish(flow, State.FAILED, NOT_A_SIGN_IN)
         return
     if not step.url.startswith(("https://", "http://")):  # it becomes a link in the page
-        _finish(flow, State.FAILED, "OpenCode answered a sign-in address that is not a web URL.")
+        detail = f"OpenCode answered a sign-in address that is not a web URL: {step.url[:200]}"
+        _finish(flow, State.FAILED, NOT_A_WEB_URL, detail=detail)
         return
     kind = step.method if step.method in ("auto", "code") else "code"
     where = local_callback(step.url)
@@ -306,11 +349,11 @@ def _wait_for_approval(flow: OAuthFlow) -> None:
         _finish(flow, State.EXPIRED, "The sign-in expired before it was approved.")
         return
     except OAuthFlowError as exc:
-        _finish(flow, State.FAILED, _callback_failure(exc))
+        _finish(flow, State.FAILED, _callback_failure(exc), detail=technical(exc))
         return
     except (OpenCodeError, RuntimeFailure) as exc:
         if _still(flow, State.PENDING):  # else cancelled: the cancel stopped the server
-            _finish(flow, State.FAILED, f"The sign-in server stopped ({exc}).")
+            _finish(flow, State.FAILED, SERVER_LOST, detail=technical(exc))
         else:
             _cleanup(flow)
         return
@@ -330,8 +373,8 @@ def _complete(flow: OAuthFlow) -> None:
         connection = _store_tokens(flow, _read_tokens(flow))
     except (OSError, ValueError, KeyError, ValidationError) as exc:
         logger.warning("OAuth flow %s: could not store the tokens: %s", flow.pk, type(exc))
-        message = "The sign-in finished but its tokens could not be read."
-        _finish(flow, State.FAILED, message, allowed=(State.COMPLETING,))
+        detail = f"{type(exc).__name__} while reading or storing the tokens"
+        _finish(flow, State.FAILED, TOKENS_UNREADABLE, detail=detail, allowed=(State.COMPLETING,))
         return
     now = timezone.now()
     OAuthFlow.objects.filter(pk=flow.pk, state=State.COMPLETING).update(
@@ -386,9 +429,17 @@ def _still(flow: OAuthFlow, state: str) -> bool:
     return OAuthFlow.objects.filter(pk=flow.pk, state=state).exists()
 
 
-def _finish(flow: OAuthFlow, state: str, message: str, *, allowed=OAuthFlow.ACTIVE_STATES) -> bool:
+def _finish(
+    flow: OAuthFlow,
+    state: str,
+    message: str,
+    *,
+    detail: str = "",
+    allowed=OAuthFlow.ACTIVE_STATES,
+) -> bool:
     """Move the flow from one of ``allowed`` to a final ``state``, then remove its server
-    and folder; False (and nothing done) when it had already moved on."""
+    and folder; False (and nothing done) when it had already moved on. ``message`` is
+    for the user; ``detail``, the technical cause, goes to the audit log only."""
     now = timezone.now()
     done = OAuthFlow.objects.filter(pk=flow.pk, state__in=allowed).update(
         state=state, error_message=message[:2000], finished_at=now, updated_at=now
@@ -401,10 +452,26 @@ def _finish(flow: OAuthFlow, state: str, message: str, *, allowed=OAuthFlow.ACTI
         actor=flow.user if state == State.CANCELLED else None,
         user=flow.user,
         provider_id=flow.provider_id,
-        detail={"state": state, "message": message, "flow": str(flow.pk)},
+        detail={"state": state, "message": message, "flow": str(flow.pk)}
+        | ({"detail": detail} if detail else {}),
     )
     _cleanup(flow)
     return True
+
+
+def flow_failure_detail(flow: OAuthFlow) -> str:
+    """The technical detail recorded when ``flow`` failed ("" when none): for staff."""
+    if flow.is_active or flow.state == State.SUCCEEDED:
+        return ""
+    event = (
+        AuditEvent.objects.filter(
+            action=Action.OAUTH_FAILED, user_id=flow.user_id, detail__flow=str(flow.pk)
+        )
+        .order_by("-pk")
+        .values_list("detail", flat=True)
+        .first()
+    )
+    return str((event or {}).get("detail") or "")
 
 
 def _cleanup(flow: OAuthFlow) -> None:

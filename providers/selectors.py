@@ -8,12 +8,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db.models import Count, Exists, OuterRef, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from doce.inputs import DOUBLE_SUBMIT_WINDOW
 from providers.legacy import LEGACY_PROVIDER_ID
 from providers.models import AuditEvent, OAuthFlow, ProviderConnection, UserSettings
+from providers.organisations.selectors import organisation_provider_ids
 
 
 def connections_for_user(*, user: AbstractBaseUser | int) -> QuerySet[ProviderConnection]:
@@ -25,28 +26,88 @@ def connections_for_user(*, user: AbstractBaseUser | int) -> QuerySet[ProviderCo
 
 
 def connection_for(*, user: AbstractBaseUser | int, provider_id: str) -> ProviderConnection | None:
-    """The user's connection to ``provider_id``, or None (one per user and provider)."""
+    """The user's *own* connection to ``provider_id``, or None (one per user and
+    provider): what the user may edit. What a project uses is ``connection_in_use``."""
     return ProviderConnection.objects.filter(
         user_id=getattr(user, "pk", user), provider_id=provider_id
     ).first()
 
 
+def shared_connections_granted(*, user: AbstractBaseUser | int) -> QuerySet[ProviderConnection]:
+    """The team keys ``user`` may use: shared with everyone, with the user, or with a
+    group the user is in."""
+    user_id = getattr(user, "pk", user)
+    through_users = ProviderConnection.shared_with_users.through.objects.filter(user_id=user_id)
+    through_groups = ProviderConnection.shared_with_groups.through.objects.filter(
+        group__user__id=user_id
+    )
+    return ProviderConnection.objects.filter(user__isnull=True).filter(
+        Q(shared_with_all=True)
+        | Q(pk__in=through_users.values("providerconnection_id"))
+        | Q(pk__in=through_groups.values("providerconnection_id"))
+    )
+
+
+def shared_connections() -> QuerySet[ProviderConnection]:
+    """Every team key (staff pages, the admin, ``manage.py shared_connection``)."""
+    return ProviderConnection.objects.filter(user__isnull=True)
+
+
+def connections_in_use(*, user: AbstractBaseUser | int) -> QuerySet[ProviderConnection]:
+    """The one rule of which credential a project of ``user`` uses, per provider: the
+    user's own connection first, else a team key granted to the user (at most one of
+    each per provider, so at most one row per provider here)."""
+    user_id = getattr(user, "pk", user)
+    own = ProviderConnection.objects.filter(user_id=user_id)
+    granted = shared_connections_granted(user=user_id).exclude(
+        provider_id__in=own.values("provider_id")
+    )
+    return ProviderConnection.objects.filter(Q(user_id=user_id) | Q(pk__in=granted.values("pk")))
+
+
+def connection_in_use(
+    *, user: AbstractBaseUser | int, provider_id: str
+) -> ProviderConnection | None:
+    """The connection a project of ``user`` on ``provider_id`` uses (``connections_in_use``),
+    or None."""
+    return (
+        connections_in_use(user=user)
+        .filter(provider_id=provider_id)
+        .order_by("user_id")  # own before shared, should both ever be there
+        .first()
+    )
+
+
+def credential_label(connection: ProviderConnection | None) -> str:
+    """What pages say of whose key pays: "your key" or "team key: <name>"."""
+    if connection is None:
+        return ""
+    if connection.is_shared:
+        return f"team key: {connection.name or connection.provider_id}"
+    return "your key"
+
+
 def custom_endpoints(*, user: AbstractBaseUser | int) -> QuerySet[ProviderConnection]:
-    """The user's custom OpenAI-compatible endpoints (connections with a base URL)."""
-    return ProviderConnection.objects.filter(user_id=getattr(user, "pk", user)).exclude(base_url="")
+    """The custom OpenAI-compatible endpoints (connections with a base URL) a project of
+    ``user`` may use: their own and the team's (``connections_in_use``)."""
+    return connections_in_use(user=user).exclude(base_url="")
 
 
-def usable_provider_ids(*, user: AbstractBaseUser | int) -> set[str]:
-    """Providers the user can run a project with: connections that are not revoked,
-    plus the legacy OpenRouter key while it has not been migrated."""
+def usable_provider_ids(*, user: AbstractBaseUser | int, organisations: bool = True) -> set[str]:
+    """Providers the user can run a project with: connections in use that are not
+    revoked (team keys included), plus the legacy OpenRouter key while it has not been
+    migrated, plus (``organisations``: a caller that reads them itself says False) the
+    providers of the organisations the user has a token for."""
     user_id = getattr(user, "pk", user)
     providers = set(
-        ProviderConnection.objects.filter(user_id=user_id)
+        connections_in_use(user=user_id)
         .exclude(status=ProviderConnection.Status.REVOKED)
         .values_list("provider_id", flat=True)
     )
     if legacy_keys_pending().filter(user_id=user_id).exists():
         providers.add(LEGACY_PROVIDER_ID)
+    if organisations:
+        providers |= organisation_provider_ids(user=user_id)  # providers.organisations
     return providers
 
 

@@ -72,7 +72,7 @@ MAX_TOKEN_LENGTH = 16_384
 @sensitive_variables()
 def connection_create(
     *,
-    user: AbstractBaseUser,
+    user: AbstractBaseUser | None,
     provider_id: str,
     auth_type: str = AuthType.API,
     api_key: str | None = None,
@@ -92,8 +92,13 @@ def connection_create(
 ) -> ProviderConnection:
     """Connect ``provider_id`` for ``user``; ValidationError if it is already connected or
     the secrets do not fit ``auth_type``. ``actor`` defaults to the user. ``options`` and
-    ``secret_options``: see ``providers.options`` (the secret ones are stored encrypted)."""
-    connection = ProviderConnection(user=user, provider_id=(provider_id or "").strip())
+    ``secret_options``: see ``providers.options`` (the secret ones are stored encrypted).
+    ``user`` None makes a team key, shared by ``actor`` (``providers.shared``)."""
+    connection = ProviderConnection(
+        user=user,
+        provider_id=(provider_id or "").strip(),
+        shared_by=actor if user is None else None,
+    )
     _apply(
         connection,
         auth_type=auth_type,
@@ -121,12 +126,20 @@ def connection_create(
                 detail={"auth_type": connection.auth_type},
             )
     except IntegrityError:
+        whose = "a team key" if user is None else "connected"
         raise ValidationError(
-            {"provider_id": f"{connection.provider_id} is already connected."}
+            {"provider_id": f"{connection.provider_id} is already {whose}."}
         ) from None
-    _initialize_settings(user, provider_id=connection.provider_id)
-    send_on_commit(credential_changed, user_id=user.pk, provider_id=connection.provider_id)
-    logger.info("user %s connected %s (%s)", user.pk, connection.provider_id, auth_type)
+    if user is not None:
+        _initialize_settings(user, provider_id=connection.provider_id)
+    send_on_commit(
+        credential_changed, user_id=getattr(user, "pk", None), provider_id=connection.provider_id
+    )
+    logger.info(
+        "%s connected %s (%s)",
+        f"user {user.pk}" if user is not None else "a team",
+        *(connection.provider_id, auth_type),
+    )
     return connection
 
 
@@ -445,7 +458,7 @@ def connection_revalidate(
     elif missing := connection.missing_secrets(keyless_custom_ok=True):
         problem = f"no {missing[0].replace('_', ' ')} is stored"
     elif connection.base_url and (
-        refused := endpoint_problem(connection.base_url, trusted=connection.user.is_staff)
+        refused := endpoint_problem(connection.base_url, trusted=connection.endpoint_trusted)
     ):
         problem = f"{refused} Change its base URL."
     if connection.status != Status.REVOKED:
@@ -732,7 +745,7 @@ def connection_connect_api_key(
     existing = connection_for(user=user, provider_id=provider_id)
     base_url = existing.base_url if existing is not None and existing.is_custom else ""
     if api_key:
-        check = _checked_key(
+        check = key_checked(
             user=user,
             provider_id=provider_id,
             api_key=api_key,
@@ -784,7 +797,7 @@ def endpoint_save(
         headers_for_check = _endpoint_headers(connection)
     else:
         headers_for_check = headers or {}
-    check = _checked_key(
+    check = key_checked(
         user=user,
         provider_id=provider_id,
         api_key=api_key_for_check,
@@ -861,7 +874,7 @@ def endpoint_rescan(
         base_url=connection.base_url,
         list_models=True,
         headers=_endpoint_headers(connection),
-        trusted=connection.user.is_staff,
+        trusted=connection.endpoint_trusted,
     )
     if check.models and list(check.models) != list(connection.models or []):
         connection = connection_update(
@@ -895,9 +908,9 @@ def endpoint_resubmitted(
 
 
 @sensitive_variables()
-def _checked_key(
+def key_checked(
     *,
-    user: AbstractBaseUser,
+    user: AbstractBaseUser | None,
     provider_id: str,
     api_key: str,
     base_url: str,
@@ -906,14 +919,16 @@ def _checked_key(
     list_models: bool = False,
     headers: dict[str, str] | None = None,
 ) -> validation.KeyCheck:
-    """Ask the provider; a rejected key is audited and refused (ValidationError)."""
+    """Ask the provider; a rejected key is audited and refused (ValidationError). A team
+    key (``user`` None) is checked as its staff ``actor`` (or the operator's command,
+    ``actor`` None) typed it."""
     check = validation.key_check(
         provider_id=provider_id,
         api_key=api_key,
         base_url=base_url,
         list_models=list_models,
         headers=headers,
-        trusted=user.is_staff,
+        trusted=user.is_staff if user is not None else actor is None or actor.is_staff,
     )
     if check.outcome == validation.REJECTED:
         audit_record(
@@ -984,7 +999,7 @@ def connection_verify(
         api_key=str(connection.api_key),
         base_url=connection.base_url,
         headers=_endpoint_headers(connection),
-        trusted=connection.user.is_staff,
+        trusted=connection.endpoint_trusted,
     )
     return connection_record_check(connection=connection, check=check, actor=actor), check
 

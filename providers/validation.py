@@ -233,11 +233,13 @@ def _ask(
     wants_body: Callable[[int], bool],
     limit: int = MAX_BODY_BYTES,
     trusted: bool,
+    timeout: float | None = None,
 ):
-    """GET ``url`` within the check's deadline: the status and, when ``wants_body(status)``,
-    at most ``limit`` bytes of the body (what arrived before the deadline). No
-    redirects, no proxies from the environment."""
-    timeout = float(settings.DOCE_PROVIDER_CHECK_TIMEOUT)
+    """GET ``url`` within the check's deadline (``timeout``, by default
+    ``DOCE_PROVIDER_CHECK_TIMEOUT``): the status and, when ``wants_body(status)``, at
+    most ``limit`` bytes of the body (what arrived before the deadline). No redirects, no
+    proxies from the environment."""
+    timeout = float(settings.DOCE_PROVIDER_CHECK_TIMEOUT if timeout is None else timeout)
     backend = _DeadlineBackend(time.monotonic() + timeout, trusted=trusted)
     target = httpx.URL(url)
     core_url = httpcore.URL(
@@ -254,6 +256,29 @@ def _ask(
         status = response.status
         body = _read_capped(response, backend, limit) if wants_body(status) else b""
     return status, body
+
+
+def capped_get(
+    url: str, headers: Mapping[str, str], *, limit: int, timeout: float, trusted: bool
+) -> tuple[int, bytes, bool]:
+    """The key check's way of asking, for other callers (an organisation's document):
+    GET ``url`` with one deadline, vetting every address it connects to
+    (``doce.endpoints``; ``trusted`` as for ``key_check``), no redirects. Returns the
+    status, at most ``limit`` bytes of a 2xx body, and whether it was longer. Raises
+    ``EndpointBlocked``, ``httpcore.TimeoutException`` (also for a body still arriving
+    at the deadline) and the other errors of a failed request."""
+    started = time.monotonic()
+    status, body = _ask(
+        url,
+        dict(headers),
+        wants_body=lambda status: 200 <= status < 300,
+        limit=limit + 1,  # one byte more tells a body of exactly ``limit`` from a longer one
+        trusted=trusted,
+        timeout=timeout,
+    )
+    if len(body) <= limit and time.monotonic() - started >= timeout:
+        raise httpcore.ReadTimeout("the deadline passed while the body was read")
+    return status, body[:limit], len(body) > limit
 
 
 def _read_capped(response: httpcore.Response, backend: _DeadlineBackend, limit: int) -> bytes:

@@ -286,3 +286,19 @@ def _fresh_endpoint_answers():
 
     endpoints._resolve_name.cache_clear()
     yield
+
+
+# --- screenshots of the main pages, for reviewers ---------------------------------------------
+#: Where the browser tests save their screenshots (`make test` keeps them; git ignores them).
+SCREENSHOTS = Path(
+    os.environ.get("DOCE_TEST_SCREENSHOTS") or settings.BASE_DIR / "test-results" / "screenshots"
+)
+
+
+def screenshot(page, name: str) -> Path:
+    """Save a full-page screenshot of ``page`` as ``SCREENSHOTS/<name>.png`` (the folder is
+    created if missing), so a reviewer sees doce's pages without running it."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path

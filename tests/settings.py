@@ -17,6 +17,17 @@ if not _data_dir:
     os.environ["DOCE_TEST_DATA_DIR"] = _data_dir
     atexit.register(shutil.rmtree, _data_dir, ignore_errors=True)
 
+# pytest-xdist (`make test` runs two workers): each worker, and every process it starts
+# (they inherit PYTEST_XDIST_WORKER), is a doce of its own: its own data folder (SQLite
+# database, embedded broker, projects), its own test database (pytest-django adds the
+# suffix), and its own keys in a shared Redis (broker and cache, below).
+_worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+if _worker:
+    _base, _data_dir = _data_dir, os.path.join(_data_dir, _worker)
+    os.makedirs(_data_dir, exist_ok=True)
+    if os.environ.get("DOCE_DATA_DIR") in (None, _base):  # as the controller set it
+        os.environ["DOCE_DATA_DIR"] = _data_dir
+
 _TEST_ENV = {
     "DOCE_DATA_DIR": _data_dir,
     "DEBUG": "false",
@@ -44,7 +55,14 @@ for _name, _value in _TEST_ENV.items():
     os.environ.setdefault(_name, _value)
 
 from doce.settings import *  # noqa: E402,F403
-from doce.settings import DATABASES, DOCE_DATA_DIR  # noqa: E402
+from doce.settings import (  # noqa: E402
+    CACHES,
+    CELERY_BROKER_TRANSPORT_OPTIONS,
+    CELERY_RESULT_BACKEND,
+    DATABASES,
+    DOCE_DATA_DIR,
+    DOCE_EMBEDDED_BROKER,
+)
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES = {
@@ -53,6 +71,17 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
+
+if _worker:
+    if not DOCE_EMBEDDED_BROKER:
+        # One Redis database for both workers: each one's queues under its own prefix.
+        CELERY_BROKER_TRANSPORT_OPTIONS = {
+            **CELERY_BROKER_TRANSPORT_OPTIONS,
+            "global_keyprefix": f"doce-{_worker}:",
+        }
+        if CELERY_RESULT_BACKEND.startswith("redis"):
+            CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": f"doce-{_worker}:"}
+    CACHES["default"]["KEY_PREFIX"] = f"doce-{_worker}"
 
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # A file, not :memory:, so a Celery worker subprocess sees the same test database.

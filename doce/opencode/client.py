@@ -15,12 +15,13 @@ import ssl
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
 from doce.opencode import errors
 from doce.opencode.events import EventStream, OpenStream, abort_response, response_lines
-from doce.opencode.types import Credential, ModelRef, OAuthAuthorization
+from doce.opencode.types import Credential, ModelRef, OAuthAuthorization, WellKnownCredential
 
 logger = logging.getLogger(__name__)
 
@@ -179,6 +180,23 @@ class OpenCodeClient:
     def remove_auth(self, provider_id: str) -> None:
         """``DELETE /auth/{provider}``; succeeds when nothing was stored too."""
         self._json("DELETE", f"/auth/{_segment(provider_id)}", instance=False)
+
+    def set_wellknown(self, credential: WellKnownCredential) -> None:
+        """``PUT /auth/{url}``: an organisation's entry, kept under its URL as ``opencode
+        auth login <url>`` keeps it (the URL percent-encoded into one path segment,
+        which OpenCode 1.18.33 takes as the auth id; docs/providers.md). The next
+        instance build fetches ``<url>/.well-known/opencode``: fetch it first."""
+        self._json(
+            "PUT",
+            f"/auth/{_url_segment(credential.url)}",
+            instance=False,
+            json=credential.to_json(),
+            secrets=credential.secrets,
+        )
+
+    def remove_wellknown(self, url: str) -> None:
+        """``DELETE /auth/{url}``; succeeds when nothing was stored too."""
+        self._json("DELETE", f"/auth/{_url_segment(url)}", instance=False)
 
     # --- OAuth ----------------------------------------------------------------------
     def oauth_authorize(
@@ -379,6 +397,15 @@ class OpenCodeClient:
             raise errors.OpenCodeUnavailable(
                 f"OpenCode {method} {path} failed: {type(exc).__name__}: {detail}"
             ) from None
+
+
+def _url_segment(url: str) -> str:
+    """An organisation's URL as one path segment: OpenCode strips its trailing slashes
+    when it reads the entry, so it is stored without them."""
+    url = url.rstrip("/")
+    if not url.startswith(("https://", "http://")):
+        raise ValueError("an organisation's auth id is an http(s) URL")
+    return quote(url, safe="")
 
 
 def _segment(value: str) -> str:

@@ -55,14 +55,19 @@ class OAuthCredential:
 
 @dataclass(frozen=True)
 class WellKnownCredential:
-    """A ``.well-known/opencode`` entry. An unreachable URL makes OpenCode answer 500 on
-    every instance route until it restarts: validate the URL before injecting it."""
+    """What ``opencode auth login <url>`` stores for an organisation: the entry is kept
+    **under the URL** (its auth id: ``PUT /auth/{url}``, ``OpenCodeClient.set_wellknown``),
+    and its body names an environment variable (``key``, the document's ``auth.env``) and
+    the token that OpenCode sets it to before it fetches ``<url>/.well-known/opencode``.
+    An unreachable URL makes OpenCode answer 500 on every instance route until it
+    restarts: fetch the document before injecting it (providers.organisations)."""
 
-    url: str
+    url: str  # the auth id; "" when read back from a body alone (it is not in the body)
+    env: str  # the environment variable's name
     token: str = field(repr=False)
 
     def to_json(self) -> dict[str, Any]:
-        return {"type": "wellknown", "key": self.url, "token": self.token}
+        return {"type": "wellknown", "key": self.env, "token": self.token}
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -126,7 +131,8 @@ def credential_from_json(body: Mapping[str, Any]) -> Credential:
             enterprise_url=body.get("enterpriseUrl") or None,
         )
     if kind == "wellknown" and isinstance(body.get("token"), str):
-        return WellKnownCredential(url=str(body.get("key") or ""), token=body["token"])
+        # The URL is the entry's auth.json key, not part of its body.
+        return WellKnownCredential(url="", env=str(body.get("key") or ""), token=body["token"])
     raise ValueError(f"not a credential OpenCode stores (type {kind!r})")
 
 

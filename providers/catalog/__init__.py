@@ -226,6 +226,32 @@ def catalog_models(provider_ids: Iterable[str]) -> dict[str, list[tuple[str, str
     return models
 
 
+def catalog_models_detailed(
+    provider_ids: Iterable[str],
+) -> dict[str, tuple[str, list[tuple[str, str, dict[str, float]]]]]:
+    """``{provider id: (name, [(model id, name, facts)])}`` for the known ones among
+    ``provider_ids``, in one query. ``facts``: the context size (``context``, tokens) and
+    price (``input``, ``output``: dollars per million tokens) where the fetched catalog
+    knows them (``fetch._model_facts``); the built-in list knows none."""
+    provider_ids = set(provider_ids)
+    detailed = {
+        pid: (entry.name, [(m, name, {}) for m, name in entry.models])
+        for pid, entry in _FALLBACK.items()
+        if pid in provider_ids
+    }
+    for provider_id, name, rows in CatalogProvider.objects.filter(
+        provider_id__in=provider_ids
+    ).values_list("provider_id", "name", "models"):
+        detailed[provider_id] = (
+            name,
+            [
+                (m[0], m[1], m[2] if len(m) > 2 and isinstance(m[2], dict) else {})
+                for m in rows or ()
+            ],
+        )
+    return detailed
+
+
 def free_models() -> dict[str, str]:
     """``{model id: name}`` of the models every user may pick without connecting a key:
     OpenCode Zen's free ones (``FREE_PROVIDER_ID``), from the stored catalog (the

@@ -1,6 +1,7 @@
 """Fetch the catalog from OpenCode: ``GET /provider`` and ``GET /provider/auth`` on a
 short-lived server with an empty home (its own throw-away folder), then trim it to what
-doce needs: ids, names, env variables, models (ids and names) and auth methods with their
+doce needs: ids, names, env variables, models (ids, names, and context size and price where
+known) and auth methods with their
 prompts. The answer of ``GET /provider`` is about 6 MB; what is kept is a tenth of it.
 """
 
@@ -106,7 +107,7 @@ def trim_catalog(providers: Mapping[str, Any], methods: Mapping[str, Any]) -> li
             continue
         models = _trim_models(provider.get("models") or {})
         default = defaults.get(provider_id) or ""
-        model_ids = [model_id for model_id, _ in models]
+        model_ids = [model[0] for model in models]
         entries[provider_id] = {
             "id": provider_id,
             "name": str(provider.get("name") or provider_id),
@@ -144,7 +145,7 @@ def _free_models(provider_id: str, models: Mapping[str, Any], kept: list[str]) -
     return [model_id for model_id in kept if model_id in free]
 
 
-def _trim_models(models: Mapping[str, Any]) -> list[tuple[str, str]]:
+def _trim_models(models: Mapping[str, Any]) -> list[tuple[Any, ...]]:
     """Models an agent can use: not deprecated, able to call tools (when OpenCode says),
     newest first."""
     kept = []
@@ -159,10 +160,27 @@ def _trim_models(models: Mapping[str, Any]) -> list[tuple[str, str]]:
                 str(model.get("release_date") or ""),
                 str(model_id),
                 str(model.get("name") or model_id),
+                _model_facts(model),
             )
         )
     kept.sort(key=lambda item: (item[0], item[2]), reverse=True)
-    return [(model_id, name) for _, model_id, name in kept]
+    return [(model_id, name, *([facts] if facts else [])) for _, model_id, name, facts in kept]
+
+
+def _model_facts(model: Mapping[str, Any]) -> dict[str, float]:
+    """What the model picker shows beside a name, where OpenCode knows it: ``context``
+    (tokens), ``input`` and ``output`` (US dollars per million tokens)."""
+    facts: dict[str, float] = {}
+    limit = model.get("limit") if isinstance(model.get("limit"), dict) else {}
+    cost = model.get("cost") if isinstance(model.get("cost"), dict) else {}
+    for key, value in (
+        ("context", limit.get("context")),
+        ("input", cost.get("input")),
+        ("output", cost.get("output")),
+    ):
+        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+            facts[key] = value
+    return facts
 
 
 def _trim_methods(methods: Any) -> list[dict[str, Any]]:

@@ -156,7 +156,7 @@ def row_for(
     if connection.is_custom and status != Status.REVOKED:
         # A row saved before the rule (or around the form) that the rule refuses now.
         if trusted is None:
-            trusted = connection.user.is_staff
+            trusted = connection.endpoint_trusted
         if refused := endpoint_problem(connection.base_url, trusted=trusted):
             status, error_message = Status.ERROR, f"{refused} Change its base URL."
     return Row(

@@ -3,6 +3,8 @@ Disconnect."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404
@@ -66,6 +68,7 @@ def provider_list(request):
             "preferences": settings_row,
             # Said on the empty list: a user can build sites before connecting anything.
             "free_models_offered": not connections and bool(free_models()),
+            "team_keys": team_key_rows(user=request.user, own=connections),
         },
     )
 
@@ -255,3 +258,34 @@ def provider_disconnect(request, provider_id: str):
     return render_page(
         request, "providers/disconnect.html", "providers/_disconnect_confirm.html", context
     )
+
+
+@dataclass(frozen=True)
+class TeamKeyRow:
+    """A team key as its users see it: never its key or hint."""
+
+    name: str
+    provider_id: str
+    provider_name: str
+    status: str
+    overridden: bool  # the user's own connection for the provider is used instead
+
+
+def team_key_rows(*, user, own: list[ProviderConnection]) -> list[TeamKeyRow]:
+    own_providers = {connection.provider_id for connection in own}
+    keys = list(
+        selectors.shared_connections_granted(user=user).defer(*ProviderConnection.SECRET_FIELDS)
+    )
+    names = catalog_names(connection.provider_id for connection in keys)
+    rows = []
+    for connection in keys:
+        rows.append(
+            TeamKeyRow(
+                name=connection.name or connection.provider_id,
+                provider_id=connection.provider_id,
+                provider_name=names.get(connection.provider_id, connection.provider_id),
+                status=connection.get_status_display(),
+                overridden=connection.provider_id in own_providers,
+            )
+        )
+    return rows

@@ -78,10 +78,13 @@ def browser_on_host(request) -> bool:
     return is_loopback_host(request.META.get("REMOTE_ADDR")) and is_loopback_host(host)
 
 
-def _flow_context(flow: OAuthFlow) -> dict:
+def _flow_context(flow: OAuthFlow, request=None) -> dict:
+    """``request`` given: its user's view (staff also see a failure's technical detail)."""
     now = timezone.now()
     expired = flow.is_active and flow.expires_at <= now
+    staff = request is not None and request.user.is_staff
     return {
+        "failure_detail": oauth.flow_failure_detail(flow) if staff else "",
         "flow": flow,
         "name": catalog_names([flow.provider_id]).get(flow.provider_id, flow.provider_id),
         "expired": expired,
@@ -96,7 +99,10 @@ def _flow_context(flow: OAuthFlow) -> dict:
 def oauth_flow(request, flow_id):
     flow = flow_or_404(request, flow_id)
     return render_page(
-        request, "providers/oauth_flow.html", "providers/_oauth_flow.html", _flow_context(flow)
+        request,
+        "providers/oauth_flow.html",
+        "providers/_oauth_flow.html",
+        _flow_context(flow, request),
     )
 
 
@@ -113,7 +119,7 @@ def oauth_code(request, flow_id):
     elif len(code) > 4096 or any(ord(char) < 32 or ord(char) == 127 for char in code):
         problem = "That does not look like a code: paste it again, on one line."
     if problem:
-        context = _flow_context(flow) | {"code_error": problem}
+        context = _flow_context(flow, request) | {"code_error": problem}
         return render_page(
             request, "providers/oauth_flow.html", "providers/_oauth_flow.html", context
         )

@@ -414,3 +414,17 @@ def test_sign_ins_have_a_worker_of_their_own(services):
     assert services["signin-worker"]["depends_on"]["migrate"] == {
         "condition": "service_completed_successfully"
     }
+
+
+def test_allowed_hosts_fallback_agrees_with_the_settings_and_the_readme(compose, dot_env):
+    """Without ALLOWED_HOSTS in .env, compose passes the default the settings and the
+    README's table name (an IPv6 loopback client is not refused behind compose only)."""
+    del dot_env["ALLOWED_HOSTS"]
+    resolved = interpolate(compose, dot_env)
+    readme = (ROOT / "README.md").read_text()
+    default = re.search(r"^\| `ALLOWED_HOSTS` \| `([^`]+)` \|", readme, re.MULTILINE)[1]
+    for name in APP_SERVICES:
+        environment = service_environment(resolved["services"][name])
+        assert environment["ALLOWED_HOSTS"] == default == "localhost,127.0.0.1,[::1]"
+    source = (ROOT / "doce" / "settings.py").read_text()
+    assert 'env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])' in source

@@ -31,7 +31,11 @@ def test_garbage_is_undecryptable_not_a_crash():
         keyring.decrypt("not a token")
 
 
-@pytest.mark.parametrize("raw", ["", " , ", "abc", Fernet.generate_key().decode() + ",xyz"])
+@pytest.mark.parametrize(
+    "raw",
+    ["", " , ", "abc", Fernet.generate_key().decode() + ",xyz"],
+    ids=["empty", "commas", "short", "valid-then-junk"],  # stable across xdist workers
+)
 def test_malformed_key_lists_are_refused(raw):
     with pytest.raises(keyring.KeyringError):
         keyring.parse_keys(raw)

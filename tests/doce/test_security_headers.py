@@ -174,6 +174,37 @@ def test_frame_src_follows_the_preview_settings(tmp_path):
         assert bad.returncode != 0 and next(iter(bad_env)) in bad.stderr
 
 
+def test_one_origin_per_project_frames_every_subdomain_and_nothing_else(tmp_path):
+    script = (
+        "from django.test import Client; from django.test.utils import setup_test_environment;"
+        "setup_test_environment();"
+        "r = Client().get('/healthz', HTTP_HOST='localhost');"
+        "print('CSP', r.headers['Content-Security-Policy'])"
+    )
+    env = {"DEBUG": "true", "DOCE_PREVIEW_ORIGIN": "https://{token}.Preview.example.com"}
+    result = run_manage(tmp_path, "shell", "-c", script, **env)
+    assert result.returncode == 0, result.stderr
+    frame_src = re.search(r"frame-src ([^;]+)", result.stdout).group(1).split()
+    assert frame_src == ["https://*.preview.example.com"]
+    local = run_manage(
+        tmp_path,
+        "shell",
+        "-c",
+        script,
+        DEBUG="true",
+        DOCE_PREVIEW_ORIGIN="http://{token}.localhost:8001",
+    )
+    assert "frame-src http://*.localhost:8001;" in local.stdout, local.stderr
+    for bad in (
+        "https://preview.example.com/{token}",
+        "https://x{token}.preview.example.com",
+        "https://preview.{token}.example.com",
+        "https://{token}",
+    ):
+        refused = run_manage(tmp_path, "check", DEBUG="true", DOCE_PREVIEW_ORIGIN=bad)
+        assert refused.returncode != 0 and "DOCE_PREVIEW_ORIGIN" in refused.stderr, bad
+
+
 def test_https_adds_strict_transport_security(tmp_path):
     script = (
         "from django.test import Client; from django.test.utils import setup_test_environment;"

@@ -1,13 +1,15 @@
 """Helpers of the integration tests (real processes): the stub LLM fixture and a stub
 connection to it, waiting for an observable condition with a deadline, a report of a
-pipeline for failures, a local JSON endpoint (a fake provider's), and starting and
-following an OAuth sign-in through the pages."""
+pipeline for failures, a local JSON endpoint (a fake provider's), starting and
+following an OAuth sign-in through the pages, and the site preview's server."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,17 +17,19 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 from django.conf import settings
 
-from doce.stub_llm import StubLLM
+from bench.stub_llm import StubLLM
+from doce.management.commands.rundoce import preview_command
 from projects import services as project_services
 from projects.models import Project
 from providers.models import OAuthFlow, ProviderConnection
 from providers.services import connection_create
 from queue_jobs.models import Job
-from tests.conftest import deadline_in
+from tests.conftest import deadline_in, stop_process_group, subprocess_env
 
 FIRST_KEY = "sk-stub-first-0123456789abcdef"
 REPLY = "Your bakery site is ready."
@@ -267,3 +271,46 @@ print(json.dumps(found))
 def probe_listing(targets: dict[str, tuple[str, int]]) -> str:
     """``PROBE``'s argument for ``{label: (host, port)}``."""
     return json.dumps([[label, host, port] for label, (host, port) in targets.items()])
+
+
+def local_preview_origin(port: int) -> str:
+    """One origin per project on this machine: browsers resolve ``*.localhost`` to it."""
+    return f"http://{{token}}.localhost:{port}"
+
+
+@pytest.fixture
+def preview_server(request, tmp_path):
+    """The site preview's server as `make run` starts it (uvicorn, projects.preview_asgi)
+    on a free port of its own, in a process of its own; yields the port. Parametrized
+    indirectly with ``"subdomains"``, it serves one origin per project,
+    ``http://{token}.localhost:<port>`` (``local_preview_origin``)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {"DOCE_PREVIEW_PORT": str(port)}
+    if getattr(request, "param", "path") == "subdomains":
+        env["DOCE_PREVIEW_ORIGIN"] = local_preview_origin(port)
+    log_path = tmp_path / "preview.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            preview_command(host="127.0.0.1", port=port),
+            env=subprocess_env(**env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=settings.BASE_DIR,
+        )
+
+    def answers() -> bool:
+        assert process.poll() is None, log_path.read_text()
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+        except httpx.TransportError:
+            return False
+        return True
+
+    try:
+        wait_for(answers, timeout=30, what="the preview server", explain=log_path.read_text)
+        yield port
+    finally:
+        stop_process_group(process)

@@ -9,8 +9,8 @@ import threading
 
 import pytest
 
-from doce.stub_llm import StubLLM
-from projects.bench_stream import running_project, serve_asgi
+from bench.stream import running_project, serve_asgi
+from bench.stub_llm import StubLLM
 from tests.factories import DEFAULT_PASSWORD
 from tests.integration.conftest import released
 
@@ -39,7 +39,7 @@ def test_the_reply_appears_live_on_the_page(page, alice, tmp_path):
         page.click("button[type=submit]")
         page.wait_for_url(url + "/projects/")
         page.goto(f"{url}/projects/{project.pk}/")
-        page.wait_for_function("window.doceLive === true")
+        page.wait_for_selector("[data-live-stream][data-live=open]", state="attached")
         page.evaluate("window.__sameDocument = true")  # lost on a full page reload
 
         page.fill("textarea[name=text], input[name=text]", "Tell me a story")

@@ -3,7 +3,7 @@
 
 import pytest
 
-from doce.stub_llm import StubLLM
+from bench.stub_llm import StubLLM
 from projects import services as project_services
 from projects.models import Project
 from tests.factories import DEFAULT_PASSWORD
@@ -23,7 +23,7 @@ def test_create_a_project_and_see_the_reply(page, live_server, alice, celery_wor
             page.wait_for_url(live_server.url + "/projects/")
             page.get_by_role("link", name="+ New project").click()
             page.fill("#id_prompt", "Build a site for my bakery")
-            page.fill("#id_model", "stub/stub-model")
+            page.select_option("#id_model", "stub/stub-model")
             page.get_by_role("button", name="Create project").click()
             page.wait_for_url("**/projects/*/")
             page.evaluate("window.__sameDocument = true")  # lost on a full page reload

@@ -1,20 +1,19 @@
 """A newcomer's team, in Debian's Chromium: setup, the onboarding checklist, an invitation
 made on the team page, the invitee accepting it and signing in. Screenshots of the
-checklist and the team page go to test-results/ (ignored by git)."""
+checklist and the team page go to ``tests.conftest.SCREENSHOTS`` (ignored by git)."""
 
 import pytest
-from django.conf import settings
 from django.contrib.auth import get_user_model
+
+from tests.conftest import screenshot
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 ADMIN_PASSWORD = "a-long-unusual-passphrase-42"
 CAROL_PASSWORD = "carols-own-passphrase-77"
-RESULTS = settings.BASE_DIR / "test-results"
 
 
 def test_setup_checklist_invite_and_accept(page, browser, live_server):
-    RESULTS.mkdir(exist_ok=True)
     page.goto(live_server.url + "/")
     page.fill("#id_username", "root")
     page.fill("#id_password1", ADMIN_PASSWORD)
@@ -26,7 +25,7 @@ def test_setup_checklist_invite_and_accept(page, browser, live_server):
     assert checklist.is_visible()
     for step in ("provider", "project", "team"):
         assert checklist.locator(f'[data-onboarding-step="{step}"][data-done="false"]').count() == 1
-    page.screenshot(path=str(RESULTS / "onboarding-checklist.png"), full_page=True)
+    screenshot(page, "team-onboarding-checklist")
 
     checklist.get_by_role("link", name="Invite your team").click()
     page.wait_for_url(live_server.url + "/team/")
@@ -35,7 +34,7 @@ def test_setup_checklist_invite_and_accept(page, browser, live_server):
     page.wait_for_url(live_server.url + "/team/")
     link = page.locator("[data-invitation-link] input").input_value()
     assert link.startswith(live_server.url + "/team/invitations/accept/")
-    page.screenshot(path=str(RESULTS / "team-page.png"), full_page=True)
+    screenshot(page, "team-invitation-link")
 
     # Carol, in a browser of her own.
     context = browser.new_context()

@@ -1,7 +1,7 @@
 """The usage page in Chromium, under the Content-Security-Policy (the ``page`` fixture
 fails on any violation): totals, the stacked chart (inline SVG), the table, the budget's
-warning, the CSV link. A screenshot is saved to test-results/usage-page.png (ignored by
-git) for people to look at."""
+warning, the CSV link. A screenshot is saved as ``usage.png`` in
+``tests.conftest.SCREENSHOTS`` (ignored by git) for people to look at."""
 
 from __future__ import annotations
 
@@ -9,16 +9,14 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.conf import settings
 from django.utils import timezone
 
 from projects import budgets
 from projects.models import Project, Usage
+from tests.conftest import screenshot
 from tests.factories import DEFAULT_PASSWORD, UsageFactory
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-SCREENSHOT = settings.BASE_DIR / "test-results" / "usage-page.png"
 
 
 def test_the_usage_page_in_a_real_browser(page, live_server, alice, bob, settings):
@@ -63,10 +61,8 @@ def test_the_usage_page_in_a_real_browser(page, live_server, alice, bob, setting
     assert "bobs-model" not in page.content()
     assert page.locator("[data-usage-csv]").is_visible()
 
-    SCREENSHOT.parent.mkdir(exist_ok=True)
     page.set_viewport_size({"width": 1100, "height": 900})
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
-    assert SCREENSHOT.stat().st_size > 10_000
+    assert screenshot(page, "usage").stat().st_size > 10_000
 
     page.select_option("#id_by", "model")
     page.get_by_role("button", name="Show").click()

@@ -13,7 +13,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from doce.stub_llm import StubLLM
+from bench.stub_llm import StubLLM
 from projects import services as project_services
 from projects.models import Message, Part, Project, Usage
 from providers.models import ProviderConnection

@@ -17,6 +17,7 @@ import json
 import os
 import secrets
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,16 +26,18 @@ import pytest
 from django.conf import settings
 from django.test import override_settings
 
+from bench.stub_llm import StubLLM
 from doce.opencode import ApiKeyCredential
 from doce.opencode.runtimes import CustomProvider, RuntimeState, ServerSpec
 from doce.opencode.runtimes.config import HOME_FILE_FOLDERS
 from doce.opencode.runtimes.docker import DockerComposeRuntime
 from doce.opencode.runtimes.limits import MIB
-from doce.stub_llm import StubLLM
 from tests.integration import dockerd
 from tests.integration.conftest import PROBE, probe_listing, wait_for
 
-pytestmark = pytest.mark.integration
+# One dockerd for the whole run (its bridge, iptables chains and data root): every test
+# using it runs on the same xdist worker (`--dist loadgroup`).
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("docker")]
 
 ALICE_KEY = "sk-alice-" + "a1" * 16
 BOB_KEY = "sk-bob-" + "b2" * 16
@@ -466,10 +469,23 @@ def test_allocating_beyond_the_memory_bound_is_killed(bob):
         "    chunks.append(b'x' * (64 << 20)); print(step, flush=True)\n"
         "print('ALLOCATED ALL')\n"
     )
+    since = int(time.time()) - 1
     result = _docker("exec", bob.state.container_name, "python3", "-c", allocate, check=False)
     assert result.returncode == 137, (result.returncode, result.stdout[-500:], result.stderr)
     assert "ALLOCATED ALL" not in result.stdout
     reached = (int(result.stdout.split()[-1]) + 1) * 64 if result.stdout.split() else 0
     assert reached < MEMORY_MB, reached
-    # Docker saw the container's cgroup run out of memory (the kernel's OOM event).
-    assert wait_for(lambda: bob.inspect()["State"]["OOMKilled"], timeout=30, what="OOMKilled")
+
+    # Docker saw the container's cgroup run out of memory (the kernel's OOM event). Its
+    # event, not State.OOMKilled: that flag is cleared when the container restarts, which
+    # it does when the kernel took the server rather than the allocator.
+    def oom_event() -> bool:
+        events = _docker(
+            "events",
+            *("--since", str(since), "--until", str(int(time.time()) + 1)),
+            *("--filter", f"container={bob.state.container_name}", "--filter", "event=oom"),
+            *("--format", "{{.Action}}"),
+        )
+        return "oom" in events.stdout.split()
+
+    assert wait_for(oom_event, timeout=30, what="Docker's oom event for the container")

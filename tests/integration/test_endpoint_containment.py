@@ -21,7 +21,7 @@ import shlex
 import pytest
 from django.conf import settings
 
-from doce.stub_llm import StubLLM
+from bench.stub_llm import StubLLM
 from projects.models import Project
 from providers.models import ProviderConnection
 from tests.conftest import purge_broker, start_celery_worker, stop_process_group

@@ -38,7 +38,7 @@ def test_the_catalog_of_a_keyless_opencode_has_the_free_models():
     zen = next(entry for entry in entries if entry["id"] == FREE_PROVIDER_ID)
     assert zen["free_models"], f"OpenCode {version} lists no free Zen model"
     # Keyless, OpenCode lists only the models it serves without a key: all free.
-    assert set(zen["free_models"]) == {model_id for model_id, _ in zen["models"]}
+    assert set(zen["free_models"]) == {row[0] for row in zen["models"]}
     built_in = next(entry for entry in FALLBACK if entry["id"] == FREE_PROVIDER_ID)
     assert set(built_in["free_models"]) <= set(zen["free_models"])
 

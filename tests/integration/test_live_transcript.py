@@ -9,8 +9,7 @@ import threading
 
 import pytest
 
-from doce.stub_llm import StubLLM
-from projects.bench_stream import (
+from bench.stream import (
     SSEClient,
     prompt,
     running_project,
@@ -18,6 +17,7 @@ from projects.bench_stream import (
     session_cookie,
     wait_until,
 )
+from bench.stub_llm import StubLLM
 from tests.integration.conftest import released
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]

@@ -13,8 +13,8 @@ import time
 import pytest
 from django.test import override_settings
 
+from bench.stub_llm import StubLLM
 from doce.opencode import ModelRef
-from doce.stub_llm import StubLLM
 from projects import services as project_services
 from projects.models import Project
 from providers.catalog import catalog_store

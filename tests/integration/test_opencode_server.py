@@ -18,6 +18,7 @@ import httpx
 import pytest
 from django.test import override_settings
 
+from bench.stub_llm import StubLLM
 from doce.opencode import (
     ApiKeyCredential,
     CredentialRejected,
@@ -25,7 +26,6 @@ from doce.opencode import (
     OpenCodeClient,
     Unauthorized,
 )
-from doce.stub_llm import StubLLM
 from tests.conftest import deadline_in
 from tests.doce.opencode.fakes import FIXTURES
 from tests.doce.opencode.servers import running_server, stub_spec, text_of

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
+from bench.stub_llm import StubLLM
 from doce.opencode.runtimes import RuntimeStatus
 from doce.opencode.runtimes.local import LocalRuntime
-from doce.stub_llm import StubLLM
 from tests.doce.opencode.fakes import StallingNpmRegistry, processes_in
 from tests.doce.opencode.servers import require_binary, running_server, stub_spec
 

@@ -55,22 +55,17 @@ def test_an_edited_key_reaches_the_running_project_and_a_disconnect_removes_it(
     assert "stub" not in _auth_json(project)
     assert SECOND_KEY not in project_services.runtime_state(project).layout.auth_file.read_text()
 
-    # The provider now refuses the keyless call: the page says so and links to Settings.
-    stub.status = 401
+    # No prompt goes out on the lost key (nor keyless): the page says why, and where to
+    # connect one.
     stub.clear()
-    project.refresh_from_db()
-    project_services.message_send(project=project, text="And a menu page")
-    wait_for(stub.completions, what="the keyless call")
-    assert stub.authorizations()[0] is None
     client.force_login(alice)
-
-    def page_with_error():
-        client.get(f"/projects/{project.pk}/transcript/")  # what the page polls
-        html = client.get(f"/projects/{project.pk}/status/").content.decode()
-        return html if PROVIDER_AUTH in html else None
-
-    html = wait_for(page_with_error, what="the provider error on the page")
-    assert 'href="/settings/providers/"' in html
+    response = client.post(
+        f"/projects/{project.pk}/messages/", {"text": "And a menu page"}, follow=True
+    )
+    html = response.content.decode()
+    assert "You can no longer use stub" in html
+    assert "Settings › Providers" in html
+    assert stub.completions() == []
 
 
 def test_a_rejected_key_marks_the_connection_error(client, alice, stub, running_project):

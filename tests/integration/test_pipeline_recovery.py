@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from doce.stub_llm import StubLLM
+from bench.stub_llm import StubLLM
 from projects import services as project_services
 from projects import steps
 from projects.jobs import JobType

@@ -6,58 +6,17 @@ origin show nothing."""
 from __future__ import annotations
 
 import re
-import socket
-import subprocess
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-from django.conf import settings
 
-from doce.management.commands.rundoce import preview_command
 from doce.opencode.runtimes.base import Layout
 from projects.workspace import project_workspace
-from tests.conftest import stop_process_group, subprocess_env
 from tests.factories import UserFactory
-from tests.integration.conftest import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture
-def preview_server(tmp_path):
-    port = _free_port()
-    log_path = tmp_path / "preview.log"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            preview_command(host="127.0.0.1", port=port),  # as `make run` starts it
-            env=subprocess_env(DOCE_PREVIEW_PORT=str(port)),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=settings.BASE_DIR,
-        )
-
-    def answers() -> bool:
-        assert process.poll() is None, log_path.read_text()
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
-        except httpx.TransportError:
-            return False
-        return True
-
-    try:
-        wait_for(answers, timeout=30, what="the preview server", explain=log_path.read_text)
-        yield port
-    finally:
-        stop_process_group(process)
 
 
 def test_the_page_written_is_served_from_the_other_port(

@@ -23,9 +23,9 @@ import secrets
 import pytest
 from django.test import override_settings
 
+from bench.stub_llm import StubLLM
 from doce.opencode import ApiKeyCredential, ModelRef
 from doce.opencode.runtimes import CustomProvider, ServerSpec
-from doce.stub_llm import StubLLM
 from projects import services as project_services
 from projects.jobs import JobType
 from projects.models import Project

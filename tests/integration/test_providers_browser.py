@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from doce.stub_llm import StubLLM
+from bench.stub_llm import StubLLM
 from providers.models import AuditEvent, ProviderConnection
 from tests.factories import DEFAULT_PASSWORD
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from bench.stub_llm import StubLLM
 from doce.opencode.runtimes import LocalRuntime, ServerSpec
-from doce.stub_llm import StubLLM
 from projects import services as project_services
 from projects.models import Project
 from providers.services import connection_create

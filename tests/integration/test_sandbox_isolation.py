@@ -23,8 +23,8 @@ import psutil
 import pytest
 from django.conf import settings
 
+from bench.stub_llm import StubLLM
 from doce.opencode.runtimes import CustomProvider, LocalRuntime, RuntimeFailure, ServerSpec
-from doce.stub_llm import StubLLM
 from projects.models import Project
 from tests.integration.conftest import (
     PROBE,

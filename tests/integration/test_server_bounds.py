@@ -19,9 +19,9 @@ from pathlib import Path
 import psutil
 import pytest
 
+from bench.stub_llm import StubLLM
 from doce.opencode.runtimes import CustomProvider, LocalRuntime, ServerSpec
 from doce.opencode.runtimes.limits import human_bytes, server_limits
-from doce.stub_llm import StubLLM
 from projects import services as project_services
 from projects.models import Project
 from tests.conftest import deadline_in

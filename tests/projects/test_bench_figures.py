@@ -8,7 +8,7 @@ import random
 import pytest
 from django.core.management import CommandError, call_command
 
-from projects.bench_raw import median_interval, paired
+from bench.raw import median_interval, paired
 
 
 @pytest.mark.parametrize(

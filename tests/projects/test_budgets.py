@@ -18,7 +18,7 @@ from projects import budgets, services
 from projects.budgets import BudgetExceeded, budget_state
 from projects.models import Budget, Project
 from queue_jobs.models import Job
-from tests.factories import UsageFactory
+from tests.factories import ProviderConnectionFactory, UsageFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -41,6 +41,8 @@ def spent_15(alice):
 
 @pytest.fixture
 def running(alice_project):
+    # Its provider is one Alice may use (a prompt on a lost key is refused first).
+    ProviderConnectionFactory(user=alice_project.owner, provider_id="stub")
     alice_project.status = Project.Status.RUNNING
     alice_project.bootstrap_session_id = "ses_1"
     alice_project.error_message = ""

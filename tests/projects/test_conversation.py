@@ -104,6 +104,22 @@ def test_a_store_is_idempotent_and_writes_only_what_changed(project, django_asse
     assert Message.objects.count() == 2 and Usage.objects.count() == 1
 
 
+def test_a_prompt_read_before_its_text_gets_its_text_at_the_next_read(project):
+    """OpenCode creates the user's message a moment before its text part: a read in
+    between must not leave "You" empty for good."""
+    early = _user("msg_u", "Build it")
+    early["parts"] = []
+    conversation.conversation_store(project=project, messages=[early])
+    assert not Part.objects.exists()
+    assert conversation.conversation_store(project=project, messages=[_user("msg_u", "Build it")])
+    assert Part.objects.get().text == "Build it"
+    # Now complete: not written again.
+    assert (
+        conversation.conversation_store(project=project, messages=[_user("msg_u", "Build it")])
+        == conversation.Stored()
+    )
+
+
 def test_big_texts_and_outputs_are_cut_with_their_size_kept(project):
     long_text = "é" * (conversation.MAX_TEXT + 10)
     long_output = "x" * (conversation.MAX_TOOL_OUTPUT + 7)

@@ -259,13 +259,20 @@ def test_a_failed_dispose_leaves_the_change_for_the_next_prompt(running):
 
 
 def test_a_removed_key_is_taken_out_before_the_next_prompt(running):
+    """Disconnected (or a team key no longer granted): the key leaves the server at the
+    next rebuild, and no prompt goes out on the lost key: it is refused, saying why."""
     project, fake = running
     from providers.models import ProviderConnection
 
     ProviderConnection.objects.filter(user=project.owner, provider_id="stub").delete()
     instance.rebuild_mark(project.pk)
-    project_services.message_send(project=project, text="hi")
-    assert fake.calls[:4] == ["delete stub", "status", "dispose", "prompt hi"]
+    with pytest.raises(project_services.ProjectNotRunning) as refused:
+        project_services.message_send(project=project, text="hi")
+    assert "You can no longer use stub" in str(refused.value)
+    assert not any(call.startswith("prompt") for call in fake.calls)
+    with instance.server_lock(project.pk), project_services.project_client(project) as client:
+        instance.rebuild_if_pending(client, project=project)
+    assert fake.calls[:3] == ["delete stub", "status", "dispose"]
 
 
 def test_a_dispose_waits_for_a_prompt_that_holds_the_server(running, monkeypatch):

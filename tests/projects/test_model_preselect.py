@@ -19,9 +19,13 @@ def preferred(user) -> str:
 
 
 def preselected(client) -> str | None:
+    """The model the picker starts with: its selected option, or the "Other model" text."""
     html = client.get("/projects/new/").content.decode()
-    field = re.search(r'<input[^>]*name="model"[^>]*>', html).group()
-    value = re.search(r'value="([^"]*)"', field)
+    picker = re.search(r'<select[^>]*name="model"[^>]*>.*?</select>', html, re.S).group()
+    value = re.search(r'<option value="([^"]*)"[^>]* selected', picker)
+    if value and value.group(1) == "other":
+        field = re.search(r'<input[^>]*name="model_other"[^>]*>', html).group()
+        value = re.search(r'value="([^"]*)"', field)
     return value.group(1) if value else None
 
 

@@ -13,7 +13,7 @@ import pytest
 from django.conf import settings
 
 from doce.opencode.runtimes.base import Layout
-from projects.models import Project
+from projects.models import Project, is_preview_token
 from projects.workspace import project_workspace
 from tests.factories import UserFactory
 
@@ -66,24 +66,36 @@ def test_production_origin(alice_client, project, site, settings):
     assert preview_url_on(html) == f"https://preview.example.com/{project.preview_token}/"
 
 
+def test_one_origin_per_project(alice_client, admin_client, project, site, settings):
+    (site / "index.html").write_text("<h1>Bakery</h1>")
+    settings.DOCE_PREVIEW_ORIGIN = "https://{token}.preview.example.com"
+    expected = f"https://{project.preview_token}.preview.example.com/"
+    html = alice_client.get(f"/projects/{project.pk}/").content.decode()
+    assert preview_url_on(html) == expected
+    opened = admin_client.get(f"/admin/projects/project/{project.pk}/preview/")
+    assert (opened.status_code, opened.headers["Location"]) == (302, expected)
+
+
 def test_new_preview_link_is_the_owners_post(client, alice_client, project, site):
     old = project.preview_token
     assert alice_client.get(f"/projects/{project.pk}/preview/new-link/").status_code == 405
     response = alice_client.post(f"/projects/{project.pk}/preview/new-link/")
     assert response.status_code == 302
     project.refresh_from_db()
-    assert project.preview_token != old and len(project.preview_token) >= 40
+    assert project.preview_token != old and is_preview_token(project.preview_token)
     client.force_login(UserFactory(username="bob"))
     assert client.post(f"/projects/{project.pk}/preview/new-link/").status_code == 404
     project.refresh_from_db()
     assert project.preview_token != old
 
 
-def test_every_project_has_its_own_token(project, alice):
+def test_every_project_has_its_own_token_a_dns_label(project, alice):
     other = Project.objects.create(
         owner=alice, name="B", prompt="x", current_model_provider_id="s", current_model_id="m"
     )
     assert other.preview_token and other.preview_token != project.preview_token
+    # 160 bits; lowercase letters and digits only: the first label of a host name.
+    assert re.fullmatch(r"[a-z2-7]{32}", other.preview_token)
 
 
 def test_files_list_shows_regular_files_without_following_links(alice_client, project, site):

@@ -67,7 +67,9 @@ def test_there_is_no_wellknown_connection(alice):
         services.connection_create(user=alice, provider_id="corp", auth_type="wellknown")
     assert "auth_type" in error.value.message_dict
     with pytest.raises(ValueError, match="well-known"):
-        services.credential_fields(WellKnownCredential("https://ai.example.test", "tok"))
+        services.credential_fields(
+            WellKnownCredential("https://ai.example.test", "ORG_TOKEN", "tok")
+        )
 
 
 def test_another_users_connection_is_not_yours(alice, bob):

@@ -75,7 +75,8 @@ class Command(BaseCommand):
             # ASGI (uvicorn), as in production: the live transcript holds a stream open
             # per page. Static files come through WhiteNoise (from the finders in DEBUG).
             # Open streams are cut after a short grace when stopping.
-            "web": _uvicorn("doce.asgi:application", host=host, port=port),
+            # doce's own pages take no WebSocket (only the preview does, for hot reload).
+            "web": _uvicorn("doce.asgi:application", host=host, port=port, extra=("--ws", "none")),
             "preview": preview_command(host=host, port=preview_port),
             "worker": [
                 python,
@@ -139,8 +140,10 @@ class Command(BaseCommand):
                     announced = True
                     url = f"http://{_reachable(host)}:{port}/"
                     self.stdout.write(self.style.SUCCESS(f"\n  doce is running: open {url}\n"))
-                    preview = f"http://{_reachable(host)}:{preview_port}/"
-                    self.stdout.write(f"  Site previews are served on {preview}\n")
+                    preview = (
+                        settings.DOCE_PREVIEW_ORIGIN or f"http://{_reachable(host)}:{preview_port}"
+                    )
+                    self.stdout.write(f"  Site previews are served on {preview}/\n")
                     self.stdout.write("  Press Ctrl-C to stop the web server and the workers.\n")
                 time.sleep(0.2)
         finally:
@@ -183,7 +186,8 @@ def preview_command(*, host: str, port: int) -> list[str]:
         "projects.preview_asgi:application",
         host=host,
         port=port,
-        extra=("--no-access-log", "--no-server-header"),
+        # WebSocket too: a dev server's hot reload (projects.preview_proxy).
+        extra=("--no-access-log", "--no-server-header", "--ws", "websockets-sansio"),
     )
 
 

@@ -19,6 +19,7 @@ from django.conf import settings
 from doce.opencode.runtimes.base import (
     CustomProvider,
     Layout,
+    ModelLimits,
     Runtime,
     RuntimeFailure,
     RuntimeState,
@@ -31,6 +32,7 @@ __all__ = [
     "CustomProvider",
     "Layout",
     "LocalRuntime",
+    "ModelLimits",
     "Runtime",
     "RuntimeFailure",
     "RuntimeState",

@@ -82,6 +82,33 @@ class CustomProvider:
 
 
 @dataclass(frozen=True)
+class ModelLimits:
+    """Which providers and models the server offers (its owner's model-access rules,
+    ``providers.access``). ``enabled_providers`` None: no allow-list; the lists take
+    exact model ids (OpenCode 1.18.33 has no wildcard there)."""
+
+    enabled_providers: Sequence[str] | None = None
+    disabled_providers: Sequence[str] = ()
+    whitelist: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    blacklist: Mapping[str, Sequence[str]] = field(default_factory=dict)
+
+    def to_config(self) -> dict[str, Any]:
+        """The keys of ``opencode.json`` (``provider.<id>.whitelist`` and ``blacklist``)."""
+        config: dict[str, Any] = {}
+        if self.enabled_providers is not None:
+            config["enabled_providers"] = list(self.enabled_providers)
+        if self.disabled_providers:
+            config["disabled_providers"] = list(self.disabled_providers)
+        providers: dict[str, dict[str, list[str]]] = {}
+        for key, lists in (("whitelist", self.whitelist), ("blacklist", self.blacklist)):
+            for provider_id, models in lists.items():
+                providers.setdefault(provider_id, {})[key] = list(models)
+        if providers:
+            config["provider"] = providers
+        return config
+
+
+@dataclass(frozen=True)
 class ServerSpec:
     """What to start: ``name`` (letters, digits, ``_-``) names the server in logs and
     container names; ``data_dir`` holds its workspace and home."""
@@ -96,6 +123,11 @@ class ServerSpec:
     # Whoever named the custom providers may open this machine's services (a staff
     # owner): doce.endpoints decides what the sandbox reaches.
     trusted_endpoints: bool = False
+    # The owner's model-access rules, as opencode.json's provider and model lists.
+    model_limits: ModelLimits = field(default_factory=ModelLimits)
+    # More URLs the server must reach, named by staff (an organisation's URL and the
+    # providers its document declares: providers.organisations): opened as trusted.
+    trusted_urls: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         ModelRef.parse(self.model)  # fail early on "gpt-4o" without a provider
@@ -109,6 +141,9 @@ class ServerSpec:
         return Layout(Path(self.data_dir))
 
 
+#: The variable that tells the agent's dev server its port (``npm run dev``, Vite's and
+#: Astro's ``--port $PORT``): the preview server proxies to it (docs/preview.md).
+PREVIEW_PORT_ENV = "PORT"
 #: An auth.json holds a few credentials; anything larger is not one.
 MAX_AUTH_FILE_BYTES = 64 * 1024
 #: How often a starting server's log is read for its "listening" line (no connection).
@@ -172,6 +207,9 @@ class RuntimeState:
     process_started_at: float | None = None  # psutil create_time: pids get reused
     container_name: str | None = None
     compose_project: str | None = None
+    # The site's dev server port (``PORT`` inside, forwarded inward like ``port``; the
+    # preview server proxies to 127.0.0.1:<it>, docs/preview.md). None: none.
+    preview_port: int | None = None
 
     @property
     def base_url(self) -> str:
@@ -318,13 +356,16 @@ class Runtime(ABC):
         return alive
 
 
-def free_port() -> int:
+def free_port(*, besides: int | None = None) -> int:
     """A loopback port of ``DOCE_SERVER_PORT_RANGE`` nobody listens on now (no endpoint
-    may name one: doce.endpoints). Another process may take it before the server binds;
-    the server then exits and the start is retried on a new port."""
+    may name one: doce.endpoints), other than ``besides`` (the server's own, when picking
+    its preview port). Another process may take it before the server binds; the server
+    then exits and the start is retried on a new port."""
     ports = settings.DOCE_SERVER_PORTS
     for _ in range(200):
         port = secrets.choice(ports)
+        if port == besides:
+            continue
         with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
             try:
                 sock.bind(("127.0.0.1", port))

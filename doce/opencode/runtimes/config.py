@@ -1,4 +1,5 @@
-"""A server's ``opencode.json``: its model, its custom providers, operator extras.
+"""A server's ``opencode.json``: its model, its custom providers, operator extras, and
+the providers and models its owner may use (``ModelLimits``).
 
 For a provider declared in opencode.json, ``options.apiKey`` wins over the credential
 set through ``PUT /auth``, so the file never carries one: keys only reach a server
@@ -26,7 +27,7 @@ from typing import Any
 
 from django.conf import settings
 
-from doce.opencode.runtimes.base import RuntimeFailure, ServerSpec
+from doce.opencode.runtimes.base import PREVIEW_PORT_ENV, ModelLimits, RuntimeFailure, ServerSpec
 from doce.opencode.types import HOME_CREDENTIAL_FILES, ProviderConfig
 
 logger = logging.getLogger(__name__)
@@ -60,10 +61,30 @@ PERMISSIONS = {
 }
 #: The folder of the server's home that holds secret header values, one file each.
 HEADERS_DIR = ".config/doce/headers"
+#: doce's instructions to the agent (``instructions`` in opencode.json), in the home.
+INSTRUCTIONS_FILE = ".config/doce/instructions/doce.md"
+INSTRUCTIONS = f"""# How the user sees the site
+
+The user watches the site in doce's preview while you work, and it reloads by itself.
+
+- A static site: `index.html` at the top of this folder is the home page. Use relative
+  links (`style.css`, `about/`), not ones that start with `/`.
+- A site that needs a dev server (Vite, Astro, `npm run dev`): start it in the
+  background, listening on the port in the `{PREVIEW_PORT_ENV}` environment variable
+  (e.g. `npm run dev -- --port "${PREVIEW_PORT_ENV}" --strictPort &`, or
+  `python3 -m http.server "${PREVIEW_PORT_ENV}" &`). While something listens there, the
+  preview shows it instead of the static files. No other port is visible to the user.
+"""
 #: The home's folders that hold what ``write_provider_files`` writes: always created,
 #: so a runtime whose home is not on the host (docker) can mount them read-only.
 HOME_FILE_FOLDERS = tuple(
-    sorted({HEADERS_DIR, *(os.path.dirname(path) for path in HOME_CREDENTIAL_FILES)})
+    sorted(
+        {
+            HEADERS_DIR,
+            os.path.dirname(INSTRUCTIONS_FILE),
+            *(os.path.dirname(path) for path in HOME_CREDENTIAL_FILES),
+        }
+    )
 )
 BASE_CONFIG: dict[str, Any] = {
     "$schema": SCHEMA,
@@ -113,6 +134,12 @@ def render_opencode_config(
     if providers:
         own["provider"] = providers
     config = deep_merge(config, own)
+    operator_instructions = config.get("instructions")
+    config["instructions"] = [
+        *(operator_instructions if isinstance(operator_instructions, list) else []),
+        "~/" + INSTRUCTIONS_FILE,
+    ]
+    apply_model_limits(config, spec.model_limits)
     for provider_id, provider in (config.get("provider") or {}).items():
         options = provider.get("options") if isinstance(provider, dict) else None
         if isinstance(options, dict) and options.pop("apiKey", None) is not None:
@@ -124,13 +151,54 @@ def render_opencode_config(
     return config
 
 
+def apply_model_limits(config: dict[str, Any], limits: ModelLimits) -> None:
+    """Write the owner's model-access limits into ``config``, over the operator's own:
+    an allow-list (``enabled_providers``, a ``whitelist``) narrows the operator's, a deny
+    list (``disabled_providers``, a ``blacklist``) adds to it."""
+    wanted = limits.to_config()
+
+    def narrowed(ours: list[str], theirs: Any) -> list[str]:
+        return [item for item in ours if item in theirs] if isinstance(theirs, list) else ours
+
+    def added(ours: list[str], theirs: Any) -> list[str]:
+        return list(dict.fromkeys([*(theirs if isinstance(theirs, list) else []), *ours]))
+
+    if "enabled_providers" in wanted:
+        config["enabled_providers"] = narrowed(
+            wanted["enabled_providers"], config.get("enabled_providers")
+        )
+    if "disabled_providers" in wanted:
+        config["disabled_providers"] = added(
+            wanted["disabled_providers"], config.get("disabled_providers")
+        )
+    for provider_id, lists in (wanted.get("provider") or {}).items():
+        if not isinstance(config.get("provider"), dict):
+            config["provider"] = {}
+        provider = config["provider"].setdefault(provider_id, {})
+        if "whitelist" in lists:
+            provider["whitelist"] = narrowed(lists["whitelist"], provider.get("whitelist"))
+        if "blacklist" in lists:
+            provider["blacklist"] = added(lists["blacklist"], provider.get("blacklist"))
+
+
 def write_opencode_config(spec: ServerSpec, operator: dict[str, Any] | None = None) -> Path:
     """The workspace's opencode.json, and first the home files it refers to."""
     path = spec.layout.workspace / "opencode.json"
     config = render_opencode_config(spec, load_operator_config() if operator is None else operator)
     write_provider_files(spec.layout.home, spec.provider_configs)
+    write_instructions(spec.layout.home)
     write_private(path, json.dumps(config, indent=2) + "\n")
     return path
+
+
+def write_instructions(home: Path) -> None:
+    """doce's instructions to the agent (INSTRUCTIONS), written as the provider files
+    are: never following a link the agent left in its home."""
+    home_fd = os.open(home, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        _write_file(home_fd, INSTRUCTIONS_FILE, INSTRUCTIONS)
+    finally:
+        os.close(home_fd)
 
 
 def header_files(provider: ProviderConfig) -> list[str]:

@@ -340,6 +340,7 @@ def _reaches_the_host(spec: ServerSpec) -> bool:
     decides again, as the local sandbox's plan does: a refused one maps nothing."""
     trusted = spec.trusted_endpoints
     named = [(provider.base_url, trusted) for provider in spec.custom_providers]
+    named += [(url, True) for url in spec.trusted_urls]
     named += [(f"//{entry}", True) for entry in settings.DOCE_SANDBOX_ALLOW]
     for url, may_open in named:
         target = endpoints.split(url)

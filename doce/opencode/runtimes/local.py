@@ -30,6 +30,7 @@ from doce.opencode.runtimes import exits, sandbox_limits, sandbox_plan
 from doce.opencode.runtimes.base import (
     MARKER,
     MAX_AUTH_FILE_BYTES,
+    PREVIEW_PORT_ENV,
     Layout,
     Runtime,
     RuntimeFailure,
@@ -73,14 +74,18 @@ class LocalRuntime(Runtime):
         self._stop_leftover(layout)
         write_opencode_config(spec)
         port = free_port()
+        preview_port = free_port(besides=port)
         workspace = str(layout.workspace.resolve())
         extra = {name: os.environ[name] for name in _PASSED_THROUGH if name in os.environ}
         extra.setdefault("PATH", os.defpath)
+        extra[PREVIEW_PORT_ENV] = str(preview_port)  # the site's dev server listens there
         env = server_env(home=str(layout.home.resolve()), password=spec.password, extra=extra)
         command = [str(binary), "serve", "--hostname", "127.0.0.1", "--port", str(port)]
         sandbox_limits.stop_reason_clear(layout)  # an earlier server's
         if sandbox_plan.enabled():
-            command = sandbox_plan.command(spec, binary=binary, port=port, serve=command)
+            command = sandbox_plan.command(
+                spec, binary=binary, port=port, serve=command, preview_port=preview_port
+            )
         else:
             sandbox_limits.require(sandboxed=False)
         with _open_log(layout.log_file) as log:
@@ -107,6 +112,7 @@ class LocalRuntime(Runtime):
             directory=workspace,
             pid=process.pid,
             process_started_at=started_at,
+            preview_port=preview_port,
         )
         write_private(layout.data_dir / _SERVER_RECORD, json.dumps(state.to_dict()))
         logger.info("started OpenCode server %s: pid %s, port %s", spec.name, process.pid, port)

@@ -13,10 +13,10 @@ milliseconds, without Django), puts the server inside:
   workspace and home; its own ``/proc`` (no other process, no other environment), a
   private ``/tmp``; every capability dropped, no new privileges; uid 1000 inside.
 - **pasta** (Debian ``passt``) for the network namespace: outbound NAT to the internet,
-  the server's port forwarded inward from the host's 127.0.0.1 only, and from the host's
-  loopback nothing but the ports the plan allows (the user's own endpoints, the
-  operator's ``DOCE_SANDBOX_ALLOW``). ``--no-map-gw`` keeps the gateway address from
-  reaching the host's loopback.
+  the server's port (and its dev server's, ``PORT``) forwarded inward from the host's
+  127.0.0.1 only, and from the host's loopback nothing but the ports the plan allows
+  (the user's own endpoints, the operator's ``DOCE_SANDBOX_ALLOW``). ``--no-map-gw``
+  keeps the gateway address from reaching the host's loopback.
 - Inside the namespace, before the server runs, ``unreachable`` routes for the host's
   own addresses, the other networks the host is attached to (where doce's database and
   broker live in a container deployment) and link-local addresses (cloud metadata),
@@ -99,6 +99,7 @@ class Plan:
     tools: dict[str, str] = field(default_factory=dict)  # bwrap, pasta, nsenter, ip
     name: str = "server"  # names its cgroups
     bounds: dict | None = None  # sandbox_bounds.Bounds; None: unbounded
+    preview_port: int | None = None  # the site's dev server (PORT), forwarded like port
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -201,6 +202,9 @@ def pasta_args(plan: Plan, child_pid: int, *, as_root: bool) -> list[str]:
         DNS_ADDRESS,
         "--tcp-ports",
         f"127.0.0.1/{plan.port}",  # doce reaches the server, from the host's loopback only
+        *(  # the preview server reaches the site's dev server the same way
+            ["--tcp-ports", f"127.0.0.1/{plan.preview_port}"] if plan.preview_port else []
+        ),
         "--udp-ports",
         "none",
         "--tcp-ns",

@@ -116,7 +116,9 @@ def require() -> dict[str, str]:
     return {name: path for name, path in tools().items() if path}
 
 
-def command(spec: ServerSpec, *, binary: Path, port: int, serve: list[str]) -> list[str]:
+def command(
+    spec: ServerSpec, *, binary: Path, port: int, serve: list[str], preview_port: int | None = None
+) -> list[str]:
     """The command that runs ``serve`` inside the sandbox (writes its plan)."""
     layout = spec.layout
     etc_dir = Path(settings.DOCE_DATA_DIR) / "sandbox" / "etc"
@@ -127,6 +129,7 @@ def command(spec: ServerSpec, *, binary: Path, port: int, serve: list[str]) -> l
         workspace=str(layout.workspace.resolve()),
         home=str(layout.home.resolve()),
         port=port,
+        preview_port=preview_port,
         etc_dir=str(etc_dir),
         read_only=sorted({str(binary.resolve()), *plugin_files(operator)}),
         allow_loopback_ports=loopback_ports,
@@ -163,6 +166,7 @@ Endpoint = tuple[str, bool]
 def _endpoints(spec: ServerSpec, operator: dict[str, Any]) -> list[Endpoint]:
     trusted = bool(getattr(spec, "trusted_endpoints", False))
     found = [(provider.base_url, trusted) for provider in spec.custom_providers]
+    found += [(url, True) for url in getattr(spec, "trusted_urls", ())]
     for provider in (operator.get("provider") or {}).values():
         options = provider.get("options") if isinstance(provider, dict) else None
         if isinstance(options, dict) and isinstance(options.get("baseURL"), str):

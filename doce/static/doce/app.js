@@ -39,4 +39,20 @@
       if (field) field.focus();
     }
   });
+
+  // A prompt's field that applies only for some value of another field (data-when-field,
+  // data-when-op, data-when-value; providers.forms): its row shows while that value is
+  // chosen. Without this script the server shows it after a submit.
+  document.addEventListener("change", function (event) {
+    const form = event.target.form;
+    if (!(form instanceof HTMLFormElement)) return;
+    form.querySelectorAll("[data-when-field]").forEach(function (field) {
+      const other = form.elements.namedItem(field.dataset.whenField);
+      if (!other) return;
+      const same = other.value === field.dataset.whenValue;
+      const applies = field.dataset.whenOp === "neq" ? !same : same;
+      const row = field.closest("div");
+      if (row) row.classList.toggle("prompt-inactive", !applies);
+    });
+  });
 })();

@@ -101,11 +101,13 @@
   const source = new EventSource(root.dataset.liveStream);
   source.addEventListener("open", function () {
     window.doceLive = true;
+    root.dataset.live = "open"; // what tests wait for (a selector: no eval under the CSP)
   });
   source.addEventListener("error", function () {
     // Reconnecting (EventSource does that itself), or given up (a 204 from a server
     // that cannot stream): either way, htmx's polling covers the gap.
     window.doceLive = false;
+    root.dataset.live = "closed";
   });
   source.addEventListener("delta", function (event) {
     applyDelta(JSON.parse(event.data));

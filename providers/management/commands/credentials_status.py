@@ -44,8 +44,9 @@ class Command(BaseCommand):
             expires = connection.oauth_expires_at
             minutes = round((expires - now).total_seconds() / 60)
             when = f"in {minutes} min" if minutes > 0 else f"{-minutes} min ago"
+            owner = connection.user.get_username() if connection.user else "(team key)"
             self.stdout.write(
-                f"{connection.user.get_username():<20}{connection.provider_id:<24}"
+                f"{owner:<20}{connection.provider_id:<24}"
                 f"{expires.astimezone(UTC):%Y-%m-%d %H:%M:%S}   "
                 f"{connection.status:<11}{when}"
             )

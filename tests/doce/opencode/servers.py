@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.stub_llm import StubLLM
 from doce.opencode import OpenCodeClient, binary
 from doce.opencode.runtimes import CustomProvider, RuntimeState, ServerSpec
 from doce.opencode.runtimes.local import LocalRuntime
-from doce.stub_llm import StubLLM
 from tests.doce.opencode.fakes import processes_in
 
 

@@ -150,8 +150,8 @@ def test_server_wide_routes_do_not_carry_the_directory():
             },
         ),
         (
-            WellKnownCredential("https://ai.example.com", "tok"),
-            {"type": "wellknown", "key": "https://ai.example.com", "token": "tok"},
+            WellKnownCredential("https://ai.example.com", "ORG_TOKEN", "tok"),
+            {"type": "wellknown", "key": "ORG_TOKEN", "token": "tok"},
         ),
     ],
 )
@@ -312,7 +312,7 @@ def test_no_secret_in_reprs():
     credentials = [
         ApiKeyCredential("sk-secret-api-key"),
         OAuthCredential(access="secret-access", refresh="secret-refresh"),
-        WellKnownCredential("https://ai.example.com", "secret-token"),
+        WellKnownCredential("https://ai.example.com", "ORG_TOKEN", "secret-token"),
     ]
     text = repr(client) + "".join(repr(c) for c in credentials) + str(vars(client))
     for secret in (

@@ -7,7 +7,7 @@ import time
 
 import httpx
 
-from doce.stub_llm import StubLLM
+from bench.stub_llm import StubLLM
 
 
 def test_it_streams_a_reply_and_records_the_authorization():

@@ -45,8 +45,9 @@ def test_trim_keeps_what_doce_needs():
         "env": ["ZETA_KEY"],
         "default_model": "z-2",  # OpenCode's default was not an agent model
         "auth_methods": [],
-        # Newest first; no embeddings, nothing deprecated.
-        "models": [["z-2", "Z Two"], ["z-1", "Z One"]],
+        # Newest first; no embeddings, nothing deprecated; the price and context size
+        # where OpenCode knows them.
+        "models": [["z-2", "Z Two"], ["z-1", "Z One", {"input": 1}]],
         "free_models": [],  # only OpenCode Zen's free models need no key
     }
     copilot = entries["github-copilot"]["auth_methods"]

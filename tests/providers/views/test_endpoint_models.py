@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from doce.stub_llm import StubLLM
+from bench.stub_llm import StubLLM
 from providers import services, validation
 from providers.models import AuditEvent, ProviderConnection
 from tests.providers.conftest import new_key

@@ -44,7 +44,7 @@ def test_the_start_page_shows_the_methods_prompts(alice_client, catalog):
 
 def test_a_prompt_that_applies_is_required(alice_client, catalog, runtime, queued):
     response = alice_client.post(START, {"method": "0", "deploymentType": "enterprise"})
-    assert "This is needed to connect." in response.content.decode()
+    assert "This is needed to connect with “GitHub Enterprise”." in response.content.decode()
     assert not OAuthFlow.objects.exists() and queued == []
 
 

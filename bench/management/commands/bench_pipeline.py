@@ -2,7 +2,7 @@
 
 Everything runs in one go, on the configured database and broker, with throwaway users
 (N projects at once are N users' projects, as the per-user server bound expects), a stub
-LLM (doce.stub_llm) and a Celery worker of its own, started as `make run` starts
+LLM (bench.stub_llm) and a Celery worker of its own, started as `make run` starts
 its worker (same concurrency, with beat) but with the provider catalog refresh held off,
 so that no catalog server competes with the measurement. Then everything it made is
 deleted and its servers stopped.
@@ -11,7 +11,7 @@ Figures, each as median and p95 over the samples:
 - doce: submit (``project_create``, the web request's work) until the stub LLM receives
   the agent's request for that project's prompt: what the user waits for;
 - raw: the same work by hand on the same binary, sandbox setting and stub
-  (``projects.bench_raw``);
+  (``bench.raw``);
 - doce/raw ratios; doce and raw runs alternate (doce first, then raw first);
 - doce − raw side by side: each round's doce and raw runs are neighbours in time, so
   their difference cancels the machine's drift (which, on a small machine, is larger
@@ -58,14 +58,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.test.utils import override_settings
 
-from doce.management.commands.rundoce import DEFAULT_QUEUE, DEFAULT_WORKER_CONCURRENCY
-from doce.opencode import binary
-from doce.opencode.runtimes.local import LocalRuntime
-from doce.processes import stop_gracefully
-from doce.stub_llm import StubLLM
-from doce.tasks import ping
-from projects import services as project_services
-from projects.bench_raw import (
+from bench.management.commands.bench_opencode import _rss_mb
+from bench.raw import (
     RawServer,
     RawSide,
     answered,
@@ -76,8 +70,14 @@ from projects.bench_raw import (
     summary,
     wait_until,
 )
+from bench.stub_llm import StubLLM
+from doce.management.commands.rundoce import DEFAULT_QUEUE, DEFAULT_WORKER_CONCURRENCY
+from doce.opencode import binary
+from doce.opencode.runtimes.local import LocalRuntime
+from doce.processes import stop_gracefully
+from doce.tasks import ping
+from projects import services as project_services
 from projects.jobs import START_PIPELINE
-from projects.management.commands.bench_opencode import _rss_mb
 from projects.models import PooledServer, Project
 from projects.pool import pool_stop_all
 from providers.services import connection_create, connection_update

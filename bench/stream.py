@@ -27,9 +27,9 @@ from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore
 
+from bench.stub_llm import StubLLM
 from doce.opencode import ApiKeyCredential, ModelRef
 from doce.opencode.events import abort_response
-from doce.stub_llm import StubLLM
 from projects import services
 from projects.models import Project
 from projects.recorder import Recorder

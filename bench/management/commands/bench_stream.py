@@ -17,8 +17,8 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from doce.stub_llm import StubLLM
-from projects import bench_stream
+from bench import stream as bench_stream
+from bench.stub_llm import StubLLM
 
 
 class Command(BaseCommand):

@@ -28,9 +28,9 @@ from pathlib import Path
 import httpx
 from django.core.management.base import CommandError
 
+from bench.stub_llm import StubLLM
 from doce.opencode.runtimes import CustomProvider, Runtime, RuntimeState, ServerSpec
 from doce.opencode.runtimes.config import render_opencode_config, write_private
-from doce.stub_llm import StubLLM
 from projects.pool import PLACEHOLDER_MODEL, WARMUP_MODEL, WARMUP_PROVIDER
 
 POLL = 0.01

@@ -1,6 +1,6 @@
 """Benchmark a real OpenCode server as doce drives it (figures, not pass/fail).
 
-Starts its own stub LLM (doce.stub_llm) and one project server (sandboxed, as doce's
+Starts its own stub LLM (bench.stub_llm) and one project server (sandboxed, as doce's
 defaults have it) in a temporary folder, then measures: start to healthy; credential
 injection split into OpenCode's own cost (a bare HTTP request with a prepared body) and
 doce's overhead on top (client construction, serialization, error mapping); the cost a
@@ -31,10 +31,10 @@ import psutil
 from django.core.management.base import BaseCommand, CommandError
 from django.test.utils import override_settings
 
+from bench.stub_llm import StubLLM
 from doce.opencode import ApiKeyCredential, OpenCodeClient, binary
 from doce.opencode.runtimes import CustomProvider, RuntimeState, ServerSpec, sandbox_plan
 from doce.opencode.runtimes.local import LocalRuntime
-from doce.stub_llm import StubLLM
 
 
 def _ms(seconds: float) -> float:
