@@ -1,6 +1,6 @@
-# doce production image. Every doce service in docker-compose.yml runs it (web, worker,
-# beat, the one-shot migrate and the pod that holds web's and worker's namespaces); see
-# docs/deploy.md.
+# doce production image. Every doce service in docker-compose.yml runs it (web, preview,
+# worker, beat, the one-shot migrate and the pod that holds web's and worker's
+# namespaces); see docs/deploy.md.
 #
 #   docker compose build
 #   docker build -t doce .                                   # the image alone

@@ -40,7 +40,8 @@ DOCE_DATA_DIR = _path_setting("DOCE_DATA_DIR", "./var")
 # doce creates from here on is private too (files 0600, folders 0700).
 os.umask(0o077)
 DOCE_DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
-with contextlib.suppress(PermissionError):  # not ours to change: the check reports it
+# Not ours to change (the check reports it), or mounted read-only (compose's preview).
+with contextlib.suppress(OSError):
     DOCE_DATA_DIR.chmod(0o700)
 
 # --- secrets ---------------------------------------------------------------------------
@@ -181,6 +182,11 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Per-process memory by default (one web process on a first run); with several web
 # processes point it at Redis (redis://host:6379/1) so limits and counters are shared.
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+# Several doce instances on one Redis (staging beside production; the test suite's
+# workers): each one's broker queues, task results and cache keys under its own prefix.
+DOCE_REDIS_KEY_PREFIX = env.str("DOCE_REDIS_KEY_PREFIX", default="")
+if DOCE_REDIS_KEY_PREFIX:
+    CACHES["default"]["KEY_PREFIX"] = DOCE_REDIS_KEY_PREFIX
 
 # --- auth ----------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -407,8 +413,12 @@ else:
         # A task whose worker died is redelivered after this many seconds (acks_late).
         "visibility_timeout": env.int("DOCE_BROKER_VISIBILITY_TIMEOUT", default=3600),
     }
+    if DOCE_REDIS_KEY_PREFIX:
+        CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = DOCE_REDIS_KEY_PREFIX
     _default_backend = CELERY_BROKER_URL
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=_default_backend)
+if DOCE_REDIS_KEY_PREFIX and CELERY_RESULT_BACKEND.startswith(("redis://", "rediss://")):
+    CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": DOCE_REDIS_KEY_PREFIX}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

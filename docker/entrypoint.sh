@@ -1,5 +1,5 @@
 #!/bin/sh
-# doce container entrypoint (web, worker, beat and the one-shot migrate service).
+# doce container entrypoint (web, preview, worker, beat and the one-shot migrate service).
 #
 #   entrypoint.sh migrate        apply database migrations, then exit
 #   entrypoint.sh COMMAND ...    run COMMAND (uvicorn, celery, manage.py ...) as PID 1's child
@@ -10,7 +10,14 @@
 set -eu
 
 data_dir="${DOCE_DATA_DIR:-/var/lib/doce}"
-if ! mkdir -p "$data_dir" 2>/dev/null || [ ! -w "$data_dir" ]; then
+if [ "${DOCE_DATA_READ_ONLY:-false}" = "true" ]; then
+    # The preview service: it only reads the data volume, mounted read-only.
+    if [ ! -d "$data_dir" ] || [ ! -r "$data_dir" ] || [ ! -x "$data_dir" ]; then
+        echo "doce: DOCE_DATA_DIR=$data_dir is not readable by user $(id -un) (uid $(id -u))." >&2
+        echo "doce: mount the data volume there (read-only is enough for this service)." >&2
+        exit 1
+    fi
+elif ! mkdir -p "$data_dir" 2>/dev/null || [ ! -w "$data_dir" ]; then
     echo "doce: DOCE_DATA_DIR=$data_dir is not writable by user $(id -un) (uid $(id -u))." >&2
     echo "doce: mount a named volume there, or chown a bind-mounted folder to uid $(id -u)." >&2
     exit 1

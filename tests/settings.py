@@ -8,6 +8,7 @@ rundoce) inherit this environment.
 
 import atexit
 import os
+import re
 import shutil
 import tempfile
 
@@ -20,13 +21,22 @@ if not _data_dir:
 # pytest-xdist (`make test` runs two workers): each worker, and every process it starts
 # (they inherit PYTEST_XDIST_WORKER), is a doce of its own: its own data folder (SQLite
 # database, embedded broker, projects), its own test database (pytest-django adds the
-# suffix), and its own keys in a shared Redis (broker and cache, below).
+# suffix), and its own keys in a shared Redis (DOCE_REDIS_KEY_PREFIX: broker, results,
+# cache).
 _worker = os.environ.get("PYTEST_XDIST_WORKER", "")
 if _worker:
     _base, _data_dir = _data_dir, os.path.join(_data_dir, _worker)
     os.makedirs(_data_dir, exist_ok=True)
     if os.environ.get("DOCE_DATA_DIR") in (None, _base):  # as the controller set it
         os.environ["DOCE_DATA_DIR"] = _data_dir
+    os.environ["DOCE_REDIS_KEY_PREFIX"] = f"doce-{_worker}:"
+    # Tests clear the cache, and clearing a Redis cache empties its whole database: each
+    # worker's cache gets a database of its own (CACHE_URL's, minus the worker's number).
+    _cache_url = os.environ.get("CACHE_URL", "")
+    _match = re.fullmatch(r"(rediss?://[^/]+)/(\d+)", _cache_url)
+    if _match:
+        _number = int(_match.group(2)) - int(_worker.removeprefix("gw") or 0)
+        os.environ["CACHE_URL"] = f"{_match.group(1)}/{max(_number, 0)}"
 
 _TEST_ENV = {
     "DOCE_DATA_DIR": _data_dir,
@@ -55,14 +65,7 @@ for _name, _value in _TEST_ENV.items():
     os.environ.setdefault(_name, _value)
 
 from doce.settings import *  # noqa: E402,F403
-from doce.settings import (  # noqa: E402
-    CACHES,
-    CELERY_BROKER_TRANSPORT_OPTIONS,
-    CELERY_RESULT_BACKEND,
-    DATABASES,
-    DOCE_DATA_DIR,
-    DOCE_EMBEDDED_BROKER,
-)
+from doce.settings import DATABASES, DOCE_DATA_DIR  # noqa: E402
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES = {
@@ -71,17 +74,6 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
-
-if _worker:
-    if not DOCE_EMBEDDED_BROKER:
-        # One Redis database for both workers: each one's queues under its own prefix.
-        CELERY_BROKER_TRANSPORT_OPTIONS = {
-            **CELERY_BROKER_TRANSPORT_OPTIONS,
-            "global_keyprefix": f"doce-{_worker}:",
-        }
-        if CELERY_RESULT_BACKEND.startswith("redis"):
-            CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": f"doce-{_worker}:"}
-    CACHES["default"]["KEY_PREFIX"] = f"doce-{_worker}"
 
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # A file, not :memory:, so a Celery worker subprocess sees the same test database.

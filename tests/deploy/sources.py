@@ -25,6 +25,7 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 ENV_EXAMPLE = ROOT / ".env.example"
 ENTRYPOINT = ROOT / "docker" / "entrypoint.sh"
 HEALTHCHECK = ROOT / "docker" / "healthcheck.py"
+PREVIEW_HEALTHCHECK = ROOT / "docker" / "preview_healthcheck.py"
 SETTINGS = ROOT / "doce" / "settings.py"
 
 ENV_METHODS = {

@@ -19,11 +19,14 @@ import pytest
 from cryptography.fernet import Fernet
 from django.conf import settings
 
+from doce.management.commands.rundoce import preview_command
 from tests.deploy.sources import (
     COMPOSE_FILE,
     DOCKERFILE,
+    ENTRYPOINT,
     ENV_EXAMPLE,
     HEALTHCHECK,
+    PREVIEW_HEALTHCHECK,
     ROOT,
     InterpolationError,
     env_file_values,
@@ -35,7 +38,9 @@ from tests.deploy.sources import (
 )
 
 APP_SERVICES = ("web", "worker", "beat")
-DJANGO_SERVICES = (*APP_SERVICES, "migrate")  # everything that loads doce.settings
+DJANGO_SERVICES = (*APP_SERVICES, "migrate", "preview")  # everything that loads doce.settings
+# Read by docker/entrypoint.sh, not by doce.settings.
+ENTRYPOINT_VARIABLES = {"DOCE_DATA_READ_ONLY"}
 REQUIRED_SETTINGS = {
     "SECRET_KEY",
     "DOCE_ENCRYPTION_KEYS",
@@ -60,7 +65,7 @@ def services(compose):
 
 @pytest.fixture(scope="module")
 def built_services(services):
-    """The services that run the doce image (web, worker, beat, migrate and pod)."""
+    """The services that run the doce image (web, preview, worker, beat, migrate, pod)."""
     return {name: service for name, service in services.items() if "build" in service}
 
 
@@ -123,8 +128,8 @@ def test_web_runs_uvicorn_on_port_8000_published_on_a_configurable_port(services
     assert re.search(r"--timeout-graceful-shutdown[= ]\d+\b", command)
     # web listens in the pod's network namespace, so the pod publishes its port.
     publisher = services[namespace_owner(web, "network_mode")]
-    ports = [str(port) for port in publisher["ports"]]
-    assert len(ports) == 1 and ports[0].endswith(":8000")
+    ports = [str(port) for port in publisher["ports"] if str(port).endswith(":8000")]
+    assert len(ports) == 1
     assert "${DOCE_PORT" in ports[0], "the published port comes from .env"
     assert "ports" not in web
 
@@ -177,7 +182,7 @@ def test_migrations_run_once_before_the_app_starts(services):
 
 
 # --- health --------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["web", "worker", "db", "redis"])
+@pytest.mark.parametrize("name", ["web", "worker", "preview", "db", "redis"])
 def test_health_checks(services, name):
     check = services[name].get("healthcheck")
     assert check and not check.get("disable"), f"{name} has no health check"
@@ -187,11 +192,16 @@ def test_health_checks(services, name):
     expected = {
         "web": "/app/docker/healthcheck.py",
         "worker": "inspect ping",
+        "preview": "/app/docker/preview_healthcheck.py",
         "db": "pg_isready",
         "redis": "redis-cli ping",
     }[name]
     assert expected in command
     assert check.get("start_period"), "a start period keeps a slow start from counting"
+
+
+def test_preview_health_check_asks_the_preview_port():
+    assert '"http://127.0.0.1:8001"' in PREVIEW_HEALTHCHECK.read_text()
 
 
 def test_web_health_check_asks_healthz_with_a_host_django_allows():
@@ -249,7 +259,13 @@ def test_settings_source_parser_finds_the_settings():
 @pytest.mark.parametrize("name", DJANGO_SERVICES)
 def test_app_environment_only_names_settings_that_exist(services, name):
     unknown = set(service_environment(services[name])) - settings_env_names()
+    unknown -= ENTRYPOINT_VARIABLES
     assert not unknown, f"{name} sets variables doce/settings.py never reads: {unknown}"
+
+
+def test_the_entrypoint_reads_its_variables():
+    for name in ENTRYPOINT_VARIABLES:
+        assert "${" + name in ENTRYPOINT.read_text(), name
 
 
 @pytest.mark.parametrize("name", DJANGO_SERVICES)
@@ -304,7 +320,7 @@ def test_resolved_environment_points_at_the_compose_services(compose, dot_env):
         assert db_env["POSTGRES_PASSWORD"] == dot_env["POSTGRES_PASSWORD"]
         broker = urlsplit(environment["CELERY_BROKER_URL"])
         assert (broker.scheme, broker.hostname) == ("redis", "redis")
-    assert resolved["services"]["pod"]["ports"] == ["127.0.0.1:8000:8000"]
+    assert resolved["services"]["pod"]["ports"] == ["127.0.0.1:8000:8000", "127.0.0.1:8001:8001"]
 
 
 def test_settings_load_with_the_container_environment(compose, dot_env, tmp_path):
@@ -385,7 +401,7 @@ def test_web_and_worker_can_make_sandboxes_but_keep_no_privilege(services, name)
 
 
 def test_services_that_run_no_server_get_no_sandbox_rights(services):
-    for name in ("pod", "migrate", "beat"):
+    for name in ("pod", "migrate", "beat", "preview"):
         assert services[name]["security_opt"] == ["no-new-privileges:true"], name
         assert "devices" not in services[name]
 
@@ -428,3 +444,82 @@ def test_allowed_hosts_fallback_agrees_with_the_settings_and_the_readme(compose,
         assert environment["ALLOWED_HOSTS"] == default == "localhost,127.0.0.1,[::1]"
     source = (ROOT / "doce" / "settings.py").read_text()
     assert 'env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])' in source
+
+
+# --- the site preview (docs/preview.md) ---------------------------------------------------
+def command_words(service) -> list[str]:
+    command = service["command"]
+    return command if isinstance(command, list) else command.split()
+
+
+def test_preview_service_runs_the_preview_asgi_app_with_websockets(services):
+    """What `make run` starts (rundoce.preview_command), on port 8001 of the container:
+    the preview's ASGI app, WebSocket through websockets-sansio (a dev server's hot
+    reload), no access log (every path carries a preview token)."""
+    words = command_words(services["preview"])
+    assert words[:2] == ["uvicorn", "projects.preview_asgi:application"]
+    assert "--host=0.0.0.0" in words and "--port=8001" in words
+    assert "--lifespan=off" in words
+    assert any(re.fullmatch(r"--timeout-graceful-shutdown=\d+", word) for word in words)
+    flags = preview_command(host="127.0.0.1", port=8001)
+    flags = flags[flags.index("projects.preview_asgi:application") + 1 :]
+    assert flags[flags.index("--ws") + 1] == "websockets-sansio"
+    assert "--ws=websockets-sansio" in words
+    for flag in ("--no-access-log", "--no-server-header"):
+        assert flag in flags and flag in words, flag
+
+
+def test_preview_shares_the_workers_network_namespace(services):
+    """Dev servers listen on 127.0.0.1:<port> of the worker that started their sandbox
+    (pasta forwards the port there): the preview must see that loopback. It joins the
+    namespace the worker joins (the pod), so a restarted worker does not cut it off,
+    and not the pod's processes: it signals nothing."""
+    preview, worker = services["preview"], services["worker"]
+    assert preview["network_mode"] == worker["network_mode"] == "service:pod"
+    assert "pid" not in preview
+    assert "ports" not in preview and "networks" not in preview
+    assert preview["depends_on"]["pod"] == {"condition": "service_started"}
+    assert preview["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+    assert preview["depends_on"]["db"] == {"condition": "service_healthy"}
+
+
+# address:host port:container port, each side possibly ${VAR:-default}
+PORT_MAPPING = re.compile(r"(\$\{[^}]*\}|[^:]+):(\$\{[^}]*\}|\d+):(\d+)")
+
+
+def test_preview_port_is_published_beside_webs(services, compose, dot_env):
+    """The namespace's holder publishes 8001 on the address web's 8000 is published on,
+    on DOCE_PREVIEW_PORT, which the containers are told too (preview links and
+    frame-src without DOCE_PREVIEW_ORIGIN)."""
+    publisher = services[namespace_owner(services["preview"], "network_mode")]
+    assert publisher is services[namespace_owner(services["worker"], "network_mode")]
+    published = {}  # container port -> (host address, host port), as written
+    for port in publisher["ports"]:
+        address, host_port, target = PORT_MAPPING.fullmatch(str(port)).groups()
+        published[target] = (address, host_port)
+    assert published["8001"][0] == published["8000"][0] == "${DOCE_BIND_ADDRESS:-127.0.0.1}"
+    assert published["8001"][1] == "${DOCE_PREVIEW_PORT:-8001}"
+    dot_env.update(DOCE_BIND_ADDRESS="0.0.0.0", DOCE_PREVIEW_PORT="9101")
+    resolved = interpolate(compose, dot_env)["services"]
+    assert "0.0.0.0:9101:8001" in resolved["pod"]["ports"]
+    for name in (*DJANGO_SERVICES, "signin-worker"):
+        assert service_environment(resolved[name])["DOCE_PREVIEW_PORT"] == "9101", name
+    del dot_env["DOCE_PREVIEW_PORT"]
+    resolved = interpolate(compose, dot_env)["services"]
+    assert service_environment(resolved["web"])["DOCE_PREVIEW_PORT"] == "8001"
+
+
+def test_preview_reads_the_data_volume_read_only(services):
+    """The workspaces it serves are on the data volume, at DOCE_DATA_DIR as in the
+    worker; it never writes (projects.preview_server opens files read-only and saves no
+    row), so the mount, and its root, are read-only."""
+    preview, worker = services["preview"], services["worker"]
+    data_dir = service_environment(preview)["DOCE_DATA_DIR"]
+    assert data_dir == service_environment(worker)["DOCE_DATA_DIR"]
+    assert named_volume_mounts(preview) == named_volume_mounts(worker) == {"doce-data": data_dir}
+    assert preview["volumes"] == [f"doce-data:{data_dir}:ro"]
+    assert service_environment(preview)["DOCE_DATA_READ_ONLY"] == "true"
+    assert preview["read_only"] is True
+    assert preview["tmpfs"] == ["/tmp"]
+    assert preview["cap_drop"] == ["ALL"]
+    assert preview["restart"] == "unless-stopped"

@@ -168,8 +168,12 @@ def test_entrypoint_starts_with_a_posix_shebang():
     assert ENTRYPOINT.read_text().splitlines()[0] == "#!/bin/sh"
 
 
-def run_entrypoint(*args: str, data_dir: Path, path_prefix: Path | None = None):
+def run_entrypoint(
+    *args: str, data_dir: Path, path_prefix: Path | None = None, read_only: bool = False
+):
     environment = {"PATH": os.environ["PATH"], "DOCE_DATA_DIR": str(data_dir)}
+    if read_only:
+        environment["DOCE_DATA_READ_ONLY"] = "true"
     if path_prefix:
         environment["PATH"] = f"{path_prefix}:{environment['PATH']}"
     return subprocess.run(
@@ -202,6 +206,23 @@ def test_entrypoint_stops_with_a_message_when_the_data_dir_is_unusable(tmp_path)
     assert result.returncode == 1
     assert "DOCE_DATA_DIR" in result.stderr and "not writable" in result.stderr
     assert "started" not in result.stdout
+
+
+def test_entrypoint_takes_a_readable_data_dir_when_told_it_is_read_only(tmp_path):
+    """The preview service mounts the data volume read-only: readable is enough."""
+    data = tmp_path / "data"
+    data.mkdir()
+    result = run_entrypoint("echo", "started", data_dir=data, read_only=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "started\n"
+
+
+def test_entrypoint_read_only_still_wants_the_data_dir_there(tmp_path):
+    result = run_entrypoint("echo", "started", data_dir=tmp_path / "missing", read_only=True)
+    assert result.returncode == 1
+    assert "DOCE_DATA_DIR" in result.stderr and "not readable" in result.stderr
+    assert "started" not in result.stdout
+    assert not (tmp_path / "missing").exists(), "a read-only service creates nothing"
 
 
 def test_entrypoint_without_a_command_says_what_to_run(tmp_path):
@@ -264,6 +285,7 @@ def test_dockerignore_keeps_local_state_and_secrets_out(path):
         "templates/base.html",
         "docker/entrypoint.sh",
         "docker/healthcheck.py",
+        "docker/preview_healthcheck.py",
     ],
 )
 def test_dockerignore_keeps_what_the_build_needs(path):

@@ -1,4 +1,6 @@
-"""docker/healthcheck.py: the web container is healthy only while /healthz answers 200."""
+"""docker/healthcheck.py: the web container is healthy only while /healthz answers 200.
+docker/preview_healthcheck.py: the preview container while the preview server answers
+below 500 for a token it must look up."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from tests.deploy.sources import HEALTHCHECK
+from tests.deploy.sources import HEALTHCHECK, PREVIEW_HEALTHCHECK
 
 
 @pytest.fixture
@@ -122,3 +124,95 @@ def test_the_check_reads_doces_real_public_answer(
         "bounds",
         "keyring",
     }
+
+
+# --- docker/preview_healthcheck.py -----------------------------------------------------
+@pytest.fixture
+def preview_healthcheck():
+    spec = importlib.util.spec_from_file_location(
+        "doce_container_preview_healthcheck", PREVIEW_HEALTHCHECK
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_preview_probe_token_is_well_formed_and_unused(preview_healthcheck):
+    """Well formed, so the preview looks it up (a malformed one is refused before the
+    database); never a real token (those are random)."""
+    from projects.models import is_preview_token
+
+    assert is_preview_token(preview_healthcheck.PROBE_TOKEN)
+
+
+def test_the_preview_probe_names_the_token_in_the_path_by_default(preview_healthcheck):
+    request = preview_healthcheck.probe_request("")
+    assert request.full_url == f"http://127.0.0.1:8001/{preview_healthcheck.PROBE_TOKEN}/"
+    assert not request.has_header("Host")
+    request = preview_healthcheck.probe_request("https://preview.example.com")
+    assert request.full_url.endswith(f"/{preview_healthcheck.PROBE_TOKEN}/")
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "https://{token}.preview.example.com",
+        "http://{token}.localhost:8001",
+        "https://{token}.Preview.Example.com:8443/",
+    ],
+)
+def test_the_preview_probe_names_the_token_in_the_host_with_one_origin_per_project(
+    preview_healthcheck, settings, origin
+):
+    """The Host is one the preview server takes for the probe's token, so the probe
+    reaches the database lookup in this mode too."""
+    from projects import workspace
+
+    settings.DOCE_PREVIEW_ORIGIN = origin.rstrip("/").lower()
+    request = preview_healthcheck.probe_request(origin)
+    assert request.full_url == "http://127.0.0.1:8001/"
+    host = request.get_header("Host")
+    assert workspace.token_from_host(host.encode()) == preview_healthcheck.PROBE_TOKEN
+
+
+@pytest.mark.parametrize(("status", "exit_code"), [(404, 0), (200, 0), (500, 1), (503, 1)])
+def test_the_preview_is_healthy_while_it_answers_below_500(
+    preview_healthcheck, healthz_server, monkeypatch, capsys, status, exit_code
+):
+    healthz_server.status = status
+    monkeypatch.setattr(
+        preview_healthcheck, "URL", f"http://127.0.0.1:{healthz_server.server_port}"
+    )
+    monkeypatch.delenv("DOCE_PREVIEW_ORIGIN", raising=False)
+    assert preview_healthcheck.main() == exit_code
+    assert healthz_server.requests[0][0] == f"/{preview_healthcheck.PROBE_TOKEN}/"
+    assert capsys.readouterr().out.strip() == str(status)
+
+
+def test_an_unreachable_preview_is_unhealthy(preview_healthcheck, monkeypatch, capsys):
+    monkeypatch.setattr(preview_healthcheck, "URL", "http://127.0.0.1:9")
+    assert preview_healthcheck.main() == 1
+    assert "unreachable" in capsys.readouterr().out
+
+
+@pytest.mark.django_db
+def test_the_real_preview_answers_the_probe_404(preview_healthcheck, settings):
+    """projects.preview_server itself: the probe's token is looked up and not found."""
+    import asyncio
+
+    from projects.preview_server import PreviewApp
+
+    settings.DOCE_PREVIEW_ORIGIN = ""
+    request = preview_healthcheck.probe_request("")
+    path = request.full_url.removeprefix(preview_healthcheck.URL)
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": path, "raw_path": path.encode()}
+    asyncio.run(PreviewApp()(scope, receive, send))
+    assert sent[0]["status"] == 404
