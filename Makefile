@@ -29,11 +29,12 @@ run: setup migrate
 ## browser tests' screenshots of the main pages stay in test-results/screenshots (git-ignored;
 ## DOCE_TEST_SCREENSHOTS names another folder)
 ## Two workers (pytest-xdist): most tests wait on servers, so they overlap well on 2 cores;
-## TEST_WORKERS=0 runs them in one process. Tests sharing one dockerd stay on one worker.
+## TEST_WORKERS=0 runs them in one process. A file's tests stay on one worker (loadfile):
+## the Docker tests share one dockerd (and xdist's loadgroup does not group on pytest 9).
 SCREENSHOTS = $${DOCE_TEST_SCREENSHOTS:-test-results/screenshots}
 TEST_WORKERS ?= 2
 test: setup-dev browser docker
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 	@echo "Screenshots of doce's pages: $(SCREENSHOTS)/"
 
 setup: $(VENV)/.installed node_modules/.installed sandbox

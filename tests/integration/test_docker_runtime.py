@@ -35,9 +35,9 @@ from doce.opencode.runtimes.limits import MIB
 from tests.integration import dockerd
 from tests.integration.conftest import PROBE, probe_listing, wait_for
 
-# One dockerd for the whole run (its bridge, iptables chains and data root): every test
-# using it runs on the same xdist worker (`--dist loadgroup`).
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("docker")]
+# One dockerd for the whole run (its bridge, data root and image cache): the tests using
+# it are in this file, and `make test` keeps a file's tests on one worker (loadfile).
+pytestmark = pytest.mark.integration
 
 ALICE_KEY = "sk-alice-" + "a1" * 16
 BOB_KEY = "sk-bob-" + "b2" * 16
