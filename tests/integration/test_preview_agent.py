@@ -16,7 +16,12 @@ import pytest
 from bench.stub_llm import StubLLM
 from projects.workspace import project_workspace
 from tests.conftest import deadline_in
-from tests.integration.conftest import pipeline_report, project_running, stub_connection
+from tests.integration.conftest import (
+    pipeline_report,
+    project_running,
+    stub_connection,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -61,9 +66,10 @@ def test_the_agents_page_is_served_on_the_preview_port(
         assert "set-cookie" not in answer.headers
         latency = served_at - written_at
         print(f"\npreview: file written -> served from the preview port in {latency * 1000:.0f} ms")
-        assert latency < 1 * float(os.environ.get("DOCE_TEST_TIMEOUT_SCALE") or 1) + 1, latency
-        # The agent's tool call did write it (its output came back to the model).
-        assert len(stub.tool_outputs()) == 1
+        # (A figure, not an assertion: `manage.py bench_preview` measures it.)
+        # The agent's tool call did write it: its output goes back to the model a moment
+        # after the file appeared.
+        wait_for(lambda: len(stub.tool_outputs()) == 1, what="the tool's output at the model")
 
     origin = f"http://127.0.0.1:{preview_server}"
     guessed = "A" * len(project.preview_token)
