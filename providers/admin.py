@@ -125,8 +125,20 @@ class ProviderConnectionForm(forms.ModelForm):
                 self.add_error(target if target in self.fields else None, messages)
 
 
+class DisconnectOnDeleteMixin:
+    """Deleting a connection in the admin is a disconnect: through the service, audited,
+    and running projects follow."""
+
+    def delete_model(self, request, obj):
+        services.connection_delete(connection=obj, actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for connection in queryset:
+            services.connection_delete(connection=connection, actor=request.user)
+
+
 @admin.register(ProviderConnection)
-class ProviderConnectionAdmin(admin.ModelAdmin):
+class ProviderConnectionAdmin(DisconnectOnDeleteMixin, admin.ModelAdmin):
     form = ProviderConnectionForm
     list_display = [
         "user",
@@ -278,13 +290,6 @@ class ProviderConnectionAdmin(admin.ModelAdmin):
                     connection=obj,
                     detail={"fields": changed, "via": "admin"},
                 )
-
-    def delete_model(self, request, obj):
-        services.connection_delete(connection=obj, actor=request.user)
-
-    def delete_queryset(self, request, queryset):
-        for connection in queryset:
-            services.connection_delete(connection=connection, actor=request.user)
 
     @admin.action(description="Mark selected connections revoked")
     def mark_revoked(self, request, queryset):
@@ -661,7 +666,7 @@ class SharedConnectionForm(forms.ModelForm):
 
 
 @admin.register(SharedConnection)
-class SharedConnectionAdmin(admin.ModelAdmin):
+class SharedConnectionAdmin(DisconnectOnDeleteMixin, admin.ModelAdmin):
     form = SharedConnectionForm
     list_display = [
         "provider_id",
@@ -741,13 +746,6 @@ class SharedConnectionAdmin(admin.ModelAdmin):
         super().save_related(request, form, formsets, change)
         if {"shared_with_all", "shared_with_users", "shared_with_groups"} & set(form.changed_data):
             shared.grants_changed(connection=form.instance, actor=request.user)
-
-    def delete_model(self, request, obj):
-        services.connection_delete(connection=obj, actor=request.user)
-
-    def delete_queryset(self, request, queryset):
-        for connection in queryset:
-            services.connection_delete(connection=connection, actor=request.user)
 
     @admin.action(description="Re-validate selected team keys")
     def revalidate(self, request, queryset):

@@ -32,6 +32,18 @@ def deadline_in(seconds: float) -> float:
     return time.monotonic() + seconds * TIMEOUT_SCALE
 
 
+def wait_for(predicate, *, timeout: float = 90, what: str = "condition", explain=None):
+    """``predicate()``'s first truthy value, asked every 0.2 s until the (scaled)
+    deadline; else an AssertionError naming ``what`` (and ``explain()``'s text)."""
+    deadline = deadline_in(timeout)
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}" + (f"\n{explain()}" if explain else ""))
+
+
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 

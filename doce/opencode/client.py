@@ -169,30 +169,27 @@ class OpenCodeClient:
     def set_auth(self, provider_id: str, credential: Credential) -> None:
         """``PUT /auth/{provider}``. A running instance keeps using the old credential
         until ``dispose()``; before the first directory request it applies at once."""
-        self._json(
-            "PUT",
-            f"/auth/{_segment(provider_id)}",
-            instance=False,
-            json=credential.to_json(),
-            secrets=credential.secrets,
-        )
+        self._auth_put(_segment(provider_id), credential)
 
     def remove_auth(self, provider_id: str) -> None:
         """``DELETE /auth/{provider}``; succeeds when nothing was stored too."""
         self._json("DELETE", f"/auth/{_segment(provider_id)}", instance=False)
+
+    def _auth_put(self, auth_id: str, credential: Credential) -> None:
+        self._json(
+            "PUT",
+            f"/auth/{auth_id}",
+            instance=False,
+            json=credential.to_json(),
+            secrets=credential.secrets,
+        )
 
     def set_wellknown(self, credential: WellKnownCredential) -> None:
         """``PUT /auth/{url}``: an organisation's entry, kept under its URL as ``opencode
         auth login <url>`` keeps it (the URL percent-encoded into one path segment,
         which OpenCode 1.18.33 takes as the auth id; docs/providers.md). The next
         instance build fetches ``<url>/.well-known/opencode``: fetch it first."""
-        self._json(
-            "PUT",
-            f"/auth/{_url_segment(credential.url)}",
-            instance=False,
-            json=credential.to_json(),
-            secrets=credential.secrets,
-        )
+        self._auth_put(_url_segment(credential.url), credential)
 
     def remove_wellknown(self, url: str) -> None:
         """``DELETE /auth/{url}``; succeeds when nothing was stored too."""

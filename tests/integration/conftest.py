@@ -11,7 +11,6 @@ import re
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,7 +28,7 @@ from projects.models import Project
 from providers.models import OAuthFlow, ProviderConnection
 from providers.services import connection_create
 from queue_jobs.models import Job
-from tests.conftest import deadline_in, stop_process_group, subprocess_env
+from tests.conftest import stop_process_group, subprocess_env, wait_for
 
 FIRST_KEY = "sk-stub-first-0123456789abcdef"
 REPLY = "Your bakery site is ready."
@@ -43,16 +42,6 @@ def released(event: threading.Event) -> Iterator[None]:
         yield
     finally:
         event.set()
-
-
-def wait_for(predicate, *, timeout: float = 90, what: str = "condition", explain=None):
-    deadline = deadline_in(timeout)
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}" + (f"\n{explain()}" if explain else ""))
 
 
 def pipeline_report(project: Project, worker=None) -> str:

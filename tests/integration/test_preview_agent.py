@@ -15,7 +15,6 @@ import pytest
 
 from bench.stub_llm import StubLLM
 from projects.workspace import project_workspace
-from tests.conftest import deadline_in
 from tests.integration.conftest import (
     pipeline_report,
     project_running,
@@ -30,17 +29,15 @@ WRITE = f"printf '%s' '{PAGE}' > index.html"
 
 
 def appeared(path, timeout: float) -> float:
-    """Wait (polling every 10 ms, with a deadline) until ``path`` holds the page; its
-    mtime (wall clock)."""
-    deadline = deadline_in(timeout)
-    while time.monotonic() < deadline:
+    """Once ``path`` holds the page: its mtime (wall clock), when the agent wrote it."""
+
+    def written() -> float | None:
         try:
-            if path.read_text() == PAGE:
-                return os.stat(path).st_mtime
+            return os.stat(path).st_mtime if path.read_text() == PAGE else None
         except OSError:
-            pass
-        time.sleep(0.01)
-    raise AssertionError(f"{path} never held the page")
+            return None
+
+    return wait_for(written, timeout=timeout, what=f"{path} to hold the page")
 
 
 def test_the_agents_page_is_served_on_the_preview_port(

@@ -10,7 +10,6 @@ import contextlib
 import json
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from projects import preview_proxy
 from projects.models import Project
 from projects.preview_server import PreviewApp
 from projects.workspace import project_workspace
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -91,9 +91,7 @@ def served(app, port: int = 0) -> Iterator[int]:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(lambda: server.started or not thread.is_alive(), timeout=30, what="uvicorn")
     assert server.started, "uvicorn did not start"
     try:
         yield listener.getsockname()[1]
