@@ -41,10 +41,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # OpenCode's agent uses git (snapshots) and ripgrep (file search); without rg on PATH it
 # would download one at run time. Every OpenCode server runs in a sandbox made with
 # bubblewrap and pasta (passt), whose routes are set with iproute2 and nsenter; with the
-# docker runtime, each project's "net" service sets its routes with this image's iproute2.
+# docker runtime, each project's "net" service sets its routes with this image's iproute2,
+# and its "devport" service forwards the preview to the site's dev server with socat.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends git ripgrep \
-       bubblewrap passt iproute2 util-linux \
+       bubblewrap passt iproute2 util-linux socat \
     && rm -rf /var/lib/apt/lists/*
 
 # The home's XDG folders exist and are doce's: with the docker runtime this home seeds each

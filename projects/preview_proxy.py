@@ -1,9 +1,11 @@
 """The preview's way to a project's dev server (``npm run dev`` on ``PORT`` inside its
-sandbox, forwarded to the host's 127.0.0.1 like the OpenCode port): HTTP and WebSocket,
-for ``projects.preview_server``.
+sandbox): HTTP and WebSocket, for ``projects.preview_server``.
 
-It connects to ``127.0.0.1:<the port the project's runtime recorded>`` and nowhere else
-(``projects.workspace.preview_target``). When nothing listens there (refused, or pasta's
+It connects where ``projects.workspace.preview_target`` says and nowhere else
+(``DevServer``): with the local runtime ``127.0.0.1:<the port the runtime recorded>``,
+forwarded inward by pasta like the OpenCode port; with the docker runtime the Unix
+socket in the project's data folder that the ``devport`` service forwards to ``PORT``
+(``doce.opencode.runtimes.docker``). When nothing listens there (refused, or the
 forward closing the connection at once) the caller serves the static files instead.
 
 What the dev server is written by is the agent: untrusted. So nothing of doce's reaches
@@ -20,11 +22,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 from websockets.asyncio.client import connect as ws_connect
+from websockets.asyncio.client import unix_connect as ws_unix_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
+SOCKET_CLIENTS = 64  # pooled clients kept for dev servers behind a Unix socket
 MAX_REQUEST_BYTES = 10 * 1024 * 1024
 MAX_WS_MESSAGE_BYTES = 4 * 1024 * 1024
 CONNECT_TIMEOUT = 2.0  # loopback: a dev server that does not accept in 2 s is not there
@@ -82,6 +89,20 @@ _DROPPED_RESPONSE = frozenset(
 )
 
 
+@dataclass(frozen=True)
+class DevServer:
+    """Where a project's dev server answers. ``port`` is the one it listens on (the
+    ``Host`` it is sent); ``socket``, when set, is the way there (docker runtime),
+    else ``127.0.0.1:port`` is."""
+
+    port: int
+    socket: Path | None = None
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
 class NotListening(Exception):
     """Nothing answers on the dev server's port: serve the static files."""
 
@@ -91,20 +112,40 @@ class TooLarge(Exception):
 
 
 _clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_socket_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _http() -> httpx.AsyncClient:
-    """One client per event loop (uvicorn runs one): pooled connections to dev servers.
-    No proxy from the environment, no redirects followed, bounded waits."""
-    loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None:
-        client = _clients[loop] = httpx.AsyncClient(
-            trust_env=False,
-            follow_redirects=False,
-            timeout=httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT, pool=CONNECT_TIMEOUT),
+def _new_client(socket: Path | None = None) -> httpx.AsyncClient:
+    """No proxy from the environment, no redirects followed, bounded waits."""
+    return httpx.AsyncClient(
+        transport=httpx.AsyncHTTPTransport(
+            uds=str(socket) if socket is not None else None,
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=20),
-        )
+        ),
+        trust_env=False,
+        follow_redirects=False,
+        timeout=httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT, pool=CONNECT_TIMEOUT),
+    )
+
+
+def _http(dev: DevServer) -> httpx.AsyncClient:
+    """Pooled connections, per event loop (uvicorn runs one): one client for every
+    dev server on 127.0.0.1, one per Unix socket (an httpx transport has one), the
+    least recently used of those closed beyond SOCKET_CLIENTS."""
+    loop = asyncio.get_running_loop()
+    if dev.socket is None:
+        client = _clients.get(loop)
+        if client is None:
+            client = _clients[loop] = _new_client()
+        return client
+    clients: OrderedDict[Path, httpx.AsyncClient] = _socket_clients.setdefault(loop, OrderedDict())
+    client = clients.get(dev.socket)
+    if client is None:
+        client = clients[dev.socket] = _new_client(dev.socket)
+        while len(clients) > SOCKET_CLIENTS:
+            _, oldest = clients.popitem(last=False)
+            loop.create_task(oldest.aclose())
+    clients.move_to_end(dev.socket)
     return client
 
 
@@ -151,28 +192,28 @@ async def http(
     scope,
     send,
     *,
-    port: int,
+    dev: DevServer,
     path: bytes,
     body: bytes,
     prefix: bytes,
     extra_headers,
     max_bytes: int,
 ) -> None:
-    """Send the request to the dev server on 127.0.0.1:``port`` and stream its answer to
-    the browser. NotListening when no dev server answers (nothing sent yet)."""
-    client = _http()
-    url = httpx.URL(f"http://127.0.0.1:{port}").copy_with(raw_path=path or b"/")
+    """Send the request to the dev server and stream its answer to the browser.
+    NotListening when no dev server answers (nothing sent yet)."""
+    client = _http(dev)
+    url = httpx.URL(f"http://{dev.host}").copy_with(raw_path=path or b"/")
     request = client.build_request(
         scope["method"],
         url,
-        headers=[*request_headers(scope), (b"host", f"127.0.0.1:{port}".encode())],
+        headers=[*request_headers(scope), (b"host", dev.host.encode())],
         content=body,
     )
     try:
         response = await client.send(request, stream=True)
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError):
-        # Refused (nothing on the port), or accepted by pasta's forward and closed at once
-        # because nothing listens inside the sandbox.
+        # Refused (nothing on the port, no socket yet), or accepted by the forward (pasta,
+        # socat) and closed at once because nothing listens inside the sandbox.
         raise NotListening from None
     try:
         headers = response_headers(response.headers, prefix=prefix)
@@ -195,7 +236,7 @@ async def http(
         await response.aclose()
 
 
-async def websocket(scope, receive, send, *, port: int, path: bytes) -> None:
+async def websocket(scope, receive, send, *, dev: DevServer, path: bytes) -> None:
     """Bridge the browser's WebSocket (already asked for: ``websocket.connect`` is the
     next message) to the dev server's, for hot reload. NotListening when the dev server
     does not take it (the browser's is refused then)."""
@@ -203,20 +244,23 @@ async def websocket(scope, receive, send, *, port: int, path: bytes) -> None:
     if message["type"] != "websocket.connect":
         return
     protocols = [p for p in scope.get("subprotocols", []) if p]
+    uri = f"ws://{dev.host}{(path or b'/').decode('latin-1')}"
+    options = {
+        "additional_headers": [
+            (name.decode("latin-1"), value.decode("latin-1"))
+            for name, value in request_headers(scope)
+        ],
+        "subprotocols": protocols or None,
+        "open_timeout": CONNECT_TIMEOUT,
+        "max_size": MAX_WS_MESSAGE_BYTES,
+        "compression": None,
+        "user_agent_header": None,
+    }
     try:
-        upstream = await ws_connect(
-            f"ws://127.0.0.1:{port}{(path or b'/').decode('latin-1')}",
-            additional_headers=[
-                (name.decode("latin-1"), value.decode("latin-1"))
-                for name, value in request_headers(scope)
-            ],
-            subprotocols=protocols or None,
-            open_timeout=CONNECT_TIMEOUT,
-            max_size=MAX_WS_MESSAGE_BYTES,
-            proxy=None,
-            compression=None,
-            user_agent_header=None,
-        )
+        if dev.socket is not None:
+            upstream = await ws_unix_connect(str(dev.socket), uri, **options)
+        else:
+            upstream = await ws_connect(uri, proxy=None, **options)
     except (OSError, InvalidHandshake, InvalidStatus, TimeoutError, EOFError):
         raise NotListening from None
     try:

@@ -162,9 +162,7 @@ class PreviewApp:
         if not route.parts:  # /<token>: relative links need the trailing slash
             await _redirect(send, route.raw + b"/")
             return
-        if target.dev_port is not None and await self._proxied(
-            scope, receive, send, target.dev_port, route
-        ):
+        if target.dev is not None and await self._proxied(scope, receive, send, target.dev, route):
             return
         if scope["method"] not in ("GET", "HEAD"):
             await _method_not_allowed(send)
@@ -185,7 +183,9 @@ class PreviewApp:
             return
         await self._stream(scope, send, opened, workspace.INDEX if want_index else parts[-1])
 
-    async def _proxied(self, scope, receive, send, port: int, route: _Route) -> bool:
+    async def _proxied(
+        self, scope, receive, send, dev: preview_proxy.DevServer, route: _Route
+    ) -> bool:
         """Answered by the dev server (True), or nothing listens there (False)."""
         try:
             body = await preview_proxy.read_body(receive)
@@ -196,7 +196,7 @@ class PreviewApp:
             await preview_proxy.http(
                 scope,
                 send,
-                port=port,
+                dev=dev,
                 path=_upstream_path(scope, route),
                 body=body,
                 prefix=route.prefix,
@@ -211,13 +211,13 @@ class PreviewApp:
         """Hot reload: bridged to the project's dev server, or refused (403)."""
         route = _route(scope)
         target = await asyncio.to_thread(_lookup, route.token) if route else None
-        if route is not None and target is not None and target.dev_port is not None:
+        if route is not None and target is not None and target.dev is not None:
             try:
                 await preview_proxy.websocket(
                     scope,
                     receive,
                     send,
-                    port=target.dev_port,
+                    dev=target.dev,
                     path=_upstream_path(scope, route),
                 )
                 return

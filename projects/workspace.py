@@ -20,8 +20,10 @@ from django.conf import settings
 from django.http.request import split_domain_port
 
 from doce import safe_files
-from doce.opencode.runtimes.base import Layout
+from doce.opencode.runtimes import get_runtime
+from doce.opencode.runtimes.base import Layout, RuntimeState
 from projects.models import Project, is_preview_token, new_preview_token
+from projects.preview_proxy import DevServer
 from projects.services import project_data_dir, runtime_state
 
 INDEX = "index.html"
@@ -31,9 +33,12 @@ DOWNLOAD_FILE_LIMIT = 10_000  # files a zip holds
 VIEW_MAX_BYTES = 1 * MB  # the viewer shows text files up to this size
 
 
+def project_layout(project: Project) -> Layout:
+    return Layout(Path(project.data_dir) if project.data_dir else project_data_dir(project.pk))
+
+
 def project_workspace(project: Project) -> Path:
-    data_dir = Path(project.data_dir) if project.data_dir else project_data_dir(project.pk)
-    return Layout(data_dir).workspace
+    return project_layout(project).workspace
 
 
 def preview_max_bytes() -> int:
@@ -117,17 +122,18 @@ def workspace_for_token(token: str) -> Path | None:
 
 @dataclass(frozen=True)
 class PreviewTarget:
-    """What a preview token opens: the workspace, and the loopback port of the project's
-    dev server (``PORT`` inside its sandbox) while its server runs, else None."""
+    """What a preview token opens: the workspace, and the way to the project's dev
+    server (``PORT`` inside its sandbox) while its server runs, else None."""
 
     workspace: Path
-    dev_port: int | None
+    dev: DevServer | None
 
 
 def preview_target(token: str) -> PreviewTarget | None:
     """The project a preview token opens, or None (unknown, or the project is going).
-    The dev server's port is only ever the one its runtime recorded, and only a port of
-    DOCE_SERVER_PORT_RANGE: the preview proxies nowhere else."""
+    The dev server is only ever where its runtime says: a port of
+    DOCE_SERVER_PORT_RANGE on 127.0.0.1 that the runtime recorded, or the socket in the
+    project's own data folder: the preview proxies nowhere else."""
     if not is_preview_token(token):
         return None
     project = (
@@ -139,10 +145,27 @@ def preview_target(token: str) -> PreviewTarget | None:
     if project is None:
         return None
     state = runtime_state(project) if project.status == Project.Status.RUNNING else None
-    port = state.preview_port if state is not None and state.active else None
-    if not isinstance(port, int) or port not in settings.DOCE_SERVER_PORTS:
-        port = None
-    return PreviewTarget(workspace=project_workspace(project), dev_port=port)
+    return PreviewTarget(workspace=project_workspace(project), dev=_dev_server(project, state))
+
+
+def _dev_server(project: Project, state: RuntimeState | None) -> DevServer | None:
+    if state is None or not state.active:
+        return None
+    try:
+        found = get_runtime(state.runtime).dev_server(state)
+    except ValueError:  # a runtime this doce does not know
+        return None
+    if found is None:
+        return None
+    port, socket = found
+    if not isinstance(port, int):
+        return None
+    if socket is None:
+        return DevServer(port) if port in settings.DOCE_SERVER_PORTS else None
+    # The project's own data folder's socket, and no other.
+    if socket != project_layout(project).dev_socket:
+        return None
+    return DevServer(port, socket)
 
 
 # --- files, viewer, zip ---------------------------------------------------------------

@@ -2,8 +2,8 @@
 registry: what the docker runtime's integration tests run against.
 
 - The image's base is Debian bookworm made with ``debootstrap --variant=minbase`` from
-  Debian's mirror (bash, python3 for the attack scripts, git, ripgrep and iproute2 as
-  in doce's image, a ``doce`` user with uid 1000), tarred once and cached in
+  Debian's mirror (bash, python3 for the attack scripts, git, ripgrep, iproute2 and socat
+  as in doce's image, a ``doce`` user with uid 1000), tarred once and cached in
   ``~/.cache/doce-tests`` (``DOCE_TEST_CACHE``) under a name keyed by its recipe; the
   pinned OpenCode binary is added as the tar is streamed into ``docker import``.
 - The daemon is Debian's ``dockerd`` as root with its own data root, exec root (its
@@ -37,7 +37,7 @@ from tests.integration.conftest import wait_for
 
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
-PACKAGES = ("python3", "git", "ripgrep", "ca-certificates", "iproute2")
+PACKAGES = ("python3", "git", "ripgrep", "ca-certificates", "iproute2", "socat")
 RECIPE = 3  # bump when base_tarball() changes what it puts in the tar
 IMAGE_BIN = "/app/node_modules/opencode-linux-x64/bin/opencode"
 IMAGE_HOME = "/home/doce"

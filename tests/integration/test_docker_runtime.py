@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 from django.conf import settings
@@ -28,12 +29,16 @@ from django.test import override_settings
 
 from bench.stub_llm import StubLLM
 from doce.opencode import ApiKeyCredential
-from doce.opencode.runtimes import CustomProvider, RuntimeState, ServerSpec
+from doce.opencode.runtimes import CustomProvider, RuntimeState, ServerSpec, docker
 from doce.opencode.runtimes.config import HOME_FILE_FOLDERS
 from doce.opencode.runtimes.docker import DockerComposeRuntime
 from doce.opencode.runtimes.limits import MIB
+from projects.models import Project
+from projects.preview_server import PreviewApp
+from tests.factories import UserFactory
 from tests.integration import dockerd
 from tests.integration.conftest import PROBE, probe_listing, wait_for
+from tests.projects.test_preview_proxy import served
 
 # One dockerd for the whole run (its bridge, data root and image cache): the tests using
 # it are in this file, and `make test` keeps a file's tests on one worker (loadfile).
@@ -431,6 +436,76 @@ def test_the_agent_cannot_change_its_routes_and_has_no_ipv6(bob):
     assert "unreachable 169.254.0.0/16" in routes, routes
     assert f"{dockerd.GATEWAY} via" in routes, routes  # host.docker.internal, past the blocks
     assert ipv6.strip() == "", ipv6
+
+
+DEV_PAGE = "<h1>Bob's Vite site, from his dev server</h1>"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_preview_reaches_the_dev_server_through_devport_only(bob, listening):
+    """The agent's dev server listens on ``$PORT`` inside Bob's namespace; the preview
+    reaches it through devport's Unix socket (socat in the same namespace), with no
+    published port. A socket Bob's agent binds to that port gets no way out: its
+    connections to the host are refused by the routes like any other."""
+    everywhere = listening("0.0.0.0")  # noqa: S104 (a host service, for the test)
+    _, gateway = bob.address()
+    # The port is free (no dev server yet): the agent binds it and dials out from it.
+    escape = (
+        "import errno, os, socket, sys\n"
+        "s = socket.socket(); s.settimeout(2)\n"
+        "s.bind(('0.0.0.0', int(os.environ['PORT'])))\n"
+        "try:\n"
+        f"    s.connect(({gateway!r}, {everywhere})); print('OPEN')\n"
+        "except OSError as e:\n"
+        "    print(errno.errorcode.get(e.errno, e))\n"
+    )
+    result = _docker("exec", bob.state.container_name, "python3", "-c", escape)
+    assert result.stdout.strip() in {"ENETUNREACH", "EHOSTUNREACH"}, result.stdout
+
+    devport = bob.inspect(f"{bob.state.compose_project}_devport")
+    assert (
+        devport["HostConfig"]["NetworkMode"] == f"container:{bob.inspect(bob.net_container)['Id']}"
+    )
+    assert devport["HostConfig"]["CapDrop"] == ["ALL"] and not devport["HostConfig"]["CapAdd"]
+    assert devport["Config"]["User"] == dockerd.IMAGE_USER  # doce (the tests) runs as root
+    assert devport["HostConfig"]["PortBindings"] in (None, {})
+    dev_socket = bob.spec.layout.dev_socket
+    assert wait_for(dev_socket.is_socket, timeout=30, what="devport's socket")
+
+    owner = UserFactory()
+    project = Project.objects.create(
+        owner=owner,
+        name="Bob's site",
+        prompt="Build it",
+        server_password=bob.spec.password,
+        data_dir=str(bob.spec.data_dir),
+        status=Project.Status.RUNNING,
+        runtime_state=bob.state.to_dict(),
+    )
+    (bob.spec.layout.workspace / "index.html").write_text("<h1>static</h1>")
+    with served(PreviewApp()) as port:
+        page = f"http://127.0.0.1:{port}/{project.preview_token}/"
+        # socat answers, finds nothing on PORT and closes: the static files are served.
+        assert httpx.get(page, timeout=10).text == "<h1>static</h1>"
+
+        # In the background, detached from the tool call's shell, as `npm run dev &`.
+        bob.stub.commands["devserver"] = (
+            f"mkdir -p dev && printf '%s' \"{DEV_PAGE}\" > dev/index.html && "
+            '(setsid python3 -m http.server "$PORT" --directory dev >/dev/null 2>&1 &) && '
+            'echo "dev on $PORT"'
+        )
+        _prompt(bob, "Start the [[devserver]]")
+        outputs = wait_for(
+            lambda: [o for o in bob.stub.tool_outputs() if "dev on" in o],
+            timeout=120,
+            what="the agent's dev server start",
+        )
+        assert f"dev on {docker.DEV_PORT}" in outputs[-1]
+
+        def dev_answer() -> str:
+            return httpx.get(page, timeout=10).text
+
+        assert wait_for(lambda: dev_answer() == DEV_PAGE, timeout=30, what="the dev server")
 
 
 def test_forking_beyond_the_pids_bound_fails(bob):

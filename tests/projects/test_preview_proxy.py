@@ -20,6 +20,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
 from doce.opencode.runtimes.base import Layout, free_port
+from doce.opencode.runtimes.docker import DEV_PORT
 from projects import preview_proxy
 from projects.models import Project
 from projects.preview_server import PreviewApp
@@ -82,11 +83,16 @@ class FakeDevServer:
 
 
 @contextlib.contextmanager
-def served(app, port: int = 0) -> Iterator[int]:
-    """``app`` under uvicorn (WebSocket on) on 127.0.0.1:``port`` in a thread."""
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", port))
+def served(app, port: int = 0, *, unix: Path | None = None) -> Iterator[int]:
+    """``app`` under uvicorn (WebSocket on) on 127.0.0.1:``port``, or on the Unix
+    socket ``unix``, in a thread."""
+    if unix is not None:
+        listener = socket.socket(socket.AF_UNIX)
+        listener.bind(str(unix))
+    else:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port))
     config = uvicorn.Config(app, lifespan="off", log_level="warning", ws="websockets-sansio")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
@@ -94,7 +100,7 @@ def served(app, port: int = 0) -> Iterator[int]:
     wait_for(lambda: server.started or not thread.is_alive(), timeout=30, what="uvicorn")
     assert server.started, "uvicorn did not start"
     try:
-        yield listener.getsockname()[1]
+        yield 0 if unix is not None else listener.getsockname()[1]
     finally:
         server.should_exit = True
         thread.join(timeout=15)
@@ -226,3 +232,78 @@ def test_unknown_tokens_reach_no_dev_server(project, site, preview, dev_server):
     with pytest.raises(InvalidStatus):
         ws_connect(preview.replace("http://", "ws://") + "/guessed-token/", open_timeout=10)
     assert dev_server.seen == []
+
+
+# --- the docker runtime: the dev server behind the devport service's Unix socket -------
+
+
+def running_in_docker(project: Project, data_dir: str) -> None:
+    project.status = Project.Status.RUNNING
+    project.runtime_state = {
+        "runtime": "docker",
+        "data_dir": data_dir,
+        "port": 20001,
+        "directory": "/workspace",
+        "container_name": f"doce_{project.pk}_opencode",
+        "compose_project": f"doce_{project.pk}",
+    }
+    project.save(update_fields=["status", "runtime_state"])
+
+
+@pytest.fixture
+def socket_dev_server(project, site):
+    """The fake dev server on the project's ``Layout.dev_socket``, as devport's socat
+    makes it (the dev server itself listens on DEV_PORT inside the namespace)."""
+    dev_socket = Layout(Path(project.data_dir)).dev_socket
+    dev_socket.parent.mkdir(mode=0o700)
+    app = FakeDevServer()
+    with served(app, unix=dev_socket):
+        yield app
+
+
+def test_docker_http_and_websocket_reach_the_dev_server_through_its_socket(
+    project, site, preview, socket_dev_server
+):
+    running_in_docker(project, project.data_dir)
+    base = f"{preview}/{project.preview_token}"
+    answer = httpx.get(f"{base}/src/main.js?v=1", headers={"cookie": "sessionid=a"}, timeout=10)
+    assert answer.status_code == 200
+    assert answer.json()["path"] == "/src/main.js"
+    assert "set-cookie" not in answer.headers
+    seen = socket_dev_server.seen[-1]["headers"]
+    assert seen["host"] == f"127.0.0.1:{DEV_PORT}" and "cookie" not in seen
+    assert httpx.post(f"{base}/api", content=b"x=1", timeout=10).json()["body"] == "x=1"
+    with ws_connect(base.replace("http://", "ws://") + "/hmr", open_timeout=10) as ws:
+        ws.send("ping")
+        assert ws.recv(timeout=10) == "echo:ping"
+    assert socket_dev_server.seen[-1]["type"] == "websocket"
+
+
+def test_docker_without_a_dev_server_serves_the_static_files(project, site, preview):
+    running_in_docker(project, project.data_dir)  # no socket: devport not up yet
+    answer = httpx.get(f"{preview}/{project.preview_token}/", timeout=10)
+    assert (answer.status_code, answer.text) == (200, "<h1>Static bakery</h1>")
+    dev_socket = Layout(Path(project.data_dir)).dev_socket
+    dev_socket.parent.mkdir(mode=0o700)
+    with socket.socket(socket.AF_UNIX) as forward:  # socat with nothing on PORT: it
+        forward.bind(str(dev_socket))  # accepts, then closes at once
+        forward.listen(8)
+        closer = threading.Thread(target=lambda: forward.accept()[0].close(), daemon=True)
+        closer.start()
+        answer = httpx.get(f"{preview}/{project.preview_token}/", timeout=10)
+        closer.join(timeout=10)
+    assert (answer.status_code, answer.text) == (200, "<h1>Static bakery</h1>")
+
+
+def test_docker_only_the_projects_own_socket_is_ever_used(
+    project, site, preview, socket_dev_server, tmp_path
+):
+    """A state naming another folder (another project's socket) reaches no dev server."""
+    elsewhere = tmp_path / "other"
+    Layout(elsewhere).dev_socket.parent.mkdir(parents=True)
+    other = FakeDevServer()
+    with served(other, unix=Layout(elsewhere).dev_socket):
+        running_in_docker(project, str(elsewhere))
+        answer = httpx.get(f"{preview}/{project.preview_token}/", timeout=10)
+    assert answer.text == "<h1>Static bakery</h1>"
+    assert other.seen == [] and socket_dev_server.seen == []

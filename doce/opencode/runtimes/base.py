@@ -170,6 +170,13 @@ class Layout:
         return self.data_dir / "opencode.log"
 
     @property
+    def dev_socket(self) -> Path:
+        """Docker runtime only: the Unix socket that reaches the site's dev server
+        (``PORT`` inside the project's network namespace). doce's folder, never the
+        agent's: the agent's container does not mount it."""
+        return self.data_dir / "devport" / "dev.sock"
+
+    @property
     def auth_file(self) -> Path:
         """Local runtime only: the docker runtime keeps the home in a named volume
         (``Runtime.auth_file_read`` reads either)."""
@@ -257,6 +264,14 @@ class Runtime(ABC):
         there), or None when there is none or it is not a plain file of at most
         MAX_AUTH_FILE_BYTES. The file is written where the agent runs: never follow it
         out of the server's own files."""
+
+    def dev_server(self, state: RuntimeState) -> tuple[int, Path | None] | None:
+        """Where the site's dev server answers for the preview (docs/preview.md): the
+        port it listens on and, when that is not the host's ``127.0.0.1:<port>``, the
+        Unix socket that reaches it. None: this server has none."""
+        if state.preview_port is None:
+            return None
+        return state.preview_port, None
 
     def stop_reason(self, state: RuntimeState) -> str:
         """Why the server was stopped by one of its bounds ("it reached its memory bound

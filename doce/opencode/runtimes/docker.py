@@ -27,6 +27,14 @@ servers) are routed past them. Then it sleeps. ``opencode`` joins that namespace
 (``network_mode: service:net``) only once the routes are in (``service_healthy``),
 without any capability to change them.
 
+The site's dev server (``npm run dev`` on ``PORT``, docs/preview.md) is not published:
+publishing a port the agent can bind would need its replies routed past the blocks,
+and a socket the agent bound to that port could then reach the host. A third service,
+``devport``, joins the namespace with no capability and forwards a Unix socket in doce's
+data folder (``Layout.dev_socket``, mounted there only) to ``127.0.0.1:PORT`` with
+``socat``: loopback inside the namespace, no route involved. The preview server
+connects to that socket.
+
 Bounds (``limits.server_limits()``): memory with no swap on top, processes (threads
 count), CPUs, and an OOM score that makes the kernel pick the agent first. Docker cannot
 bound a bind-mounted workspace or a named volume on the usual filesystems (its
@@ -58,6 +66,7 @@ from doce.opencode.runtimes import sandbox, sandbox_plan
 from doce.opencode.runtimes.base import (
     MARKER,
     MAX_AUTH_FILE_BYTES,
+    PREVIEW_PORT_ENV,
     Layout,
     Runtime,
     RuntimeFailure,
@@ -77,6 +86,12 @@ from doce.redaction import redact
 logger = logging.getLogger(__name__)
 
 CONTAINER_PORT = 4096
+DEV_PORT = 4097  # the site's dev server, inside the namespace (PORT)
+DEV_SERVICE = "devport"  # forwards doce's Unix socket to DEV_PORT
+DEV_SOCKET_DIR = "/run/doce-devport"  # Layout.dev_socket's folder, inside devport
+DEV_MEMORY_BYTES = 64 * 1024 * 1024
+DEV_CONNECTIONS = 64  # socat's children: one per connection the preview has open
+UNIX_PATH_MAX = 108  # sun_path's size on Linux, with its final NUL
 CONTAINER_WORKSPACE = "/workspace"
 SERVICE = "opencode"
 NET_SERVICE = "net"  # holds the project's network namespace and its routes
@@ -143,6 +158,7 @@ def render_compose(spec: ServerSpec, *, port: int) -> dict[str, Any]:
     home = settings.DOCE_OPENCODE_IMAGE_HOME
     env = server_env(home=home, password=None)
     env.pop("TMPDIR")  # the volume starts empty: let the image's /tmp serve
+    env[PREVIEW_PORT_ENV] = str(DEV_PORT)  # the site's dev server listens there
     environment = [f"{key}={value}" for key, value in sorted(env.items())]
     # Bare name: compose takes the value from its own environment (see _run).
     environment.append("OPENCODE_SERVER_PASSWORD")
@@ -201,6 +217,7 @@ def render_compose(spec: ServerSpec, *, port: int) -> dict[str, Any]:
         "name": name,
         "services": {
             NET_SERVICE: net,
+            DEV_SERVICE: _devport_service(spec, name),
             SERVICE: {
                 "image": settings.DOCE_OPENCODE_IMAGE,
                 "container_name": f"{name}_{SERVICE}",
@@ -259,6 +276,49 @@ def render_compose(spec: ServerSpec, *, port: int) -> dict[str, Any]:
         "networks": {NETWORK: {"driver": "bridge", "enable_ipv6": False}},
     }
     return compose
+
+
+def _devport_service(spec: ServerSpec, name: str) -> dict[str, Any]:
+    """``socat`` from ``Layout.dev_socket`` to the dev server's port, in net's namespace:
+    no capability, read-only, only the socket's folder mounted. When nothing listens on
+    the port it closes the connection at once (the preview serves the files then)."""
+    socket_path = f"{DEV_SOCKET_DIR}/{spec.layout.dev_socket.name}"
+    return {
+        "image": settings.DOCE_OPENCODE_IMAGE,
+        "container_name": f"{name}_{DEV_SERVICE}",
+        "entrypoint": [
+            "socat",
+            f"UNIX-LISTEN:{socket_path},fork,unlink-early,mode=600,max-children={DEV_CONNECTIONS}",
+            f"TCP4:127.0.0.1:{DEV_PORT},connect-timeout=2",
+        ],
+        "volumes": [
+            {
+                "type": "bind",
+                "source": str(spec.layout.dev_socket.parent.resolve()),
+                "target": DEV_SOCKET_DIR,
+            }
+        ],
+        "network_mode": f"service:{NET_SERVICE}",
+        "depends_on": {NET_SERVICE: {"condition": "service_started"}},
+        "user": _devport_user(),
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges:true"],
+        "read_only": True,
+        "init": True,  # reaps socat's children, passes SIGTERM
+        "restart": "no",
+        "mem_limit": DEV_MEMORY_BYTES,
+        "memswap_limit": DEV_MEMORY_BYTES,
+        "pids_limit": DEV_CONNECTIONS + 8,
+        "labels": {"org.doce.server": spec.name},
+    }
+
+
+def _devport_user() -> str:
+    """Who makes the socket: doce's own user, so doce may connect to it; doce running as
+    root: the image's user (``_hand_over`` gives it the folder), never root."""
+    if os.geteuid() == 0:
+        return settings.DOCE_OPENCODE_IMAGE_USER
+    return f"{os.geteuid()}:{os.getegid()}"
 
 
 def route_command(spec: ServerSpec, reaches_the_host: bool) -> str:
@@ -360,6 +420,7 @@ class DockerComposeRuntime(Runtime):
     def start(self, spec: ServerSpec) -> RuntimeState:
         layout = spec.layout
         layout.prepare()
+        layout.dev_socket.parent.mkdir(mode=0o700, exist_ok=True)
         write_opencode_config(spec)
         _hand_over(layout)
         port = free_port()
@@ -454,6 +515,20 @@ class DockerComposeRuntime(Runtime):
             logger.warning("%s: its auth.json is not read: %s", state.container_name, exc)
             return None
 
+    def dev_server(self, state: RuntimeState) -> tuple[int, Path | None] | None:
+        """The socket ``devport`` forwards to the dev server's port; None when its path
+        is too long for a Unix socket (the preview serves the static files then)."""
+        socket_path = state.layout.dev_socket
+        if len(os.fsencode(socket_path)) >= UNIX_PATH_MAX:
+            logger.warning(
+                "%s: the dev server's socket path is over %s bytes: set a shorter "
+                "DOCE_DATA_DIR for the preview to reach dev servers",
+                socket_path,
+                UNIX_PATH_MAX - 1,
+            )
+            return None
+        return DEV_PORT, socket_path
+
     def can_serve(self, started: ServerSpec, wanted: ServerSpec) -> bool:
         """``host.docker.internal`` is mapped, and hosts routed past the blocks, only for
         a spec that names them: ``wanted`` may need no other."""
@@ -483,6 +558,7 @@ def _hand_over(layout: Layout) -> None:
         return
     owner = (int(uid), int(gid) if gid.isdigit() else int(uid))
     os.lchown(layout.workspace, *owner)
+    os.lchown(layout.dev_socket.parent, *owner)  # devport runs as the image's user too
     os.lchown(layout.workspace / "opencode.json", *owner)
     for folder in HOME_FILE_FOLDERS:
         top = layout.home / folder

@@ -17,7 +17,7 @@ from doce.opencode.runtimes import (
     get_runtime,
     sandbox,
 )
-from doce.opencode.runtimes.base import MAX_AUTH_FILE_BYTES
+from doce.opencode.runtimes.base import MAX_AUTH_FILE_BYTES, RuntimeState
 from doce.opencode.runtimes.docker import DockerComposeRuntime, render_compose
 from doce.opencode.runtimes.limits import server_limits
 
@@ -128,6 +128,31 @@ def test_up_renders_a_valid_compose_file_and_runs_compose(
     assert net["networks"] == ["sandbox"]
     assert compose["networks"] == {"sandbox": {"driver": "bridge", "enable_ipv6": False}}
     assert not {"SECRET_KEY", "DOCE_ENCRYPTION_KEYS", "DATABASE_URL"} & set(environment)
+    # The site's dev server: PORT inside, reached by devport's socket, never published.
+    assert environment["PORT"] == str(docker.DEV_PORT)
+    devport = compose["services"]["devport"]
+    assert devport["network_mode"] == "service:net" and "ports" not in devport
+    assert devport["entrypoint"] == [
+        "socat",
+        "UNIX-LISTEN:/run/doce-devport/dev.sock,fork,unlink-early,mode=600,max-children=64",
+        f"TCP4:127.0.0.1:{docker.DEV_PORT},connect-timeout=2",
+    ]
+    assert devport["volumes"] == [
+        {
+            "type": "bind",
+            "source": str(spec.layout.dev_socket.parent.resolve()),
+            "target": "/run/doce-devport",
+        }
+    ]
+    assert devport["cap_drop"] == ["ALL"] and "cap_add" not in devport
+    assert devport["read_only"] is True and devport["security_opt"] == net["security_opt"]
+    assert devport["user"] == (
+        "1000:1000" if os.geteuid() == 0 else f"{os.geteuid()}:{os.getegid()}"
+    )
+    assert devport["mem_limit"] == devport["memswap_limit"] and devport["pids_limit"] > 64
+    assert stat.S_IMODE(spec.layout.dev_socket.parent.stat().st_mode) == 0o700
+    assert runtime.dev_server(state) == (docker.DEV_PORT, spec.layout.dev_socket)
+    assert all(volume["target"] != "/run/doce-devport" for volume in service["volumes"])
 
     # The workspace opencode.json is written as for the local runtime.
     config = json.loads((spec.layout.workspace / "opencode.json").read_text())
@@ -297,3 +322,11 @@ def test_auth_json_is_read_back_with_docker_cp(runtime, fake_docker, make_spec, 
     (tmp_path / "elsewhere").write_text("{}")
     fake_docker.serve_file(link_to=tmp_path / "elsewhere")
     assert runtime.auth_file_read(state) is None  # a link is not a plain file
+
+
+def test_a_socket_path_too_long_for_unix_sockets_is_no_dev_server(runtime, tmp_path, caplog):
+    state = RuntimeState(
+        runtime="docker", data_dir=str(tmp_path / ("d" * 120)), port=1, directory="/"
+    )
+    assert runtime.dev_server(state) is None
+    assert "shorter DOCE_DATA_DIR" in caplog.text
