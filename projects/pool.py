@@ -118,7 +118,11 @@ def _folder(key: str) -> Path:
 def _spec(*, key: str, data_dir: Path, password: str) -> ServerSpec:
     """The neutral spec: no provider of anyone's, a model it never prompts."""
     return ServerSpec(
-        name=f"pool-{key}", data_dir=data_dir, model=PLACEHOLDER_MODEL, password=password
+        name=f"pool-{key}",
+        data_dir=data_dir,
+        model=PLACEHOLDER_MODEL,
+        password=password,
+        reserved_ports=project_services.reserved_ports(),
     )
 
 

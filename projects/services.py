@@ -33,7 +33,7 @@ from doce.opencode.runtimes.config import write_opencode_config
 from projects import budgets, instance, tokens
 from projects.conversation import conversation_store
 from projects.jobs import START_PIPELINE, JobType
-from projects.models import Project
+from projects.models import PooledServer, Project
 from projects.selectors import model_providers
 from providers.access import access_for, opencode_limits_for
 from providers.organisations.selectors import organisation_urls_for
@@ -68,6 +68,29 @@ def project_runtime(project: Project) -> Runtime:
 
 def runtime_state(project: Project) -> RuntimeState | None:
     return RuntimeState.from_dict(project.runtime_state) if project.runtime_state else None
+
+
+# Statuses whose recorded server may still run (or just died, unnoticed yet).
+_MAY_RUN = (Project.Status.STARTING, Project.Status.RUNNING, Project.Status.STOPPING)
+
+
+def reserved_ports() -> frozenset[int]:
+    """The ports (OpenCode's and the preview's) recorded for project and pooled servers
+    that may still run: a new server never takes one (``ServerSpec.reserved_ports``),
+    so a preview link to a server that died reaches no other project's dev server."""
+    states = [
+        *Project.objects.filter(status__in=_MAY_RUN).values_list("runtime_state", flat=True),
+        *PooledServer.objects.values_list("runtime_state", flat=True),
+    ]
+    ports = set()
+    for state in states:
+        if isinstance(state, dict):
+            ports.update(
+                value
+                for value in (state.get("port"), state.get("preview_port"))
+                if isinstance(value, int)
+            )
+    return frozenset(ports)
 
 
 def project_spec(project: Project) -> ServerSpec:
@@ -110,6 +133,7 @@ def project_spec(project: Project) -> ServerSpec:
         ),
         # What the owner may use (docs/providers.md, "Model access").
         model_limits=opencode_limits_for(user=project.owner_id, model=project.model),
+        reserved_ports=reserved_ports(),
         # The project's provider's options (docs/providers.md); its key goes through
         # PUT /auth (projects.credentials).
         provider_configs=[

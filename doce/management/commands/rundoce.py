@@ -28,6 +28,24 @@ def _reachable(host: str) -> str:
     return "127.0.0.1" if host in _ALL_INTERFACES else host
 
 
+def preview_origin_mismatch(origin: str, preview_port: int) -> str:
+    """A warning when DOCE_PREVIEW_ORIGIN names this machine on a port other than the one
+    the preview runs on (every preview link would miss it), else "". Another host or
+    the scheme's default port is a reverse proxy's business (docs/deploy.md)."""
+    if not origin:
+        return ""
+    netloc = origin.partition("://")[2]
+    host, _, port = netloc.rpartition(":") if netloc.count(":") == 1 else (netloc, "", "")
+    local = host in ("localhost", "127.0.0.1") or host.endswith(".localhost")
+    if not local or not port.isdigit() or int(port) == preview_port:
+        return ""
+    return (
+        f"DOCE_PREVIEW_ORIGIN={origin} names port {port}, but the site preview runs on port "
+        f"{preview_port}: every preview link would miss it. Set the port in "
+        f"DOCE_PREVIEW_ORIGIN to {preview_port}, or DOCE_PREVIEW_PORT={port}."
+    )
+
+
 class Command(BaseCommand):
     help = "Start doce: web server and Celery worker + beat, stopped together by Ctrl-C."
 
@@ -66,6 +84,9 @@ class Command(BaseCommand):
                     f"{host}:{number} ({what}) is already in use. Stop what runs there or pick "
                     "other ports with DOCE_PORT=8002 (and DOCE_PREVIEW_PORT=8003)."
                 )
+        mismatch = preview_origin_mismatch(settings.DOCE_PREVIEW_ORIGIN, preview_port)
+        if mismatch:
+            self.stderr.write(self.style.WARNING(mismatch))
         python = sys.executable
         # The workers learn the web port from it: no endpoint may name it (doce.endpoints).
         # The web server links the preview on the port it really runs on.

@@ -17,7 +17,7 @@ import secrets
 import socket
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
@@ -128,6 +128,10 @@ class ServerSpec:
     # More URLs the server must reach, named by staff (an organisation's URL and the
     # providers its document declares: providers.organisations): opened as trusted.
     trusted_urls: Sequence[str] = ()
+    # Ports of DOCE_SERVER_PORT_RANGE that other servers are recorded with (their
+    # process may have just died, unnoticed yet): never given to this one, so a link
+    # to a dead server's preview never reaches this server's dev server.
+    reserved_ports: frozenset[int] = frozenset()
 
     def __post_init__(self) -> None:
         ModelRef.parse(self.model)  # fail early on "gpt-4o" without a provider
@@ -371,15 +375,15 @@ class Runtime(ABC):
         return alive
 
 
-def free_port(*, besides: int | None = None) -> int:
+def free_port(*, avoid: Collection[int] = ()) -> int:
     """A loopback port of ``DOCE_SERVER_PORT_RANGE`` nobody listens on now (no endpoint
-    may name one: doce.endpoints), other than ``besides`` (the server's own, when picking
-    its preview port). Another process may take it before the server binds; the server
-    then exits and the start is retried on a new port."""
+    may name one: doce.endpoints), none of ``avoid`` (the server's own, when picking its
+    preview port; ``ServerSpec.reserved_ports``). Another process may take it before
+    the server binds; the server then exits and the start is retried on a new port."""
     ports = settings.DOCE_SERVER_PORTS
     for _ in range(200):
         port = secrets.choice(ports)
-        if port == besides:
+        if port in avoid:
             continue
         with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
             try:

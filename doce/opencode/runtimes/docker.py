@@ -423,7 +423,7 @@ class DockerComposeRuntime(Runtime):
         layout.dev_socket.parent.mkdir(mode=0o700, exist_ok=True)
         write_opencode_config(spec)
         _hand_over(layout)
-        port = free_port()
+        port = free_port(avoid=spec.reserved_ports)
         compose = render_compose(spec, port=port)
         compose_file = layout.data_dir / COMPOSE_FILE
         write_private(compose_file, yaml.safe_dump(compose, sort_keys=False))

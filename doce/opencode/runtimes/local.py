@@ -73,8 +73,8 @@ class LocalRuntime(Runtime):
         layout.prepare()
         self._stop_leftover(layout)
         write_opencode_config(spec)
-        port = free_port()
-        preview_port = free_port(besides=port)
+        port = free_port(avoid=spec.reserved_ports)
+        preview_port = free_port(avoid={port, *spec.reserved_ports})
         workspace = str(layout.workspace.resolve())
         extra = {name: os.environ[name] for name in _PASSED_THROUGH if name in os.environ}
         extra.setdefault("PATH", os.defpath)

@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from doce.opencode.runtimes import sandbox
-from doce.opencode.runtimes.base import RuntimeState, ServerSpec, free_port
+from doce.opencode.runtimes.base import RuntimeFailure, RuntimeState, ServerSpec, free_port
 from doce.opencode.runtimes.config import (
     HOME_FILE_FOLDERS,
     INSTRUCTIONS_FILE,
@@ -54,7 +56,17 @@ def test_the_preview_port_is_another_port_of_the_server_range(settings):
     settings.DOCE_SERVER_PORT_RANGE = "21000-21001"
     settings.DOCE_SERVER_PORTS = range(21000, 21002)
     for _ in range(20):
-        assert free_port(besides=21000) == 21001
+        assert free_port(avoid={21000}) == 21001
+
+
+def test_reserved_ports_are_never_given(settings):
+    """Ports other servers are recorded with (ServerSpec.reserved_ports) stay theirs."""
+    settings.DOCE_SERVER_PORT_RANGE = "21000-21002"
+    settings.DOCE_SERVER_PORTS = range(21000, 21003)
+    for _ in range(20):
+        assert free_port(avoid=frozenset({21000, 21002})) == 21001
+    with pytest.raises(RuntimeFailure, match="no free port"):
+        free_port(avoid=frozenset(range(21000, 21003)))
 
 
 def test_the_agent_is_told_about_port_in_its_instructions(tmp_path):
