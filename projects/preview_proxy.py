@@ -113,6 +113,7 @@ class TooLarge(Exception):
 
 _clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _socket_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_closing: set[asyncio.Task] = set()
 
 
 def _new_client(socket: Path | None = None) -> httpx.AsyncClient:
@@ -144,7 +145,9 @@ def _http(dev: DevServer) -> httpx.AsyncClient:
         client = clients[dev.socket] = _new_client(dev.socket)
         while len(clients) > SOCKET_CLIENTS:
             _, oldest = clients.popitem(last=False)
-            loop.create_task(oldest.aclose())
+            closing = loop.create_task(oldest.aclose())
+            _closing.add(closing)  # the loop keeps only a weak reference to a task
+            closing.add_done_callback(_closing.discard)
     clients.move_to_end(dev.socket)
     return client
 

@@ -6,6 +6,7 @@ no other port is ever asked."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import socket
@@ -25,6 +26,7 @@ from projects import preview_proxy
 from projects.models import Project
 from projects.preview_server import PreviewApp
 from projects.workspace import project_workspace
+from tests.asyncio_helpers import run_coroutine
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -307,3 +309,23 @@ def test_docker_only_the_projects_own_socket_is_ever_used(
         answer = httpx.get(f"{preview}/{project.preview_token}/", timeout=10)
     assert answer.text == "<h1>Static bakery</h1>"
     assert other.seen == [] and socket_dev_server.seen == []
+
+
+def test_socket_clients_are_pooled_per_socket_and_the_oldest_closed(monkeypatch, tmp_path):
+    """One pooled client per dev server socket, at most SOCKET_CLIENTS of them: the
+    least recently used is closed, the others are reused."""
+    monkeypatch.setattr(preview_proxy, "SOCKET_CLIENTS", 2)
+    a, b, c = (preview_proxy.DevServer(DEV_PORT, tmp_path / name) for name in "abc")
+
+    async def scenario():
+        first = preview_proxy._http(a)
+        assert preview_proxy._http(b) is not first
+        assert preview_proxy._http(a) is first  # reused; b is now the oldest
+        second_b = preview_proxy._http(b)
+        preview_proxy._http(c)  # a third: a goes (least recently used)
+        await asyncio.gather(*preview_proxy._closing)
+        return first, second_b, preview_proxy._http(b), preview_proxy._http(a)
+
+    first_a, first_b, again_b, again_a = run_coroutine(scenario())
+    assert first_a.is_closed and again_a is not first_a
+    assert again_b is first_b and not first_b.is_closed
