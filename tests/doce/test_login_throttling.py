@@ -6,11 +6,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.test import RequestFactory
 from django.utils import timezone
 
 from doce import views
-from tests.conftest import run_manage
+from tests.conftest import settings_from
 from tests.factories import DEFAULT_PASSWORD
 
 LOGIN = "/accounts/login/"
@@ -214,7 +215,5 @@ def test_first_run_setup_still_logs_the_first_admin_in(client):
     ],
 )
 def test_a_throttle_that_would_not_throttle_stops_start_up(tmp_path, env):
-    result = run_manage(tmp_path, "check", DEBUG="true", **env)
-    assert result.returncode == 2
-    assert result.stderr.startswith("doce: configuration error: ")
-    assert "DOCE_LOGIN_FAILURE_LIMIT" in result.stderr
+    with pytest.raises(ImproperlyConfigured, match="DOCE_LOGIN_FAILURE_LIMIT"):
+        settings_from(tmp_path, DEBUG="true", **env)

@@ -8,11 +8,21 @@ import re
 
 import pytest
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
-from tests.conftest import run_manage
+from doce import health
+from tests.conftest import settings_from
 from tests.factories import ProviderConnectionFactory
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def quick_round_trip(monkeypatch):
+    """/healthz waits for a worker to answer its ping, and none runs here: its headers
+    are what these tests read, not its verdict."""
+    monkeypatch.setattr(health, "BROKER_ROUND_TRIP_TIMEOUT", 0.2)
+
 
 ANONYMOUS_PAGES = [
     "/accounts/login/",
@@ -136,84 +146,63 @@ def test_the_preview_origin_is_the_only_frame_source(alice_client, settings):
     assert directives(response)["frame-src"] == ["https://preview.example.com"]
 
 
+def frame_src(tmp_path, **env) -> list[str]:
+    """The frame sources doce starts with in that environment."""
+    made = settings_from(tmp_path, DEBUG="true", **env)
+    return made["CONTENT_SECURITY_POLICY"]["DIRECTIVES"]["frame-src"]
+
+
 def test_the_settings_build_the_frame_source_from_doce_preview_origins(tmp_path):
-    script = "from django.conf import settings; print(settings.CONTENT_SECURITY_POLICY)"
-    result = run_manage(
-        tmp_path,
-        "shell",
-        "-c",
-        script,
-        DEBUG="true",
-        DOCE_PREVIEW_ORIGINS="https://preview.example.com/",
-    )
-    assert result.returncode == 0, result.stderr
-    assert "'frame-src': ['https://preview.example.com']" in result.stdout
-    bad = run_manage(tmp_path, "check", DEBUG="true", DOCE_PREVIEW_ORIGINS="preview.example.com")
-    assert bad.returncode == 2 and "DOCE_PREVIEW_ORIGINS" in bad.stderr
+    assert frame_src(tmp_path, DOCE_PREVIEW_ORIGINS="https://preview.example.com/") == [
+        "https://preview.example.com"
+    ]
+    with pytest.raises(ImproperlyConfigured, match="DOCE_PREVIEW_ORIGINS"):
+        settings_from(tmp_path, DEBUG="true", DOCE_PREVIEW_ORIGINS="preview.example.com")
 
 
 def test_frame_src_follows_the_preview_settings(tmp_path):
-    script = "from django.conf import settings; print(settings.CONTENT_SECURITY_POLICY)"
     hosts = "localhost,127.0.0.1,[::1]"  # CSP cannot name an IPv6 literal: left out
-    port = run_manage(
-        tmp_path, "shell", "-c", script, DEBUG="true", DOCE_PORT="9000", ALLOWED_HOSTS=hosts
-    )
-    assert port.returncode == 0, port.stderr
-    assert "'frame-src': ['http://localhost:9001', 'http://127.0.0.1:9001']" in port.stdout
-    origin = run_manage(
-        tmp_path,
-        "shell",
-        "-c",
-        script,
-        DEBUG="true",
-        DOCE_PREVIEW_ORIGIN="https://preview.example.com/",
-    )
-    assert "'frame-src': ['https://preview.example.com']" in origin.stdout
+    assert frame_src(tmp_path, DOCE_PORT="9000", ALLOWED_HOSTS=hosts) == [
+        "http://localhost:9001",
+        "http://127.0.0.1:9001",
+    ]
+    assert frame_src(tmp_path, DOCE_PREVIEW_ORIGIN="https://preview.example.com/") == [
+        "https://preview.example.com"
+    ]
     for bad_env in ({"DOCE_PREVIEW_PORT": "8000"}, {"DOCE_PREVIEW_ORIGIN": "preview.example"}):
-        bad = run_manage(tmp_path, "check", DEBUG="true", **bad_env)
-        assert bad.returncode != 0 and next(iter(bad_env)) in bad.stderr
+        with pytest.raises(ImproperlyConfigured, match=next(iter(bad_env))):
+            settings_from(tmp_path, DEBUG="true", **bad_env)
 
 
-def test_one_origin_per_project_frames_every_subdomain_and_nothing_else(tmp_path):
-    script = (
-        "from django.test import Client; from django.test.utils import setup_test_environment;"
-        "setup_test_environment();"
-        "r = Client().get('/healthz', HTTP_HOST='localhost');"
-        "print('CSP', r.headers['Content-Security-Policy'])"
+def test_one_origin_per_project_frames_every_subdomain_and_nothing_else(tmp_path, client, settings):
+    made = settings_from(
+        tmp_path, DEBUG="true", DOCE_PREVIEW_ORIGIN="https://{token}.Preview.example.com"
     )
-    env = {"DEBUG": "true", "DOCE_PREVIEW_ORIGIN": "https://{token}.Preview.example.com"}
-    result = run_manage(tmp_path, "shell", "-c", script, **env)
-    assert result.returncode == 0, result.stderr
-    frame_src = re.search(r"frame-src ([^;]+)", result.stdout).group(1).split()
-    assert frame_src == ["https://*.preview.example.com"]
-    local = run_manage(
-        tmp_path,
-        "shell",
-        "-c",
-        script,
-        DEBUG="true",
-        DOCE_PREVIEW_ORIGIN="http://{token}.localhost:8001",
-    )
-    assert "frame-src http://*.localhost:8001;" in local.stdout, local.stderr
+    settings.CONTENT_SECURITY_POLICY = made["CONTENT_SECURITY_POLICY"]
+    response = client.get("/accounts/login/")  # the policy doce answers with
+    assert directives(response)["frame-src"] == ["https://*.preview.example.com"]
+    assert frame_src(tmp_path, DOCE_PREVIEW_ORIGIN="http://{token}.localhost:8001") == [
+        "http://*.localhost:8001"
+    ]
     for bad in (
         "https://preview.example.com/{token}",
         "https://x{token}.preview.example.com",
         "https://preview.{token}.example.com",
         "https://{token}",
     ):
-        refused = run_manage(tmp_path, "check", DEBUG="true", DOCE_PREVIEW_ORIGIN=bad)
-        assert refused.returncode != 0 and "DOCE_PREVIEW_ORIGIN" in refused.stderr, bad
+        with pytest.raises(ImproperlyConfigured, match="DOCE_PREVIEW_ORIGIN"):
+            settings_from(tmp_path, DEBUG="true", DOCE_PREVIEW_ORIGIN=bad)
 
 
-def test_https_adds_strict_transport_security(tmp_path):
-    script = (
-        "from django.test import Client; from django.test.utils import setup_test_environment;"
-        "setup_test_environment();"
-        "r = Client().get('/healthz', secure=True, HTTP_HOST='localhost');"
-        "print('HSTS', r.headers.get('Strict-Transport-Security'))"
-    )
-    on = run_manage(tmp_path, "shell", "-c", script, DEBUG="true", DOCE_HTTPS="true")
-    assert on.returncode == 0, on.stderr
-    assert "HSTS max-age=31536000" in on.stdout
-    off = run_manage(tmp_path, "shell", "-c", script, DEBUG="true")
-    assert "HSTS None" in off.stdout
+@pytest.mark.parametrize("https", [True, False], ids=["on", "off"])
+def test_https_adds_strict_transport_security(tmp_path, client, settings, https):
+    made = settings_from(tmp_path, DEBUG="true", **({"DOCE_HTTPS": "true"} if https else {}))
+    # What doce sets, else Django's defaults.
+    defaults = {"SECURE_HSTS_SECONDS": 0, "SECURE_HSTS_INCLUDE_SUBDOMAINS": False}
+    for name, default in defaults.items():
+        setattr(settings, name, made.get(name, default))
+    response = client.get("/accounts/login/", secure=True)
+    if https:
+        assert response.headers["Strict-Transport-Security"] == "max-age=31536000"
+    else:
+        assert "Strict-Transport-Security" not in response.headers
