@@ -17,6 +17,7 @@ from urllib.parse import quote
 import pytest
 from django.conf import settings
 
+from doce import bootstrap
 from doce.celery import app
 from doce.processes import kill_group, stop_gracefully
 from projects.models import Project
@@ -122,7 +123,7 @@ def settings_from(tmp_path, **env) -> dict[str, Any]:
     clean environment plus ``env``): the settings it makes, by name. Raises what
     start-up raises (ImproperlyConfigured). Seconds cheaper than a ``manage.py``; what
     Django then does with the settings is tested in this process with them."""
-    saved = dict(os.environ)
+    saved, messages = dict(os.environ), list(bootstrap.PENDING_MESSAGES)
     os.environ.clear()
     os.environ.update(_clean_env(tmp_path, env))
     try:
@@ -130,6 +131,7 @@ def settings_from(tmp_path, **env) -> dict[str, Any]:
     finally:
         os.environ.clear()
         os.environ.update(saved)
+        bootstrap.PENDING_MESSAGES[:] = messages  # said at start-up: this run's are said
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:

@@ -10,7 +10,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core import mail
 
-from tests.conftest import run_manage
+from tests.conftest import settings_from
 from tests.factories import DEFAULT_PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -135,19 +135,12 @@ def test_staff_set_a_password_from_the_admin(client, admin_user, alice):
 
 
 def test_email_url_picks_the_mail_backend(tmp_path):
-    script = "from django.conf import settings; print(settings.EMAIL_BACKEND, settings.EMAIL_HOST)"
-    default = run_manage(tmp_path, "shell", "-c", script, DEBUG="true")
-    assert default.returncode == 0, default.stderr
-    assert default.stdout.split()[-2] == "django.core.mail.backends.console.EmailBackend"
-    smtp = run_manage(
-        tmp_path,
-        "shell",
-        "-c",
-        script,
-        DEBUG="true",
-        EMAIL_URL="smtp+tls://doce:secret@mail.example.com:587",
+    default = settings_from(tmp_path, DEBUG="true")
+    assert default["EMAIL_BACKEND"] == "django.core.mail.backends.console.EmailBackend"
+    smtp = settings_from(
+        tmp_path, DEBUG="true", EMAIL_URL="smtp+tls://doce:secret@mail.example.com:587"
     )
-    assert smtp.stdout.split()[-2:] == [
+    assert (smtp["EMAIL_BACKEND"], smtp["EMAIL_HOST"]) == (
         "django.core.mail.backends.smtp.EmailBackend",
         "mail.example.com",
-    ]
+    )

@@ -1,13 +1,16 @@
 """The settings module refuses unsafe production configuration, clearly, and makes its
-first-run keys once. Each case loads doce.settings in a fresh interpreter."""
+first-run keys once. Each case loads doce.settings afresh: in this process when only the
+settings are under test (``settings_from``), in a fresh ``manage.py`` when what doce
+prints or Django's checks are."""
 
 import secrets
 import stat
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 
 from doce import keyring
-from tests.conftest import run_manage
+from tests.conftest import run_manage, settings_from
 
 STRONG_SECRET = secrets.token_urlsafe(50)
 
@@ -52,12 +55,20 @@ STRONG_SECRET = secrets.token_urlsafe(50)
         ),
     ],
 )
-def test_unsafe_configuration_stops_start_up_with_one_clear_line(tmp_path, env, expected):
-    result = run_manage(tmp_path, "check", **env)
+def test_unsafe_configuration_stops_start_up(tmp_path, env, expected):
+    with pytest.raises(ImproperlyConfigured) as refused:
+        settings_from(tmp_path, **env)
+    assert expected in str(refused.value)
+
+
+def test_a_configuration_error_is_one_clear_line(tmp_path):
+    """What manage.py (and so every doce process) prints for it: no traceback."""
+    result = run_manage(tmp_path, "check", DEBUG="true", DOCE_SANDBOX="maybe")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    assert result.stderr.startswith("doce: configuration error: ")
-    assert expected in result.stderr
+    assert result.stderr == (
+        "doce: configuration error: DOCE_SANDBOX='maybe': use 'on' or 'off'.\n"
+    )
 
 
 def test_a_complete_production_configuration_starts(tmp_path):
@@ -95,23 +106,15 @@ def test_debug_generates_key_files_once_with_mode_0600_and_says_so(tmp_path):
 def test_existing_key_files_are_never_overwritten(tmp_path):
     existing = keyring.generate_key()
     (tmp_path / "encryption_keys").write_text(existing + "\n")
-    result = run_manage(
-        tmp_path,
-        "shell",
-        "-c",
-        "from django.conf import settings; print(settings.DOCE_ENCRYPTION_KEYS[0])",
-        DEBUG="true",
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == existing
+    made = settings_from(tmp_path, DEBUG="true")
+    assert made["DOCE_ENCRYPTION_KEYS"][0] == existing
     assert (tmp_path / "encryption_keys").read_text() == existing + "\n"
 
 
 def test_an_empty_key_file_is_an_error_not_a_new_key(tmp_path):
     (tmp_path / "encryption_keys").write_text("")
-    result = run_manage(tmp_path, "check", DEBUG="true")
-    assert result.returncode != 0
-    assert "exists but is empty" in result.stderr
+    with pytest.raises(ValueError, match="exists but is empty"):
+        settings_from(tmp_path, DEBUG="true")
     assert (tmp_path / "encryption_keys").read_text() == ""
 
 
@@ -128,21 +131,11 @@ def test_celery_is_configured_for_safe_delivery():
 
 
 def test_embedded_defaults_need_no_server_and_poll_fast(tmp_path):
-    result = run_manage(
-        tmp_path,
-        "shell",
-        "-c",
-        "from django.conf import settings as s; "
-        "print(s.DATABASES['default']['NAME'], s.CELERY_BROKER_URL, s.CELERY_RESULT_BACKEND, "
-        "s.CELERY_BROKER_TRANSPORT_OPTIONS['polling_interval'])",
-        DEBUG="true",
-    )
-    assert result.returncode == 0, result.stderr
-    database, broker, backend, interval = result.stdout.strip().splitlines()[-1].split()
-    assert database == str(tmp_path / "doce.sqlite3")
-    assert broker == "filesystem://"
-    assert backend == f"file://{tmp_path / 'celery-results'}"
-    assert float(interval) <= 0.1
+    made = settings_from(tmp_path, DEBUG="true")
+    assert str(made["DATABASES"]["default"]["NAME"]) == str(tmp_path / "doce.sqlite3")
+    assert made["CELERY_BROKER_URL"] == "filesystem://"
+    assert made["CELERY_RESULT_BACKEND"] == f"file://{tmp_path / 'celery-results'}"
+    assert made["CELERY_BROKER_TRANSPORT_OPTIONS"]["polling_interval"] <= 0.1
 
 
 @pytest.mark.parametrize(
@@ -161,17 +154,12 @@ def test_key_files_of_a_first_run_are_read_with_debug_off(tmp_path):
     first = run_manage(tmp_path, "check", DEBUG="true")
     assert first.returncode == 0, first.stderr
     keys = (tmp_path / "encryption_keys").read_text().strip()
+    secret = (tmp_path / "secret_key").read_text()
     # e.g. `manage.py createsuperuser` after `make run`, without DEBUG in the environment
-    result = run_manage(
-        tmp_path,
-        "shell",
-        "-c",
-        "from django.conf import settings; print(settings.DOCE_ENCRYPTION_KEYS[0])",
-        DEBUG="false",
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == keys
-    assert "Generated" not in result.stderr
+    made = settings_from(tmp_path, DEBUG="false")
+    assert made["DOCE_ENCRYPTION_KEYS"][0] == keys
+    assert made["SECRET_KEY"] == secret.strip()
+    assert (tmp_path / "encryption_keys").read_text().strip() == keys  # nothing new made
 
 
 def test_a_data_folder_the_operator_made_is_made_private(tmp_path):
