@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
+from tests.asyncio_helpers import run_coroutine
 from tests.deploy.sources import HEALTHCHECK, PREVIEW_HEALTHCHECK
 
 
@@ -198,8 +199,6 @@ def test_an_unreachable_preview_is_unhealthy(preview_healthcheck, monkeypatch, c
 @pytest.mark.django_db
 def test_the_real_preview_answers_the_probe_404(preview_healthcheck, settings):
     """projects.preview_server itself: the probe's token is looked up and not found."""
-    import asyncio
-
     from projects.preview_server import PreviewApp
 
     settings.DOCE_PREVIEW_ORIGIN = ""
@@ -214,5 +213,5 @@ def test_the_real_preview_answers_the_probe_404(preview_healthcheck, settings):
         sent.append(message)
 
     scope = {"type": "http", "method": "GET", "path": path, "raw_path": path.encode()}
-    asyncio.run(PreviewApp()(scope, receive, send))
+    run_coroutine(PreviewApp()(scope, receive, send))
     assert sent[0]["status"] == 404

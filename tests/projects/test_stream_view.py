@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from asgiref.sync import async_to_sync
 from django.core import signals
 from django.db import close_old_connections
 
@@ -15,8 +14,11 @@ from projects import stream, views
 from projects.models import Project
 from projects.stream import StreamHub, Upstream
 from projects.transcript import Entry, Part, Transcript
+from tests.asyncio_helpers import run_coroutine, run_in_thread
 
-pytestmark = pytest.mark.django_db
+# Committed: the requests run in a thread of their own (tests.asyncio_helpers), whatever
+# event loop an earlier test (Playwright's) left in this one.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 class NoUpstream:
@@ -103,7 +105,7 @@ def asgi_get(client, user, path: str, hubs=()):
     signals.request_started.disconnect(close_old_connections)
     signals.request_finished.disconnect(close_old_connections)
     try:
-        return async_to_sync(get)()
+        return run_coroutine(get())
     finally:
         signals.request_started.connect(close_old_connections)
         signals.request_finished.connect(close_old_connections)
@@ -139,7 +141,7 @@ def test_anonymous_visitors_are_sent_to_the_login(client, alice, project, fake_h
 
 
 def test_under_wsgi_the_stream_says_no_content_so_the_page_polls(alice_client, project):
-    response = alice_client.get(f"/projects/{project.pk}/stream/")
+    response = run_in_thread(lambda: alice_client.get(f"/projects/{project.pk}/stream/"))
     assert response.status_code == 204
 
 
