@@ -118,11 +118,7 @@ def _folder(key: str) -> Path:
 def _spec(*, key: str, data_dir: Path, password: str) -> ServerSpec:
     """The neutral spec: no provider of anyone's, a model it never prompts."""
     return ServerSpec(
-        name=f"pool-{key}",
-        data_dir=data_dir,
-        model=PLACEHOLDER_MODEL,
-        password=password,
-        reserved_ports=project_services.reserved_ports(),
+        name=f"pool-{key}", data_dir=data_dir, model=PLACEHOLDER_MODEL, password=password
     )
 
 
@@ -232,7 +228,7 @@ def _server_start() -> PooledServer | None:
     )
     spec = _spec(key=key, data_dir=Path(row.data_dir), password=str(row.server_password))
     try:
-        state = runtime.start(spec)
+        state = runtime.start(project_services.spec_to_start(spec))
     except (RuntimeFailure, ValueError) as exc:
         logger.warning("the warm pool could not start a server: %s", exc)
         _server_remove(row, "it did not start")

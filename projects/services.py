@@ -9,6 +9,7 @@ import logging
 import secrets
 import shutil
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from django.conf import settings
@@ -76,8 +77,9 @@ _MAY_RUN = (Project.Status.STARTING, Project.Status.RUNNING, Project.Status.STOP
 
 def reserved_ports() -> frozenset[int]:
     """The ports (OpenCode's and the preview's) recorded for project and pooled servers
-    that may still run: a new server never takes one (``ServerSpec.reserved_ports``),
-    so a preview link to a server that died reaches no other project's dev server."""
+    that may still run: a new server never takes one (``ServerSpec.reserved_ports``, set
+    where a server is started: ``spec_to_start``), so a preview link to a server that
+    died reaches no other project's dev server."""
     states = [
         *Project.objects.filter(status__in=_MAY_RUN).values_list("runtime_state", flat=True),
         *PooledServer.objects.values_list("runtime_state", flat=True),
@@ -91,6 +93,12 @@ def reserved_ports() -> frozenset[int]:
                 if isinstance(value, int)
             )
     return frozenset(ports)
+
+
+def spec_to_start(spec: ServerSpec) -> ServerSpec:
+    """``spec`` as a server is started with it: the ports other servers hold reserved.
+    (Read at the start only: a spec that only rewrites opencode.json needs none.)"""
+    return replace(spec, reserved_ports=reserved_ports())
 
 
 def project_spec(project: Project) -> ServerSpec:
@@ -133,7 +141,6 @@ def project_spec(project: Project) -> ServerSpec:
         ),
         # What the owner may use (docs/providers.md, "Model access").
         model_limits=opencode_limits_for(user=project.owner_id, model=project.model),
-        reserved_ports=reserved_ports(),
         # The project's provider's options (docs/providers.md); its key goes through
         # PUT /auth (projects.credentials).
         provider_configs=[

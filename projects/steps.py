@@ -83,7 +83,8 @@ def _server_up(project: Project) -> RuntimeState:
     slot = {"kind": project_services.PROJECT_SERVERS, "key": str(project.pk)}
     try:
         state = runtime.ensure_started(
-            project_services.project_spec(project), project_services.runtime_state(project)
+            project_services.spec_to_start(project_services.project_spec(project)),
+            project_services.runtime_state(project),
         )
     except RuntimeFailure as exc:
         capacity.slot_release(**slot)

@@ -39,6 +39,7 @@ class FakeRuntime(LocalRuntime):
     def __init__(self):
         self.started: list[str] = []
         self.removed: list[int] = []
+        self.specs = []
         self.dead: set[int] = set()
         self.handler = opencode
 
@@ -46,6 +47,7 @@ class FakeRuntime(LocalRuntime):
         spec.layout.prepare()
         write_opencode_config(spec)  # as the real runtimes do
         self.started.append(spec.name)
+        self.specs.append(spec)
         port = 41000 + len(self.started)
         return RuntimeState(
             runtime="local",
@@ -132,6 +134,16 @@ def test_the_pool_fills_to_its_size_each_server_holding_a_slot(runtime, settings
         config = (Path(row.data_dir) / "workspace" / "opencode.json").read_text()
         assert '"provider"' not in config and "apiKey" not in config
         assert not (Path(row.data_dir) / "home/.local/share/opencode/auth.json").exists()
+
+
+def test_a_pooled_start_is_given_the_ports_other_servers_hold(runtime, settings):
+    settings.DOCE_POOL_SIZE = 2
+    pool.pool_fill()
+    first, second = runtime.specs
+    assert first.reserved_ports == frozenset()
+    # The second is started after the first's state was recorded: its ports are held.
+    held = PooledServer.objects.order_by("pk").first().runtime_state["port"]
+    assert held in second.reserved_ports
 
 
 def test_a_claim_hands_the_server_and_its_slot_to_the_project(runtime, project):

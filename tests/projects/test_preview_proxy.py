@@ -294,6 +294,7 @@ def test_docker_without_a_dev_server_serves_the_static_files(project, site, prev
         closer.start()
         answer = httpx.get(f"{preview}/{project.preview_token}/", timeout=10)
         closer.join(timeout=10)
+    assert not closer.is_alive(), "the preview never tried the socket"
     assert (answer.status_code, answer.text) == (200, "<h1>Static bakery</h1>")
 
 

@@ -31,8 +31,10 @@ class ClashingRuntime:
     def __init__(self):
         self.started: list[int] = []
         self.waited_on: list[int] = []
+        self.specs = []
 
     def ensure_started(self, spec, state):
+        self.specs.append(spec)
         if state is not None and self.is_alive(state):
             return state
         port = 40000 + len(self.started)
@@ -72,6 +74,21 @@ def test_a_server_that_lost_its_port_is_started_again_on_a_new_one(project, runt
     assert runtime.waited_on == [40001]  # not 21 s of probes at a dead port
     assert project.runtime_state["port"] == 40001
     assert project.status == Project.Status.STARTING
+
+
+def test_a_start_is_given_the_ports_other_servers_hold(project, runtime, bob):
+    """Ports recorded for a server that may still run are never handed out again
+    (projects.services.reserved_ports); the project's own old ones are fine to avoid."""
+    Project.objects.create(
+        owner=bob,
+        name="Running",
+        prompt="p",
+        server_password="pw-" + "r" * 30,
+        status=Project.Status.RUNNING,
+        runtime_state={"port": 21000, "preview_port": 21001},
+    )
+    steps.runtime_up(step_job(project))
+    assert runtime.specs[-1].reserved_ports == {21000, 21001}
 
 
 def test_a_live_server_is_only_waited_for(project, runtime):

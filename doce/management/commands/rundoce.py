@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.management import call_command
@@ -32,12 +33,10 @@ def preview_origin_mismatch(origin: str, preview_port: int) -> str:
     """A warning when DOCE_PREVIEW_ORIGIN names this machine on a port other than the one
     the preview runs on (every preview link would miss it), else "". Another host or
     the scheme's default port is a reverse proxy's business (docs/deploy.md)."""
-    if not origin:
-        return ""
-    netloc = origin.partition("://")[2]
-    host, _, port = netloc.rpartition(":") if netloc.count(":") == 1 else (netloc, "", "")
+    parts = urlsplit(origin.replace("{token}", "token"))
+    host, port = parts.hostname or "", parts.port  # the settings checked it is an origin
     local = host in ("localhost", "127.0.0.1") or host.endswith(".localhost")
-    if not local or not port.isdigit() or int(port) == preview_port:
+    if not local or port is None or port == preview_port:
         return ""
     return (
         f"DOCE_PREVIEW_ORIGIN={origin} names port {port}, but the site preview runs on port "

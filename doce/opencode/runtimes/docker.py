@@ -421,6 +421,13 @@ class DockerComposeRuntime(Runtime):
         layout = spec.layout
         layout.prepare()
         layout.dev_socket.parent.mkdir(mode=0o700, exist_ok=True)
+        if not _socket_path_fits(layout.dev_socket):
+            logger.warning(
+                "%s: the dev server's socket path is over %s bytes: set a shorter "
+                "DOCE_DATA_DIR for the preview to reach dev servers",
+                layout.dev_socket,
+                UNIX_PATH_MAX - 1,
+            )
         write_opencode_config(spec)
         _hand_over(layout)
         port = free_port(avoid=spec.reserved_ports)
@@ -517,17 +524,10 @@ class DockerComposeRuntime(Runtime):
 
     def dev_server(self, state: RuntimeState) -> tuple[int, Path | None] | None:
         """The socket ``devport`` forwards to the dev server's port; None when its path
-        is too long for a Unix socket (the preview serves the static files then)."""
+        is too long for a Unix socket (the preview serves the static files then; the
+        start said so)."""
         socket_path = state.layout.dev_socket
-        if len(os.fsencode(socket_path)) >= UNIX_PATH_MAX:
-            logger.warning(
-                "%s: the dev server's socket path is over %s bytes: set a shorter "
-                "DOCE_DATA_DIR for the preview to reach dev servers",
-                socket_path,
-                UNIX_PATH_MAX - 1,
-            )
-            return None
-        return DEV_PORT, socket_path
+        return (DEV_PORT, socket_path) if _socket_path_fits(socket_path) else None
 
     def can_serve(self, started: ServerSpec, wanted: ServerSpec) -> bool:
         """``host.docker.internal`` is mapped, and hosts routed past the blocks, only for
@@ -547,6 +547,10 @@ class DockerComposeRuntime(Runtime):
         compose_file = str(state.layout.data_dir / COMPOSE_FILE)
         command = [_docker(), "compose", "-p", state.compose_project, "-f", compose_file, *args]
         _run(command, timeout=timeout, password=password)
+
+
+def _socket_path_fits(path: Path) -> bool:
+    return len(os.fsencode(path)) < UNIX_PATH_MAX
 
 
 def _hand_over(layout: Layout) -> None:

@@ -17,7 +17,7 @@ from doce.opencode.runtimes import (
     get_runtime,
     sandbox,
 )
-from doce.opencode.runtimes.base import MAX_AUTH_FILE_BYTES, RuntimeState
+from doce.opencode.runtimes.base import MAX_AUTH_FILE_BYTES
 from doce.opencode.runtimes.docker import DockerComposeRuntime, render_compose
 from doce.opencode.runtimes.limits import server_limits
 
@@ -324,9 +324,10 @@ def test_auth_json_is_read_back_with_docker_cp(runtime, fake_docker, make_spec, 
     assert runtime.auth_file_read(state) is None  # a link is not a plain file
 
 
-def test_a_socket_path_too_long_for_unix_sockets_is_no_dev_server(runtime, tmp_path, caplog):
-    state = RuntimeState(
-        runtime="docker", data_dir=str(tmp_path / ("d" * 120)), port=1, directory="/"
-    )
-    assert runtime.dev_server(state) is None
+def test_a_socket_path_too_long_for_unix_sockets_is_no_dev_server(
+    runtime, fake_docker, make_spec, tmp_path, caplog
+):
+    """The start says so once; the preview then serves the static files only."""
+    state = runtime.start(make_spec(7, data_dir=tmp_path / ("d" * 120)))
     assert "shorter DOCE_DATA_DIR" in caplog.text
+    assert runtime.dev_server(state) is None
