@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import pytest
 
+from projects import steps
 from projects.models import PooledServer, Project
 from projects.services import reserved_ports
+from tests.projects.test_steps import runtime, step_job  # noqa: F401 (runtime: a fixture)
 
 pytestmark = pytest.mark.django_db
 
@@ -22,26 +24,21 @@ def _state(port: int, preview_port: int | None) -> dict:
     }
 
 
-def test_ports_of_servers_that_may_run_are_reserved(project, alice):
-    project.status = Project.Status.RUNNING
-    project.runtime_state = _state(21000, 21001)
-    project.save()
-    Project.objects.create(  # stopped: its ports are free again
-        owner=alice,
-        name="Old",
+def _recorded(owner, status, runtime_state) -> Project:
+    return Project.objects.create(
+        owner=owner,
+        name=f"A {status} project",
         prompt="p",
-        server_password="pw-" + "y" * 30,
-        status=Project.Status.STOPPED,
-        runtime_state=_state(21002, 21003),
+        server_password="pw-" + "x" * 30,
+        status=status,
+        runtime_state=runtime_state,
     )
-    Project.objects.create(
-        owner=alice,
-        name="Starting",
-        prompt="p",
-        server_password="pw-" + "z" * 30,
-        status=Project.Status.STARTING,
-        runtime_state=_state(21004, None),
-    )
+
+
+def test_ports_of_servers_that_may_run_are_reserved(alice):
+    _recorded(alice, Project.Status.RUNNING, _state(21000, 21001))
+    _recorded(alice, Project.Status.STOPPED, _state(21002, 21003))  # free again
+    _recorded(alice, Project.Status.STARTING, _state(21004, None))
     PooledServer.objects.create(
         key="k1",
         runtime="local",
@@ -49,12 +46,12 @@ def test_ports_of_servers_that_may_run_are_reserved(project, alice):
         data_dir="/p",
         server_password="pw",
     )
-    Project.objects.create(  # a row with a state doce never wrote: ignored, not an error
-        owner=alice,
-        name="Odd",
-        prompt="p",
-        server_password="pw-" + "w" * 30,
-        status=Project.Status.RUNNING,
-        runtime_state={"port": "21007", "preview_port": [1]},
-    )
+    # A state doce never wrote: ignored, not an error.
+    _recorded(alice, Project.Status.RUNNING, {"port": "21007", "preview_port": [1]})
     assert reserved_ports() == {21000, 21001, 21004, 21005, 21006}
+
+
+def test_a_start_is_given_the_ports_other_servers_hold(project, runtime, bob):  # noqa: F811
+    _recorded(bob, Project.Status.RUNNING, _state(21000, 21001))
+    steps.runtime_up(step_job(project))
+    assert runtime.specs[-1].reserved_ports == {21000, 21001}

@@ -76,21 +76,6 @@ def test_a_server_that_lost_its_port_is_started_again_on_a_new_one(project, runt
     assert project.status == Project.Status.STARTING
 
 
-def test_a_start_is_given_the_ports_other_servers_hold(project, runtime, bob):
-    """Ports recorded for a server that may still run are never handed out again
-    (projects.services.reserved_ports); the project's own old ones are fine to avoid."""
-    Project.objects.create(
-        owner=bob,
-        name="Running",
-        prompt="p",
-        server_password="pw-" + "r" * 30,
-        status=Project.Status.RUNNING,
-        runtime_state={"port": 21000, "preview_port": 21001},
-    )
-    steps.runtime_up(step_job(project))
-    assert runtime.specs[-1].reserved_ports == {21000, 21001}
-
-
 def test_a_live_server_is_only_waited_for(project, runtime):
     job = step_job(project)
     Project.objects.filter(pk=project.pk).update(
