@@ -75,7 +75,9 @@ def project_detail(request, project_id: int):
     project = _project_or_404(request, project_id)
     context = _detail_context(request, project)
     context["transcript"] = project_transcript(project=project, whole=request.GET.get("all") == "1")
-    context["message_form"] = MessageForm()
+    # A refused message comes back as the draft (project_message), once.
+    draft = request.session.pop(_draft_key(project.pk), "")
+    context["message_form"] = MessageForm(initial={"text": draft})
     context["model_form"] = ModelChangeForm(user=request.user, initial={"model": project.model})
     context["budget"] = budgets.budget_state(user=request.user)
     context["preview_url"] = _preview_url(request, project)
@@ -137,22 +139,33 @@ async def project_stream(request, project_id: int):
     return response
 
 
+def _draft_key(project_id: int) -> str:
+    return f"project-draft-{project_id}"
+
+
 @require_POST
 def project_message(request, project_id: int):
+    """Send a follow-up prompt. A message that is refused (empty, too long, the project
+    stopped, the budget spent, the provider gone) is kept as the page's draft, so the
+    page that says why still holds what the user typed."""
     project = _project_or_404(request, project_id)
     form = MessageForm(request.POST)
+    error = ""
     if not form.is_valid():
-        messages.error(request, " ".join(form.errors.get("text", ["Write a message."])))
+        error = " ".join(form.errors.get("text", ["Write a message."]))
     else:
         try:
             services.message_send(project=project, text=form.cleaned_data["text"])
         except (services.ProjectNotRunning, budgets.BudgetExceeded) as exc:
-            messages.error(request, str(exc))
-            if request.htmx:  # the fragment shows no messages: the page does
-                response = HttpResponse(status=204)
-                response["HX-Redirect"] = reverse("projects:detail", args=[project.pk])
-                return response
-    if request.htmx:
+            error = str(exc)
+    if error:
+        messages.error(request, error)
+        request.session[_draft_key(project.pk)] = request.POST.get("text", "")
+        if request.htmx:  # the fragment shows no messages and no draft: the page does
+            response = HttpResponse(status=204)
+            response["HX-Redirect"] = reverse("projects:detail", args=[project.pk])
+            return response
+    elif request.htmx:
         return project_transcript_fragment(request, project_id)
     return redirect("projects:detail", project_id=project.pk)
 

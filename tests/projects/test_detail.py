@@ -1,5 +1,8 @@
+from html import unescape
+
 import pytest
 
+from projects.forms import MESSAGE_MAX
 from projects.jobs import JobType
 from projects.models import Project
 from queue_jobs.models import Job, JobState
@@ -61,6 +64,46 @@ def test_an_empty_message_is_refused(alice_client, alice_project):
         f"/projects/{alice_project.pk}/messages/", {"text": ""}, follow=True
     )
     assert "This field is required." in response.content.decode()
+
+
+def _textarea(html: str) -> str:
+    """The message form's textarea content, unescaped."""
+    start = html.index(">", html.index('<textarea name="text"')) + 1
+    return unescape(html[start : html.index("</textarea>", start)]).strip()
+
+
+@pytest.mark.parametrize("htmx", [False, True], ids=["form", "htmx"])
+def test_a_refused_message_comes_back_as_the_draft_once(alice_client, alice_project, htmx):
+    text = "Ajoute un menu « café » & <b>prix</b> 🍰\nsur deux lignes"
+    url = f"/projects/{alice_project.pk}/messages/"
+    if htmx:
+        response = alice_client.post(url, {"text": text}, headers={"HX-Request": "true"})
+        assert response.status_code == 204
+        assert response["HX-Redirect"] == f"/projects/{alice_project.pk}/"
+        html = alice_client.get(response["HX-Redirect"]).content.decode()
+    else:
+        html = alice_client.post(url, {"text": text}, follow=True).content.decode()
+    assert "not running" in html
+    assert _textarea(html) == text
+    # Shown once: the next visit starts empty.
+    assert _textarea(alice_client.get(f"/projects/{alice_project.pk}/").content.decode()) == ""
+
+
+def test_a_too_long_message_is_refused_and_kept(alice_client, alice_project):
+    text = "x" * (MESSAGE_MAX + 1)
+    html = alice_client.post(
+        f"/projects/{alice_project.pk}/messages/", {"text": text}, follow=True
+    ).content.decode()
+    assert f"at most {MESSAGE_MAX} characters (it has {MESSAGE_MAX + 1})" in html
+    assert _textarea(html) == text
+
+
+def test_a_draft_stays_with_its_own_project(alice_client, alice_project, alice):
+    other = Project.objects.create(owner=alice, name="Other", prompt="Another site")
+    alice_client.post(f"/projects/{alice_project.pk}/messages/", {"text": "for the first"})
+    assert _textarea(alice_client.get(f"/projects/{other.pk}/").content.decode()) == ""
+    html = alice_client.get(f"/projects/{alice_project.pk}/").content.decode()
+    assert _textarea(html) == "for the first"
 
 
 def test_delete_hands_the_project_to_the_pipeline(alice_client, alice_project):
