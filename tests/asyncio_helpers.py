@@ -12,6 +12,8 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from django.db import connections
+
 T = TypeVar("T")
 
 
@@ -24,5 +26,12 @@ def run_in_thread(function: Callable[[], T]) -> T:
     it with ``async_to_sync``, which refuses a thread with a running loop too. Its database
     connection is that thread's: the data it reads must be committed
     (``django_db(transaction=True)``)."""
+
+    def closing_connections() -> T:
+        try:
+            return function()
+        finally:  # the thread's connection would outlive it (and hold the test database)
+            connections.close_all()
+
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="test-loop") as pool:
-        return pool.submit(function).result()
+        return pool.submit(closing_connections).result()

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from urllib.parse import quote
 
 import pytest
 from django.conf import settings
+from django.db import connection
 
 from doce import bootstrap
 from doce.celery import app
@@ -241,6 +243,37 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
     process = start_celery_worker(tmp_path_factory.mktemp("worker") / "worker.log")
     yield process
     stop_process_group(process)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _test_database_released(django_db_setup, django_db_blocker):
+    """At the end of the session, before pytest-django drops a PostgreSQL test database:
+    wait (with a deadline) until the processes the tests started and killed have let go
+    of it, then end any session still open, naming it. PostgreSQL refuses to drop a
+    database others are connected to, and pytest-django would only warn and leave it."""
+    yield
+    if connection.vendor != "postgresql":
+        return
+    others = """SELECT pid, application_name, state, left(query, 80) FROM pg_stat_activity
+                WHERE datname = current_database() AND pid <> pg_backend_pid()"""
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+
+        def left() -> list[tuple]:
+            cursor.execute(others)
+            return cursor.fetchall()
+
+        try:
+            wait_for(lambda: not left(), timeout=20, what="the test database's other sessions")
+        except AssertionError:
+            stragglers = left()
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            warnings.warn(
+                pytest.PytestWarning(f"ended sessions left on the test database: {stragglers}"),
+                stacklevel=1,
+            )
 
 
 @pytest.fixture(scope="session")
