@@ -307,8 +307,30 @@ def project_create(*, owner, prompt: str, model: str, name: str = "") -> Project
         )
         project.data_dir = str(project_data_dir(project.pk))
         project.save(update_fields=["data_dir"])
+        leftover_set_aside(Path(project.data_dir))
         pipeline_start(project=project)
     return project
+
+
+def leftover_set_aside(data_dir: Path) -> Path | None:
+    """A new project starts in a new folder. One already at its place belongs to no
+    project: its id was used before (SQLite hands out the id of a creation that was
+    rolled back again; a restored database does the same), and it may hold another
+    user's files and credentials. It is moved aside in the same folder (a rename, so
+    nothing is lost and no permission on the folder itself is needed) and named in the
+    log. Returns where it went."""
+    if not data_dir.exists() and not data_dir.is_symlink():
+        return None
+    stamp = timezone.now().strftime("%Y%m%dT%H%M%S")
+    aside = data_dir.with_name(f".leftover-{data_dir.name}-{stamp}-{secrets.token_hex(4)}")
+    data_dir.rename(aside)
+    logger.warning(
+        "a new project's folder %s was already there (left by an earlier project): "
+        "moved to %s; delete it once nothing in it is needed",
+        data_dir,
+        aside,
+    )
+    return aside
 
 
 def pipeline_start(*, project: Project) -> list[Job]:

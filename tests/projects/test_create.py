@@ -98,3 +98,28 @@ def test_the_model_picker_offers_models_of_connected_providers_only(
     assert '<option value="stub/stub-model">' in html
     assert '<option value="anthropic/' in html  # from the catalog (or its built-in list)
     assert '<option value="openai/' not in html
+
+
+def test_a_folder_already_at_a_new_projects_place_is_moved_aside(
+    alice_client, alice_stub, settings, tmp_path, caplog
+):
+    """SQLite hands out the id of a rolled-back creation again (and a restored database
+    does the same): a folder left at that id's place must not become the new project's."""
+    settings.DOCE_PROJECTS_DIR = str(tmp_path)
+    new = {"prompt": "Build a site for my bakery", "model": "stub/stub-model"}
+    alice_client.post("/projects/new/", new)
+    first = Project.objects.get()
+    assert not (tmp_path / str(first.pk)).exists()  # nothing was there: nothing moved
+    left = tmp_path / str(first.pk + 1)
+    (left / "home").mkdir(parents=True)
+    (left / "home" / "auth.json").write_text('{"stub": "someone else\'s key"}')
+
+    alice_client.post("/projects/new/", {**new, "prompt": "A second site"})
+
+    second = Project.objects.exclude(pk=first.pk).get()
+    assert second.pk == first.pk + 1
+    assert second.data_dir == str(left)
+    assert not left.exists()
+    (aside,) = tmp_path.glob(f".leftover-{second.pk}-*")
+    assert (aside / "home" / "auth.json").read_text() == '{"stub": "someone else\'s key"}'
+    assert f"moved to {aside}" in caplog.text
