@@ -314,8 +314,9 @@ def project_create(*, owner, prompt: str, model: str, name: str = "") -> Project
 
 def leftover_set_aside(data_dir: Path) -> Path | None:
     """A new project starts in a new folder. One already at its place belongs to no
-    project: its id was used before (SQLite hands out the id of a creation that was
-    rolled back again; a restored database does the same), and it may hold another
+    project: its id was used before (SQLite hands an id out again once its table was
+    rebuilt, by a migration undone, or its creation rolled back; so does a restored
+    database), and it may hold another
     user's files and credentials. It is moved aside in the same folder (a rename, so
     nothing is lost and no permission on the folder itself is needed) and named in the
     log. Returns where it went."""
