@@ -316,10 +316,9 @@ def leftover_set_aside(data_dir: Path) -> Path | None:
     """A new project starts in a new folder. One already at its place belongs to no
     project: its id was used before (SQLite hands an id out again once its table was
     rebuilt, by a migration undone, or its creation rolled back; so does a restored
-    database), and it may hold another
-    user's files and credentials. It is moved aside in the same folder (a rename, so
-    nothing is lost and no permission on the folder itself is needed) and named in the
-    log. Returns where it went."""
+    database), and it may hold another user's files and credentials. It is moved aside
+    in the same folder (a rename, so nothing is lost and no permission on the folder
+    itself is needed) and named in the log. Returns where it went."""
     if not data_dir.exists() and not data_dir.is_symlink():
         return None
     stamp = timezone.now().strftime("%Y%m%dT%H%M%S")
