@@ -68,9 +68,13 @@ MARKED_WITHIN = 3.0
 
 
 def _wait_gone(pid: int, timeout: float) -> float:
-    """When the process ``pid`` was seen gone (monotonic), polling often."""
+    """When the process ``pid`` was seen gone (monotonic), polling often. Already gone
+    (on a busy machine the bound can act before the caller gets here): now."""
     deadline = deadline_in(timeout)
-    process = psutil.Process(pid)
+    try:
+        process = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return time.monotonic()
     while time.monotonic() < deadline:
         try:
             if process.status() == psutil.STATUS_ZOMBIE:
