@@ -1,6 +1,7 @@
 """The first-run path: `make run` migrates and starts `manage.py rundoce` on the
 embedded defaults (SQLite + filesystem broker). One SIGINT stops everything."""
 
+import contextlib
 import os
 import re
 import signal
@@ -19,10 +20,16 @@ from tests.conftest import deadline_in
 pytestmark = pytest.mark.integration
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def _free_ports(count: int) -> list[int]:
+    """Ports the kernel hands out to bind(0), held together so they differ. Never
+    ``port + 1``: Linux gives connect() the other parity of that range, so the port
+    next to a free one is where an outgoing loopback connection sits now and then (its
+    bind then fails and rundoce stops everything: seen once in CI)."""
+    with contextlib.ExitStack() as stack:
+        probes = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
 
 
 @pytest.fixture
@@ -54,10 +61,19 @@ def test_rundoce_serves_web_and_worker_and_stops_both_on_ctrl_c(first_run_env, t
         timeout=120,
     )
     assert migrate.returncode == 0, migrate.stderr
-    port = _free_port()
+    port, preview_port = _free_ports(2)
     log = open(tmp_path / "rundoce.log", "w+")  # noqa: SIM115
     process = subprocess.Popen(
-        [*manage, "rundoce", "--port", str(port), "--concurrency", "1"],
+        [
+            *manage,
+            "rundoce",
+            "--port",
+            str(port),
+            "--preview-port",
+            str(preview_port),
+            "--concurrency",
+            "1",
+        ],
         env=first_run_env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -94,6 +110,14 @@ def test_rundoce_serves_web_and_worker_and_stops_both_on_ctrl_c(first_run_env, t
         assert (data_dir / "broker" / "queue").is_dir()
         first_page = httpx.get(url, timeout=10)
         assert first_page.status_code == 302 and first_page.headers["location"] == "/setup/"
+        # The site preview on the port it was given: the bare origin is nobody's site.
+        preview = None
+        while preview is None and time.monotonic() < deadline:
+            try:
+                preview = httpx.get(f"http://127.0.0.1:{preview_port}/", timeout=10)
+            except httpx.TransportError:  # still starting
+                time.sleep(0.2)
+        assert preview is not None and preview.status_code == 404
 
         children = psutil.Process(process.pid).children(recursive=True)
         assert len(children) >= 3  # the web server, the worker (+ its pool), sign-ins
@@ -114,6 +138,8 @@ def test_rundoce_serves_web_and_worker_and_stops_both_on_ctrl_c(first_run_env, t
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
         log.close()
+        # Shown with a failure (pytest keeps captured output to itself otherwise).
+        print((tmp_path / "rundoce.log").read_text())
     log_text = (tmp_path / "rundoce.log").read_text()
     assert "doce stopped." in log_text
     # Then the projects' servers: none were started here, and the command said so.
