@@ -3,6 +3,7 @@ with fake steps."""
 
 from __future__ import annotations
 
+import gc
 import os
 import runpy
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import psutil
 import pytest
 from django.conf import settings
 from django.db import connection
@@ -249,31 +251,48 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
 def _test_database_released(django_db_setup, django_db_blocker):
     """At the end of the session, before pytest-django drops a PostgreSQL test database:
     wait (with a deadline) until the processes the tests started and killed have let go
-    of it, then end any session still open, naming it. PostgreSQL refuses to drop a
-    database others are connected to, and pytest-django would only warn and leave it."""
+    of it, then end any session still open. PostgreSQL refuses to drop a database others
+    are connected to, and pytest-django would only warn and leave it.
+
+    Sessions of this very process are ended without waiting: the connections of threads
+    that ran async code (asgiref's executors, event loops' worker threads), which would
+    only close when the process exits. Another process's session left past the deadline
+    is named in a warning: something the tests started outlived them."""
     yield
     if connection.vendor != "postgresql":
         return
-    others = """SELECT pid, application_name, state, left(query, 80) FROM pg_stat_activity
+    others = """SELECT pid, client_port, application_name, state, left(query, 80)
+                FROM pg_stat_activity
                 WHERE datname = current_database() AND pid <> pg_backend_pid()"""
+    gc.collect()  # the connections of ended threads close when they are collected
     with django_db_blocker.unblock(), connection.cursor() as cursor:
 
         def left() -> list[tuple]:
             cursor.execute(others)
             return cursor.fetchall()
 
+        def of_other_processes() -> list[tuple]:
+            own = {c.laddr.port for c in psutil.Process().net_connections("tcp") if c.laddr}
+            return [row for row in left() if row[1] not in own]
+
         try:
-            wait_for(lambda: not left(), timeout=20, what="the test database's other sessions")
-        except AssertionError:
-            stragglers = left()
-            cursor.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            wait_for(
+                lambda: not of_other_processes(),
+                timeout=20,
+                what="other processes' sessions on the test database",
             )
+        except AssertionError:
             warnings.warn(
-                pytest.PytestWarning(f"ended sessions left on the test database: {stragglers}"),
+                pytest.PytestWarning(
+                    f"ended sessions other processes left on the test database: "
+                    f"{of_other_processes()}"
+                ),
                 stacklevel=1,
             )
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
 
 
 @pytest.fixture(scope="session")
