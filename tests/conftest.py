@@ -267,13 +267,10 @@ def _test_database_released(django_db_setup, django_db_blocker):
     gc.collect()  # the connections of ended threads close when they are collected
     with django_db_blocker.unblock(), connection.cursor() as cursor:
 
-        def left() -> list[tuple]:
-            cursor.execute(others)
-            return cursor.fetchall()
-
         def of_other_processes() -> list[tuple]:
             own = {c.laddr.port for c in psutil.Process().net_connections("tcp") if c.laddr}
-            return [row for row in left() if row[1] not in own]
+            cursor.execute(others)
+            return [row for row in cursor.fetchall() if row[1] not in own]
 
         try:
             wait_for(

@@ -8,28 +8,16 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import httpx
 import psutil
 import pytest
 from django.conf import settings
 
-from tests.conftest import deadline_in
+from doce.opencode.runtimes.base import free_port
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def _free_ports(count: int) -> list[int]:
-    """Ports the kernel hands out to bind(0), held together so they differ. Never
-    ``port + 1``: Linux gives connect() the other parity of that range, so the port
-    next to a free one is where an outgoing loopback connection sits now and then (its
-    bind then fails and rundoce stops everything: seen once in CI)."""
-    with contextlib.ExitStack() as stack:
-        probes = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for probe in probes:
-            probe.bind(("127.0.0.1", 0))
-        return [probe.getsockname()[1] for probe in probes]
 
 
 @pytest.fixture
@@ -61,8 +49,14 @@ def test_rundoce_serves_web_and_worker_and_stops_both_on_ctrl_c(first_run_env, t
         timeout=120,
     )
     assert migrate.returncode == 0, migrate.stderr
-    port, preview_port = _free_ports(2)
-    log = open(tmp_path / "rundoce.log", "w+")  # noqa: SIM115
+    # Not port + 1 for the preview: Linux gives connect() the other parity of the
+    # ephemeral range than bind(0), so the port next to a free one is where an outgoing
+    # loopback connection sits now and then (the preview's bind failed once in CI). doce's
+    # own picker draws from the servers' range, outside the ephemeral one.
+    port = free_port()
+    preview_port = free_port(avoid={port})
+    log_path = tmp_path / "rundoce.log"
+    log = open(log_path, "w+")  # noqa: SIM115
     process = subprocess.Popen(
         [
             *manage,
@@ -80,23 +74,19 @@ def test_rundoce_serves_web_and_worker_and_stops_both_on_ctrl_c(first_run_env, t
         start_new_session=True,
     )
     try:
-        deadline = deadline_in(60)
-        url = None
-        while url is None and time.monotonic() < deadline:
-            match = re.search(
-                r"doce is running: open (\S+)", (tmp_path / "rundoce.log").read_text()
-            )
-            url = match.group(1) if match else None
-            time.sleep(0.2)
-        assert url == f"http://127.0.0.1:{port}/", (tmp_path / "rundoce.log").read_text()
 
-        health = None
-        while time.monotonic() < deadline:
+        def announced() -> str | None:
+            match = re.search(r"doce is running: open (\S+)", log_path.read_text())
+            return match.group(1) if match else None
+
+        url = wait_for(announced, timeout=60, what="rundoce's URL", explain=log_path.read_text)
+        assert url == f"http://127.0.0.1:{port}/", log_path.read_text()
+
+        def healthy() -> httpx.Response | None:
             health = httpx.get(url + "healthz", timeout=15)
-            if health.status_code == 200:
-                break
-            time.sleep(0.5)
-        assert health is not None and health.status_code == 200, health.text
+            return health if health.status_code == 200 else None
+
+        health = wait_for(healthy, timeout=60, what="/healthz", explain=log_path.read_text)
         # The public answer: every component ok (details are for staff).
         assert health.json() == {
             "status": "ok",
@@ -110,14 +100,15 @@ def test_rundoce_serves_web_and_worker_and_stops_both_on_ctrl_c(first_run_env, t
         assert (data_dir / "broker" / "queue").is_dir()
         first_page = httpx.get(url, timeout=10)
         assert first_page.status_code == 302 and first_page.headers["location"] == "/setup/"
+
         # The site preview on the port it was given: the bare origin is nobody's site.
-        preview = None
-        while preview is None and time.monotonic() < deadline:
-            try:
-                preview = httpx.get(f"http://127.0.0.1:{preview_port}/", timeout=10)
-            except httpx.TransportError:  # still starting
-                time.sleep(0.2)
-        assert preview is not None and preview.status_code == 404
+        def preview_answer() -> httpx.Response | None:
+            with contextlib.suppress(httpx.TransportError):  # still starting
+                return httpx.get(f"http://127.0.0.1:{preview_port}/", timeout=10)
+            return None
+
+        preview = wait_for(preview_answer, timeout=60, what="the site preview")
+        assert preview.status_code == 404
 
         children = psutil.Process(process.pid).children(recursive=True)
         assert len(children) >= 3  # the web server, the worker (+ its pool), sign-ins
@@ -139,8 +130,8 @@ def test_rundoce_serves_web_and_worker_and_stops_both_on_ctrl_c(first_run_env, t
             os.killpg(process.pid, signal.SIGKILL)
         log.close()
         # Shown with a failure (pytest keeps captured output to itself otherwise).
-        print((tmp_path / "rundoce.log").read_text())
-    log_text = (tmp_path / "rundoce.log").read_text()
+        print(log_path.read_text())
+    log_text = log_path.read_text()
     assert "doce stopped." in log_text
     # Then the projects' servers: none were started here, and the command said so.
     assert "Stopped 0 project server(s)." in log_text

@@ -168,10 +168,10 @@ def test_five_pending_sign_ins_of_one_user_do_not_delay_another_users_project(
     what blocking would change: the time the start-up steps waited for a worker process.
     Were the sign-ins in the project worker, its processes would be held until a sign-in
     ends (these never do), and a step would wait for minutes. The wall times are
-    printed, not asserted: five sign-in servers finishing their own start
-    take a share of a busy 2-core machine (under `stress-ng --cpu 2` a start took 5.7 to
-    8.2 s alone and 11 s beside them, against 4 to 5.5 s on a quiet one), and speed is
-    the benchmarks' business."""
+    printed, not asserted: five sign-in servers finishing their own start take a share
+    of a busy 2-core machine (under `stress-ng --cpu 2` a start took 5.7 to 8.2 s alone
+    and 11 s beside them, against 4 to 5.5 s on a quiet one), and speed is the
+    benchmarks' business."""
     project_worker, signin_worker = workers
     stub_connection(alice, stub)
     client.force_login(alice)
